@@ -1,0 +1,610 @@
+//! Adapter choice, the device, and the command batch every op records into.
+//!
+//! Ops never submit on their own: each dispatch is appended to one open command encoder, and the
+//! batch is submitted only when a value is read back, on an explicit [`Device::sync`], before an
+//! upload, or when the batch holds [`MAX_BATCH`] dispatches. Each dispatch's small parameter
+//! block goes into a slot of one uniform buffer that is written once per submit.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::kernel::{Kernel, Spec};
+use crate::memory::{BufferPool, MemoryStats};
+use crate::{Error, Result};
+
+/// Dispatches recorded before the batch is submitted on its own.
+pub const MAX_BATCH: usize = 512;
+/// Bytes of one dispatch's parameter slot (the common `min_uniform_buffer_offset_alignment`).
+const PARAM_SLOT: u64 = 256;
+
+/// How matmul-like kernels are tiled. Chosen from the adapter type, overridable for tests and
+/// benchmarks with [`Device::with_strategy`] or `WGRAD_STRATEGY=tiled|blocked`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// Workgroup-memory tiles with barriers: the right choice on real GPUs.
+    Tiled,
+    /// Register blocking with no workgroup memory or barriers: 2-3x faster on CPU adapters
+    /// (lavapipe), where a barrier costs a thread switch.
+    RegisterBlocked,
+}
+
+/// What one adapter is, as `Device::adapters` lists it.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: wgpu::Backend,
+    pub device_type: wgpu::DeviceType,
+    pub driver: String,
+    pub driver_info: String,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+/// Submit and readback counts, to prove a training step makes no host round trip.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub dispatches: u64,
+    pub submits: u64,
+    pub readbacks: u64,
+    pub uploads: u64,
+}
+
+struct Batch {
+    encoder: Option<wgpu::CommandEncoder>,
+    params: Vec<u8>,
+    dispatches: usize,
+}
+
+pub(crate) struct Inner {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    features: wgpu::Features,
+    pub(crate) pool: BufferPool,
+    pipelines: Mutex<HashMap<(&'static str, &'static str, Spec), wgpu::ComputePipeline>>,
+    modules: Mutex<HashMap<(&'static str, Spec), wgpu::ShaderModule>>,
+    batch: Mutex<Batch>,
+    params_buf: wgpu::Buffer,
+    staging: Mutex<Vec<wgpu::Buffer>>,
+    /// Stand-ins bound to optional bindings an entry point declares but a variant never touches.
+    dummies: [wgpu::Buffer; 2],
+    gpu_error: Arc<Mutex<Option<String>>>,
+    dispatches: AtomicU64,
+    submits: AtomicU64,
+    readbacks: AtomicU64,
+    uploads: AtomicU64,
+    id: u64,
+}
+
+/// A GPU (or software adapter) with its queue, buffer pool and kernel cache. Cheap to clone.
+#[derive(Clone)]
+pub struct Device {
+    pub(crate) inner: Arc<Inner>,
+    strategy: Strategy,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Device({} on {:?}, {:?})",
+            self.inner.info.name, self.inner.info.backend, self.strategy
+        )
+    }
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+fn backends() -> wgpu::Backends {
+    wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all())
+}
+
+fn type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+fn summary(a: &wgpu::Adapter) -> AdapterSummary {
+    let info = a.get_info();
+    AdapterSummary {
+        name: info.name,
+        backend: info.backend,
+        device_type: info.device_type,
+        driver: info.driver,
+        driver_info: info.driver_info,
+        limits: a.limits(),
+        features: a.features(),
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Device {
+    /// Every adapter wgpu finds on the native backends (`WGPU_BACKEND` narrows them).
+    pub fn adapters() -> Vec<AdapterSummary> {
+        let inst = instance();
+        pollster::block_on(inst.enumerate_adapters(backends()))
+            .iter()
+            .map(summary)
+            .collect()
+    }
+
+    /// Opens the best adapter: discrete > integrated > virtual > CPU, native backends before GL.
+    /// `WGRAD_ADAPTER` keeps only adapters whose name contains it (case-insensitive).
+    pub fn new() -> Result<Device> {
+        let filter = std::env::var("WGRAD_ADAPTER")
+            .ok()
+            .filter(|s| !s.is_empty());
+        Self::open(filter.as_deref())
+    }
+
+    /// Opens the best adapter whose name contains `name_filter`.
+    pub fn open(name_filter: Option<&str>) -> Result<Device> {
+        let inst = instance();
+        let mut adapters = pollster::block_on(inst.enumerate_adapters(backends()));
+        let found: Vec<String> = adapters
+            .iter()
+            .map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().backend))
+            .collect();
+        if let Some(f) = name_filter {
+            let f = f.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&f));
+        }
+        adapters.sort_by_key(|a| {
+            let i = a.get_info();
+            (type_rank(i.device_type), i.backend == wgpu::Backend::Gl)
+        });
+        let Some(adapter) = adapters.into_iter().next() else {
+            let detail = match (name_filter, found.is_empty()) {
+                (_, true) => String::new(),
+                (Some(f), false) => format!(
+                    " matching WGRAD_ADAPTER={f:?} (found: {})",
+                    found.join(", ")
+                ),
+                (None, false) => format!(" (found: {})", found.join(", ")),
+            };
+            return Err(Error::NoAdapter { detail });
+        };
+        Self::from_adapter(adapter)
+    }
+
+    fn from_adapter(adapter: wgpu::Adapter) -> Result<Device> {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let wanted =
+            wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
+        let features = adapter.features() & wanted;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgrad"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::RequestDevice {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
+        // Validation errors surface as `Error::Gpu` at the next sync point instead of a panic.
+        let gpu_error = Arc::new(Mutex::new(None::<String>));
+        let sink = gpu_error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = sink.lock().unwrap();
+            if slot.is_none() {
+                *slot = Some(e.to_string());
+            }
+        }));
+        let slot = PARAM_SLOT.max(limits.min_uniform_buffer_offset_alignment as u64);
+        let params_buf = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgrad params"),
+            size: slot * MAX_BATCH as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let dummy = |label| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 256,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        let dummies = [
+            dummy("wgrad unused binding 0"),
+            dummy("wgrad unused binding 1"),
+        ];
+        let strategy = match std::env::var("WGRAD_STRATEGY").as_deref() {
+            Ok("tiled") => Strategy::Tiled,
+            Ok("blocked") => Strategy::RegisterBlocked,
+            _ if info.device_type == wgpu::DeviceType::Cpu => Strategy::RegisterBlocked,
+            _ => Strategy::Tiled,
+        };
+        let binding_limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        Ok(Device {
+            inner: Arc::new(Inner {
+                device,
+                queue,
+                info,
+                limits,
+                features,
+                pool: BufferPool::new(binding_limit),
+                pipelines: Mutex::new(HashMap::new()),
+                modules: Mutex::new(HashMap::new()),
+                batch: Mutex::new(Batch {
+                    encoder: None,
+                    params: Vec::new(),
+                    dispatches: 0,
+                }),
+                params_buf,
+                staging: Mutex::new(Vec::new()),
+                dummies,
+                gpu_error,
+                dispatches: AtomicU64::new(0),
+                submits: AtomicU64::new(0),
+                readbacks: AtomicU64::new(0),
+                uploads: AtomicU64::new(0),
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            }),
+            strategy,
+        })
+    }
+
+    /// The same device, launching matmul-like kernels with `strategy`.
+    pub fn with_strategy(&self, strategy: Strategy) -> Device {
+        Device {
+            inner: self.inner.clone(),
+            strategy,
+        }
+    }
+
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+
+    pub fn features(&self) -> wgpu::Features {
+        self.inner.features
+    }
+
+    /// True for software adapters such as lavapipe.
+    pub fn is_cpu(&self) -> bool {
+        self.inner.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// A short description for messages: adapter name and backend.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, device #{})",
+            self.inner.info.name, self.inner.info.backend, self.inner.id
+        )
+    }
+
+    /// Largest byte size one tensor may have on this adapter.
+    pub fn max_tensor_bytes(&self) -> u64 {
+        self.inner
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.inner.limits.max_buffer_size)
+    }
+
+    pub fn memory_stats(&self) -> MemoryStats {
+        self.inner.pool.stats()
+    }
+
+    pub fn reset_peak_memory(&self) {
+        self.inner.pool.reset_peak()
+    }
+
+    /// Releases the pool's cached buffers.
+    pub fn clear_cache(&self) {
+        self.inner.pool.clear()
+    }
+
+    pub fn counters(&self) -> Counters {
+        let i = &self.inner;
+        Counters {
+            dispatches: i.dispatches.load(Ordering::Relaxed),
+            submits: i.submits.load(Ordering::Relaxed),
+            readbacks: i.readbacks.load(Ordering::Relaxed),
+            uploads: i.uploads.load(Ordering::Relaxed),
+        }
+    }
+
+    fn take_gpu_error(&self) -> Result<()> {
+        match self.inner.gpu_error.lock().unwrap().take() {
+            Some(e) => Err(Error::Gpu(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Submits the open batch without waiting for it.
+    pub fn flush(&self) {
+        let mut b = self.inner.batch.lock().unwrap();
+        self.submit_locked(&mut b);
+    }
+
+    fn submit_locked(&self, b: &mut Batch) {
+        if let Some(enc) = b.encoder.take() {
+            if !b.params.is_empty() {
+                self.inner
+                    .queue
+                    .write_buffer(&self.inner.params_buf, 0, &b.params);
+            }
+            self.inner.queue.submit([enc.finish()]);
+            self.inner.submits.fetch_add(1, Ordering::Relaxed);
+            b.params.clear();
+            b.dispatches = 0;
+        }
+    }
+
+    /// Submits the open batch and waits until the adapter has run everything recorded so far.
+    pub fn sync(&self) -> Result<()> {
+        self.flush();
+        self.wait()?;
+        self.take_gpu_error()
+    }
+
+    fn wait(&self) -> Result<()> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(e.to_string()))
+    }
+
+    pub(crate) fn alloc(&self, op: &'static str, bytes: u64) -> Result<wgpu::Buffer> {
+        let limit = self.max_tensor_bytes();
+        if bytes > limit {
+            return Err(Error::TooLarge { op, bytes, limit });
+        }
+        Ok(self.inner.pool.get(&self.inner.device, bytes))
+    }
+
+    /// Writes `data` at the start of `buffer`. The open batch is flushed first, because
+    /// `queue.write_buffer` runs before any command not yet submitted, and such a command may
+    /// still read the old contents of this (pooled) buffer.
+    pub(crate) fn upload(&self, buffer: &wgpu::Buffer, data: &[u8]) {
+        self.flush();
+        if data.len() % 4 == 0 {
+            self.inner.queue.write_buffer(buffer, 0, data);
+        } else {
+            let mut padded = data.to_vec();
+            padded.resize(data.len().div_ceil(4) * 4, 0);
+            self.inner.queue.write_buffer(buffer, 0, &padded);
+        }
+        self.inner.uploads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Copies `bytes` from the start of `buffer` to the host, through a reused staging buffer.
+    pub(crate) fn download(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let size = bytes.div_ceil(4) * 4;
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = {
+            let mut cache = self.inner.staging.lock().unwrap();
+            let best = cache
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.size() >= size)
+                .min_by_key(|(_, s)| s.size())
+                .map(|(i, _)| i);
+            match best {
+                Some(i) => cache.swap_remove(i),
+                None => self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgrad readback"),
+                    size: crate::memory::bucket(size, u64::MAX),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }),
+            }
+        };
+        {
+            let mut b = self.inner.batch.lock().unwrap();
+            let enc = self.encoder_locked(&mut b);
+            enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+            self.submit_locked(&mut b);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, 0..size, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        self.take_gpu_error()?;
+        rx.recv()
+            .map_err(|e| Error::Gpu(e.to_string()))?
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        let out = {
+            let view = staging
+                .get_mapped_range(0..size)
+                .map_err(|e| Error::Gpu(e.to_string()))?;
+            view[..bytes as usize].to_vec()
+        };
+        staging.unmap();
+        self.inner.staging.lock().unwrap().push(staging);
+        self.inner.readbacks.fetch_add(1, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    fn encoder_locked<'a>(&self, b: &'a mut Batch) -> &'a mut wgpu::CommandEncoder {
+        b.encoder.get_or_insert_with(|| {
+            self.inner
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("wgrad batch"),
+                })
+        })
+    }
+
+    fn pipeline(
+        &self,
+        kernel: &'static Kernel,
+        entry: &'static str,
+        spec: &Spec,
+    ) -> wgpu::ComputePipeline {
+        let key = (kernel.name, entry, spec.clone());
+        if let Some(p) = self.inner.pipelines.lock().unwrap().get(&key) {
+            return p.clone();
+        }
+        let module = {
+            let mut modules = self.inner.modules.lock().unwrap();
+            modules
+                .entry((kernel.name, spec.clone()))
+                .or_insert_with(|| {
+                    self.inner
+                        .device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(kernel.name),
+                            source: wgpu::ShaderSource::Wgsl(kernel.source_with(spec).into()),
+                        })
+                })
+                .clone()
+        };
+        let p = self
+            .inner
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.name),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    // Kernels that stage tiles in workgroup memory write every cell before reading it.
+                    zero_initialize_workgroup_memory: false,
+                    ..Default::default()
+                },
+                cache: None,
+            });
+        self.inner.pipelines.lock().unwrap().insert(key, p.clone());
+        p
+    }
+
+    /// A small buffer for a binding the chosen variant never reads or writes (`i` in 0..2, so
+    /// two such bindings of one dispatch get distinct buffers).
+    pub(crate) fn dummy(&self, i: usize) -> &wgpu::Buffer {
+        &self.inner.dummies[i]
+    }
+
+    /// Records one dispatch: `params` (32-bit words) at binding 0 as a uniform, then `buffers`
+    /// as storage bindings 1, 2, ... in order.
+    pub(crate) fn dispatch(&self, d: Dispatch<'_>) {
+        if d.workgroups.contains(&0) {
+            return;
+        }
+        debug_assert!(
+            d.params.len() * 4 <= PARAM_SLOT as usize,
+            "{}: params too long",
+            d.kernel.name
+        );
+        let pipeline = self.pipeline(d.kernel, d.entry, d.spec);
+        let mut b = self.inner.batch.lock().unwrap();
+        if b.dispatches >= MAX_BATCH {
+            self.submit_locked(&mut b);
+        }
+        let slot = PARAM_SLOT.max(self.inner.limits.min_uniform_buffer_offset_alignment as u64);
+        let offset = b.dispatches as u64 * slot;
+        b.params.resize(offset as usize, 0);
+        b.params.extend_from_slice(bytemuck::cast_slice(d.params));
+        let param_bytes = ((d.params.len() as u64 * 4).div_ceil(16) * 16).max(16);
+        b.params.resize((offset + param_bytes) as usize, 0);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.inner.params_buf,
+                offset,
+                size: wgpu::BufferSize::new(param_bytes),
+            }),
+        }];
+        for (i, buf) in d.buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: buf.as_entire_binding(),
+            });
+        }
+        let bind_group = self
+            .inner
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(d.kernel.name),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+        b.dispatches += 1;
+        let enc = self.encoder_locked(&mut b);
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(d.kernel.name),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+        }
+        self.inner.dispatches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Workgroup counts for `groups` workgroups on a 1-D problem, folded into a second grid
+    /// dimension past the 65,535 per-dimension limit. Returns the grid and the number of
+    /// workgroups per grid row (kernels rebuild the linear index from it).
+    pub(crate) fn grid_1d(&self, groups: u64) -> Result<([u32; 3], u32)> {
+        let max = self.inner.limits.max_compute_workgroups_per_dimension as u64;
+        if groups <= max {
+            return Ok(([groups as u32, 1, 1], groups.max(1) as u32));
+        }
+        let y = groups.div_ceil(max);
+        if y > max {
+            return Err(Error::invalid(
+                "dispatch",
+                format!("{groups} workgroups exceed the adapter's grid"),
+            ));
+        }
+        let x = groups.div_ceil(y);
+        Ok(([x as u32, y as u32, 1], x as u32))
+    }
+}
+
+/// One kernel launch.
+pub(crate) struct Dispatch<'a> {
+    pub kernel: &'static Kernel,
+    pub entry: &'static str,
+    pub spec: &'a Spec,
+    pub params: &'a [u32],
+    pub buffers: &'a [&'a wgpu::Buffer],
+    pub workgroups: [u32; 3],
+}
+
+static DEFAULT: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
+
+/// The process-wide default device ([`Device::new`] on first use), shared by everything that
+/// does not name one.
+pub fn default_device() -> Result<Device> {
+    DEFAULT
+        .get_or_init(|| Device::new().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|detail| Error::NoAdapter {
+            detail: format!(": {detail}"),
+        })
+}

@@ -1,0 +1,103 @@
+//! WGSL kernels: their sources, specialisation, and the registry the naga test walks.
+//!
+//! A kernel is one WGSL file of `shaders/` (plus shared helper files). A [`Spec`] prepends a few
+//! `const` and `alias` declarations to it, so that every variant is plain, complete WGSL: what
+//! naga validates offline is byte for byte what the adapter compiles, and the constants fold on
+//! every backend (WGSL `override`s would leave that to each driver).
+
+/// One WGSL kernel family.
+#[derive(Debug)]
+pub struct Kernel {
+    /// Short name, also the pipeline label.
+    pub name: &'static str,
+    /// File name under `shaders/`.
+    pub file: &'static str,
+    /// The file's text.
+    pub source: &'static str,
+    /// Helper files prepended to `source` (after the spec).
+    pub helpers: &'static [&'static str],
+    /// Entry points the launchers use.
+    pub entries: &'static [&'static str],
+}
+
+/// The declarations that specialise a kernel: constants, type aliases, function choices.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Spec {
+    text: String,
+}
+
+impl Spec {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `const NAME: u32 = V;`
+    pub fn u32(mut self, name: &str, v: u32) -> Self {
+        self.text += &format!("const {name}: u32 = {v}u;\n");
+        self
+    }
+
+    /// `const NAME: bool = V;`
+    pub fn bool(mut self, name: &str, v: bool) -> Self {
+        self.text += &format!("const {name}: bool = {v};\n");
+        self
+    }
+
+    /// `alias NAME = TY;`
+    pub fn alias(mut self, name: &str, ty: &str) -> Self {
+        self.text += &format!("alias {name} = {ty};\n");
+        self
+    }
+
+    /// Any other declaration, e.g. a one-line function picking an op.
+    pub fn line(mut self, decl: &str) -> Self {
+        self.text += decl;
+        self.text.push('\n');
+        self
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Kernel {
+    /// The complete WGSL text of one variant.
+    pub fn source_with(&self, spec: &Spec) -> String {
+        let mut s = String::with_capacity(spec.text.len() + self.source.len() + 1024);
+        s += "// specialisation\n";
+        s += &spec.text;
+        for h in self.helpers {
+            s += h;
+            s.push('\n');
+        }
+        s += self.source;
+        s
+    }
+}
+
+macro_rules! shader {
+    ($file:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shaders/",
+            $file
+        ))
+    };
+}
+pub(crate) use shader;
+
+/// Every kernel variant wgrad can launch, for offline validation (naga) and warm-up.
+pub fn all_variants() -> Vec<(&'static Kernel, Spec)> {
+    let mut v = Vec::new();
+    v.extend(crate::ops::fill::variants());
+    v.extend(crate::ops::unary::variants());
+    v.extend(crate::ops::binary::variants());
+    v.extend(crate::ops::reduce::variants());
+    v.extend(crate::ops::softmax::variants());
+    v.extend(crate::ops::layout::variants());
+    v.extend(crate::ops::cast::variants());
+    v.extend(crate::ops::random::variants());
+    v.extend(crate::ops::matmul::variants());
+    v
+}

@@ -1,0 +1,242 @@
+//! Elementwise binary ops with NumPy broadcasting, comparisons and `where`
+//! (`shaders/binary.wgsl`).
+
+use super::{launch_1d, pack8, same_device};
+use crate::kernel::{shader, Kernel, Spec};
+use crate::shape::{broadcast, broadcast_strides};
+use crate::{DType, Error, Result, Tensor};
+
+pub static BINARY: Kernel = Kernel {
+    name: "binary",
+    file: "binary.wgsl",
+    source: shader!("binary.wgsl"),
+    helpers: &[],
+    entries: &["main", "where_main"],
+};
+
+/// A binary op on f32 tensors. Comparisons give a u32 mask of 0/1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Maximum,
+    Minimum,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl BinaryOp {
+    pub const ALL: [BinaryOp; 13] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Pow,
+        BinaryOp::Maximum,
+        BinaryOp::Minimum,
+        BinaryOp::Eq,
+        BinaryOp::Ne,
+        BinaryOp::Lt,
+        BinaryOp::Le,
+        BinaryOp::Gt,
+        BinaryOp::Ge,
+    ];
+
+    fn name(self) -> &'static str {
+        use BinaryOp::*;
+        match self {
+            Add => "add",
+            Sub => "sub",
+            Mul => "mul",
+            Div => "div",
+            Pow => "pow",
+            Maximum => "maximum",
+            Minimum => "minimum",
+            Eq => "eq",
+            Ne => "ne",
+            Lt => "lt",
+            Le => "le",
+            Gt => "gt",
+            Ge => "ge",
+        }
+    }
+
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge
+        )
+    }
+}
+
+fn spec(op: BinaryOp, vec4: bool, bcast: bool) -> Spec {
+    let (t, m) = if vec4 {
+        ("vec4<f32>", "vec4<u32>")
+    } else {
+        ("f32", "u32")
+    };
+    Spec::new()
+        .alias("T", t)
+        .alias("M", m)
+        .alias("O", if op.is_comparison() { m } else { t })
+        .bool("BCAST", bcast)
+        .line(&format!(
+            "fn apply(x: T, y: T) -> O {{ return op_{}(x, y); }}",
+            op.name()
+        ))
+}
+
+pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
+    let mut v = Vec::new();
+    for op in BinaryOp::ALL {
+        v.push((&BINARY, spec(op, false, true)));
+        v.push((&BINARY, spec(op, false, false)));
+        v.push((&BINARY, spec(op, true, false)));
+    }
+    v
+}
+
+fn params(out: &[usize], strides: [&[usize]; 3]) -> Vec<u32> {
+    let mut p = Vec::with_capacity(36);
+    p.extend(pack8(out));
+    for s in strides {
+        p.extend(pack8(s));
+    }
+    p.extend([crate::shape::numel(out) as u32, 0, out.len() as u32, 0]);
+    p
+}
+
+impl Tensor {
+    /// `op(self, rhs)` with NumPy broadcasting.
+    pub fn binary(&self, rhs: &Tensor, op: BinaryOp) -> Result<Tensor> {
+        let name = "binary";
+        same_device(name, &[self, rhs])?;
+        self.expect_dtype(name, DType::F32)?;
+        rhs.expect_dtype(name, DType::F32)?;
+        let shape = broadcast(name, self.shape(), rhs.shape())?;
+        let dtype = if op.is_comparison() {
+            DType::U32
+        } else {
+            DType::F32
+        };
+        let out = Tensor::uninit(self.device(), name, &shape, dtype)?;
+        let n = out.numel() as u64;
+        let same = self.shape() == rhs.shape();
+        let vec4 = same && n % 4 == 0;
+        let mut p = if same {
+            let mut p = vec![0u32; 36];
+            p[32] = if vec4 { n / 4 } else { n } as u32;
+            p
+        } else {
+            let sa = broadcast_strides(self.shape(), &shape);
+            let sb = broadcast_strides(rhs.shape(), &shape);
+            params(&shape, [&sa, &sb, &[]])
+        };
+        let lanes = p[32] as u64;
+        let buffers = [self.buffer(), rhs.buffer(), out.buffer()];
+        launch_1d(
+            self.device(),
+            &BINARY,
+            "main",
+            &spec(op, vec4, !same),
+            &mut p,
+            33,
+            &buffers,
+            lanes,
+            256,
+        )?;
+        Ok(out)
+    }
+
+    pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Add)
+    }
+    pub fn sub(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Sub)
+    }
+    pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Mul)
+    }
+    pub fn div(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Div)
+    }
+    pub fn pow(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Pow)
+    }
+    pub fn maximum(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Maximum)
+    }
+    pub fn minimum(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Minimum)
+    }
+    pub fn eq(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Eq)
+    }
+    pub fn ne(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Ne)
+    }
+    pub fn lt(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Lt)
+    }
+    pub fn le(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Le)
+    }
+    pub fn gt(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Gt)
+    }
+    pub fn ge(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Ge)
+    }
+
+    /// Picks `on_true` where the u32 mask `self` is non-zero, else `on_false`; all three
+    /// broadcast together.
+    pub fn where_(&self, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
+        let name = "where";
+        same_device(name, &[self, on_true, on_false])?;
+        if self.dtype() != DType::U32 {
+            return Err(Error::Dtype {
+                op: name,
+                expected: "u32 (a mask from a comparison)".into(),
+                got: self.dtype(),
+            });
+        }
+        on_true.expect_dtype(name, DType::F32)?;
+        on_false.expect_dtype(name, DType::F32)?;
+        let shape = broadcast(
+            name,
+            &broadcast(name, self.shape(), on_true.shape())?,
+            on_false.shape(),
+        )?;
+        let out = Tensor::uninit(self.device(), name, &shape, DType::F32)?;
+        let sa = broadcast_strides(on_true.shape(), &shape);
+        let sb = broadcast_strides(on_false.shape(), &shape);
+        let sc = broadcast_strides(self.shape(), &shape);
+        let mut p = params(&shape, [&sa, &sb, &sc]);
+        let buffers = [
+            on_true.buffer(),
+            on_false.buffer(),
+            out.buffer(),
+            self.buffer(),
+        ];
+        let spec = spec(BinaryOp::Add, false, true);
+        launch_1d(
+            self.device(),
+            &BINARY,
+            "where_main",
+            &spec,
+            &mut p,
+            33,
+            &buffers,
+            out.numel() as u64,
+            256,
+        )?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,61 @@
+//! Dtype conversion (`shaders/cast.wgsl`).
+
+use super::launch_1d;
+use crate::kernel::{shader, Kernel, Spec};
+use crate::{DType, Error, Result, Tensor};
+
+pub static CAST: Kernel = Kernel {
+    name: "cast",
+    file: "cast.wgsl",
+    source: shader!("cast.wgsl"),
+    helpers: &[],
+    entries: &["main"],
+};
+
+pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
+    (0..7)
+        .map(|m| (&CAST, Spec::new().u32("MODE", m)))
+        .collect()
+}
+
+impl Tensor {
+    /// Converts to `dtype`. f32 -> f16 rounds to nearest; float -> integer truncates toward zero.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        use DType::*;
+        let mode = match (self.dtype(), dtype) {
+            (a, b) if a == b => return Ok(self.clone()),
+            (F32, F16) => 0,
+            (F16, F32) => 1,
+            (F32, I32) => 2,
+            (I32, F32) => 3,
+            (F32, U32) => 4,
+            (U32, F32) => 5,
+            (I32, U32) | (U32, I32) => 6,
+            (F16, _) => return self.to_dtype(F32)?.to_dtype(dtype),
+            (_, F16) => return self.to_dtype(F32)?.to_dtype(F16),
+            (from, to) => {
+                return Err(Error::invalid(
+                    "to_dtype",
+                    format!("no conversion from {from} to {to}"),
+                ))
+            }
+        };
+        let out = Tensor::uninit(self.device(), "to_dtype", self.shape(), dtype)?;
+        let n = self.numel();
+        let threads = if mode == 0 { n.div_ceil(2) } else { n };
+        let mut p = [threads as u32, 0, n as u32, 0];
+        let spec = Spec::new().u32("MODE", mode);
+        launch_1d(
+            self.device(),
+            &CAST,
+            "main",
+            &spec,
+            &mut p,
+            1,
+            &[self.buffer(), out.buffer()],
+            threads as u64,
+            256,
+        )?;
+        Ok(out)
+    }
+}

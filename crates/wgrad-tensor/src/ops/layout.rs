@@ -1,0 +1,182 @@
+//! Permute, transpose, slice and concat as strided-copy kernels (`shaders/layout.wgsl`).
+//! Tensors stay dense, so every other kernel indexes with plain row-major strides.
+
+use super::{launch_1d, pack8, same_device};
+use crate::kernel::{shader, Kernel, Spec};
+use crate::shape::{axis as resolve_axis, numel, strides};
+use crate::{DType, Error, Result, Tensor};
+
+pub static LAYOUT: Kernel = Kernel {
+    name: "layout",
+    file: "layout.wgsl",
+    source: shader!("layout.wgsl"),
+    helpers: &[],
+    entries: &["copy", "copy_half"],
+};
+
+pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
+    vec![(&LAYOUT, Spec::new())]
+}
+
+/// Copies the `shape`-sized block of `src` (at `src_base`, `src_strides`) into `dst` (at
+/// `dst_base`, `dst_strides`). f16 needs a dense destination (`dst_strides` row-major, base 0).
+fn strided_copy(
+    src: &Tensor,
+    dst: &Tensor,
+    shape: &[usize],
+    src_strides: &[usize],
+    src_base: usize,
+    dst_strides: &[usize],
+    dst_base: usize,
+) -> Result<()> {
+    let n = numel(shape);
+    let half = src.dtype() == DType::F16;
+    let threads = if half { n.div_ceil(2) } else { n };
+    let mut p = Vec::with_capacity(36);
+    p.extend(pack8(shape));
+    p.extend(pack8(src_strides));
+    p.extend(pack8(dst_strides));
+    p.extend([
+        threads as u32,
+        0,
+        shape.len() as u32,
+        src_base as u32,
+        dst_base as u32,
+        n as u32,
+        0,
+        0,
+    ]);
+    let entry = if half { "copy_half" } else { "copy" };
+    launch_1d(
+        src.device(),
+        &LAYOUT,
+        entry,
+        &Spec::new(),
+        &mut p,
+        25,
+        &[src.buffer(), dst.buffer()],
+        threads as u64,
+        256,
+    )
+}
+
+impl Tensor {
+    /// Reorders axes: output axis `i` is input axis `perm[i]`.
+    pub fn permute(&self, perm: &[usize]) -> Result<Tensor> {
+        let name = "permute";
+        let rank = self.rank();
+        let mut seen = vec![false; rank];
+        if perm.len() != rank
+            || perm
+                .iter()
+                .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(Error::invalid(
+                name,
+                format!("{perm:?} is not a permutation of {rank} axes"),
+            ));
+        }
+        let shape: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
+        let own = strides(self.shape());
+        let src_strides: Vec<usize> = perm.iter().map(|&p| own[p]).collect();
+        let out = Tensor::uninit(self.device(), name, &shape, self.dtype())?;
+        strided_copy(self, &out, &shape, &src_strides, 0, &strides(&shape), 0)?;
+        Ok(out)
+    }
+
+    /// Swaps two axes.
+    pub fn transpose(&self, a: isize, b: isize) -> Result<Tensor> {
+        let (a, b) = (
+            resolve_axis("transpose", a, self.rank())?,
+            resolve_axis("transpose", b, self.rank())?,
+        );
+        let mut perm: Vec<usize> = (0..self.rank()).collect();
+        perm.swap(a, b);
+        self.permute(&perm)
+    }
+
+    /// Swaps the last two axes (a matrix transpose, batched).
+    pub fn t(&self) -> Result<Tensor> {
+        if self.rank() < 2 {
+            return Err(Error::shape("t", "needs rank >= 2", &[self.shape()]));
+        }
+        self.transpose(-2, -1)
+    }
+
+    /// Elements `start..end` along `axis`.
+    pub fn slice(&self, axis: isize, start: usize, end: usize) -> Result<Tensor> {
+        let name = "slice";
+        let ax = resolve_axis(name, axis, self.rank())?;
+        let len = self.shape()[ax];
+        if start > end || end > len {
+            return Err(Error::invalid(
+                name,
+                format!("range {start}..{end} is outside 0..{len} of axis {ax}"),
+            ));
+        }
+        let mut shape = self.shape().to_vec();
+        shape[ax] = end - start;
+        let own = strides(self.shape());
+        let out = Tensor::uninit(self.device(), name, &shape, self.dtype())?;
+        strided_copy(
+            self,
+            &out,
+            &shape,
+            &own,
+            start * own[ax],
+            &strides(&shape),
+            0,
+        )?;
+        Ok(out)
+    }
+
+    /// Joins tensors along `axis`; all other extents must match.
+    pub fn concat(tensors: &[&Tensor], axis: isize) -> Result<Tensor> {
+        let name = "concat";
+        let first = tensors
+            .first()
+            .ok_or_else(|| Error::invalid(name, "no tensors given"))?;
+        same_device(name, tensors)?;
+        let ax = resolve_axis(name, axis, first.rank())?;
+        let shapes: Vec<&[usize]> = tensors.iter().map(|t| t.shape()).collect();
+        for t in tensors {
+            t.expect_dtype(name, first.dtype())?;
+            let fits = t.rank() == first.rank()
+                && (0..t.rank()).all(|d| d == ax || t.shape()[d] == first.shape()[d]);
+            if !fits {
+                return Err(Error::shape(
+                    name,
+                    format!("extents must match except along axis {ax}"),
+                    &shapes,
+                ));
+            }
+        }
+        if first.dtype() == DType::F16 {
+            // Two halves share a word, so pieces cannot be written into place independently.
+            let wide: Vec<Tensor> = tensors
+                .iter()
+                .map(|t| t.to_dtype(DType::F32))
+                .collect::<Result<_>>()?;
+            let refs: Vec<&Tensor> = wide.iter().collect();
+            return Tensor::concat(&refs, axis)?.to_dtype(DType::F16);
+        }
+        let mut shape = first.shape().to_vec();
+        shape[ax] = tensors.iter().map(|t| t.shape()[ax]).sum();
+        let out = Tensor::uninit(first.device(), name, &shape, first.dtype())?;
+        let out_strides = strides(&shape);
+        let mut offset = 0;
+        for t in tensors {
+            strided_copy(
+                t,
+                &out,
+                t.shape(),
+                &strides(t.shape()),
+                0,
+                &out_strides,
+                offset * out_strides[ax],
+            )?;
+            offset += t.shape()[ax];
+        }
+        Ok(out)
+    }
+}

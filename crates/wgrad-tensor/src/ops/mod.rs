@@ -1,0 +1,65 @@
+//! Op launchers, one file per kernel family (`shaders/<family>.wgsl`): shape rules, the
+//! specialisation, the parameter block and the dispatch. Each public op is a method on
+//! [`Tensor`](crate::Tensor) defined next to its kernel.
+
+pub mod binary;
+pub mod cast;
+pub mod fill;
+pub mod layout;
+pub mod matmul;
+pub mod random;
+pub mod reduce;
+pub mod softmax;
+pub mod unary;
+
+use crate::device::{Device, Dispatch};
+use crate::kernel::{Kernel, Spec};
+use crate::shape::MAX_RANK;
+use crate::{Result, Tensor};
+
+/// Packs up to eight extents or strides into the two vec4<u32> of a parameter block.
+pub(crate) fn pack8(v: &[usize]) -> [u32; MAX_RANK] {
+    let mut out = [0u32; MAX_RANK];
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o = x as u32;
+    }
+    out
+}
+
+/// Launches a 1-D kernel over `threads` invocations in workgroups of `wg`. `params` gets the
+/// workgroups-per-row word written at `row_slot` (every 1-D kernel rebuilds its index from it).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn launch_1d(
+    device: &Device,
+    kernel: &'static Kernel,
+    entry: &'static str,
+    spec: &Spec,
+    params: &mut [u32],
+    row_slot: usize,
+    buffers: &[&wgpu::Buffer],
+    threads: u64,
+    wg: u64,
+) -> Result<()> {
+    if threads == 0 {
+        return Ok(());
+    }
+    let (workgroups, row) = device.grid_1d(threads.div_ceil(wg))?;
+    params[row_slot] = row;
+    device.dispatch(Dispatch {
+        kernel,
+        entry,
+        spec,
+        params,
+        buffers,
+        workgroups,
+    });
+    Ok(())
+}
+
+/// Checks that all tensors live on the first one's device.
+pub(crate) fn same_device(op: &'static str, ts: &[&Tensor]) -> Result<()> {
+    for t in &ts[1..] {
+        ts[0].same_device(op, t)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! Seeded random tensors generated on the device (`shaders/random.wgsl`, Philox4x32-10).
+//! Element i depends only on the seed and i, so results are reproducible on every adapter and
+//! need no upload.
+
+use super::launch_1d;
+use crate::kernel::{shader, Kernel, Spec};
+use crate::{DType, Device, Error, Result, Tensor};
+
+pub static RANDOM: Kernel = Kernel {
+    name: "random",
+    file: "random.wgsl",
+    source: shader!("random.wgsl"),
+    helpers: &[],
+    entries: &["main"],
+};
+
+pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
+    vec![
+        (&RANDOM, Spec::new().bool("NORMAL", false)),
+        (&RANDOM, Spec::new().bool("NORMAL", true)),
+    ]
+}
+
+fn random(
+    device: &Device,
+    op: &'static str,
+    shape: &[usize],
+    seed: u64,
+    normal: bool,
+    p0: f32,
+    p1: f32,
+) -> Result<Tensor> {
+    if !p0.is_finite() || !p1.is_finite() {
+        return Err(Error::invalid(
+            op,
+            format!("parameters {p0}, {p1} must be finite"),
+        ));
+    }
+    let out = Tensor::uninit(device, op, shape, DType::F32)?;
+    let n = out.numel();
+    let mut p = [
+        n as u32,
+        0,
+        seed as u32,
+        (seed >> 32) as u32,
+        p0.to_bits(),
+        p1.to_bits(),
+        0,
+        0,
+    ];
+    let spec = Spec::new().bool("NORMAL", normal);
+    launch_1d(
+        device,
+        &RANDOM,
+        "main",
+        &spec,
+        &mut p,
+        1,
+        &[out.buffer()],
+        n.div_ceil(4) as u64,
+        64,
+    )?;
+    Ok(out)
+}
+
+impl Tensor {
+    /// Uniform values in `[low, high)`.
+    pub fn rand_uniform(
+        device: &Device,
+        shape: &[usize],
+        low: f32,
+        high: f32,
+        seed: u64,
+    ) -> Result<Tensor> {
+        if low > high {
+            return Err(Error::invalid(
+                "rand_uniform",
+                format!("low {low} is above high {high}"),
+            ));
+        }
+        random(device, "rand_uniform", shape, seed, false, low, high)
+    }
+
+    /// Normal values with `mean` and standard deviation `std` (Box-Muller).
+    pub fn rand_normal(
+        device: &Device,
+        shape: &[usize],
+        mean: f32,
+        std: f32,
+        seed: u64,
+    ) -> Result<Tensor> {
+        if std < 0.0 {
+            return Err(Error::invalid(
+                "rand_normal",
+                format!("std {std} is negative"),
+            ));
+        }
+        random(device, "rand_normal", shape, seed, true, mean, std)
+    }
+}

@@ -1,0 +1,61 @@
+//! Softmax and log-softmax along one axis (`shaders/softmax.wgsl`).
+
+use super::launch_1d;
+use crate::kernel::{shader, Kernel, Spec};
+use crate::shape::{axis as resolve_axis, numel};
+use crate::{DType, Result, Tensor};
+
+pub static SOFTMAX: Kernel = Kernel {
+    name: "softmax",
+    file: "softmax.wgsl",
+    source: shader!("softmax.wgsl"),
+    helpers: &[],
+    entries: &["main"],
+};
+
+pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
+    vec![
+        (&SOFTMAX, Spec::new().bool("LOG", false)),
+        (&SOFTMAX, Spec::new().bool("LOG", true)),
+    ]
+}
+
+impl Tensor {
+    fn softmax_impl(&self, axis: isize, log: bool) -> Result<Tensor> {
+        let name = if log { "log_softmax" } else { "softmax" };
+        self.expect_dtype(name, DType::F32)?;
+        let ax = resolve_axis(name, axis, self.rank().max(1))?;
+        let shape = if self.rank() == 0 {
+            vec![1]
+        } else {
+            self.shape().to_vec()
+        };
+        let (a, k, b) = (numel(&shape[..ax]), shape[ax], numel(&shape[ax + 1..]));
+        let out = Tensor::uninit(self.device(), name, self.shape(), DType::F32)?;
+        let rows = (a * b) as u64;
+        let mut p = [a as u32, k as u32, b as u32, rows as u32, 0, 0, 0, 0];
+        let spec = Spec::new().bool("LOG", log);
+        launch_1d(
+            self.device(),
+            &SOFTMAX,
+            "main",
+            &spec,
+            &mut p,
+            4,
+            &[self.buffer(), out.buffer()],
+            rows,
+            64,
+        )?;
+        Ok(out)
+    }
+
+    /// exp(x - max) / sum(exp(x - max)) along `axis`.
+    pub fn softmax(&self, axis: isize) -> Result<Tensor> {
+        self.softmax_impl(axis, false)
+    }
+
+    /// x - max - log(sum(exp(x - max))) along `axis`: finite for any logits.
+    pub fn log_softmax(&self, axis: isize) -> Result<Tensor> {
+        self.softmax_impl(axis, true)
+    }
+}

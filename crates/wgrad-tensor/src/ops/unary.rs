@@ -1,0 +1,215 @@
+//! Elementwise maps and their scalar forms (`shaders/unary.wgsl`).
+
+use super::launch_1d;
+use crate::kernel::{shader, Kernel, Spec};
+use crate::{DType, Result, Tensor};
+
+pub static UNARY: Kernel = Kernel {
+    name: "unary",
+    file: "unary.wgsl",
+    source: shader!("unary.wgsl"),
+    helpers: &[shader!("common/activations.wgsl")],
+    entries: &["main"],
+};
+
+/// An elementwise f32 map. Parameters ride in the op: `LeakyRelu(slope)`, `Affine(a, b)` is
+/// `a * x + b`, `Clip(lo, hi)`...
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    Neg,
+    Abs,
+    Exp,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Square,
+    Reciprocal,
+    Relu,
+    LeakyRelu(f32),
+    Elu(f32),
+    Selu,
+    Gelu,
+    Sigmoid,
+    Tanh,
+    Softplus,
+    Affine(f32, f32),
+    DivScalar(f32),
+    RdivScalar(f32),
+    MaximumScalar(f32),
+    MinimumScalar(f32),
+    Clip(f32, f32),
+    PowScalar(f32),
+}
+
+impl UnaryOp {
+    /// Every op with sample parameters (for variant enumeration and tests).
+    pub const ALL: [UnaryOp; 23] = [
+        UnaryOp::Neg,
+        UnaryOp::Abs,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Rsqrt,
+        UnaryOp::Square,
+        UnaryOp::Reciprocal,
+        UnaryOp::Relu,
+        UnaryOp::LeakyRelu(0.2),
+        UnaryOp::Elu(1.0),
+        UnaryOp::Selu,
+        UnaryOp::Gelu,
+        UnaryOp::Sigmoid,
+        UnaryOp::Tanh,
+        UnaryOp::Softplus,
+        UnaryOp::Affine(2.0, 1.0),
+        UnaryOp::DivScalar(3.0),
+        UnaryOp::RdivScalar(3.0),
+        UnaryOp::MaximumScalar(0.5),
+        UnaryOp::MinimumScalar(0.5),
+        UnaryOp::Clip(-0.5, 0.5),
+        UnaryOp::PowScalar(3.0),
+    ];
+
+    /// The WGSL function (`op_<name>`) and its two parameters.
+    fn wgsl(self) -> (&'static str, f32, f32) {
+        use UnaryOp::*;
+        match self {
+            Neg => ("neg", 0.0, 0.0),
+            Abs => ("abs", 0.0, 0.0),
+            Exp => ("exp", 0.0, 0.0),
+            Log => ("log", 0.0, 0.0),
+            Sqrt => ("sqrt", 0.0, 0.0),
+            Rsqrt => ("rsqrt", 0.0, 0.0),
+            Square => ("square", 0.0, 0.0),
+            Reciprocal => ("reciprocal", 0.0, 0.0),
+            Relu => ("relu", 0.0, 0.0),
+            LeakyRelu(a) => ("leaky_relu", a, 0.0),
+            Elu(a) => ("elu", a, 0.0),
+            Selu => ("selu", 0.0, 0.0),
+            Gelu => ("gelu", 0.0, 0.0),
+            Sigmoid => ("sigmoid", 0.0, 0.0),
+            Tanh => ("tanh", 0.0, 0.0),
+            Softplus => ("softplus", 0.0, 0.0),
+            Affine(a, b) => ("affine", a, b),
+            DivScalar(a) => ("div_scalar", a, 0.0),
+            RdivScalar(a) => ("rdiv_scalar", a, 0.0),
+            MaximumScalar(a) => ("maximum_scalar", a, 0.0),
+            MinimumScalar(a) => ("minimum_scalar", a, 0.0),
+            Clip(a, b) => ("clip", a, b),
+            PowScalar(a) => ("pow_scalar", a, 0.0),
+        }
+    }
+}
+
+fn spec(name: &str, vec4: bool) -> Spec {
+    Spec::new()
+        .alias("T", if vec4 { "vec4<f32>" } else { "f32" })
+        .line(&format!("fn apply(v: T) -> T {{ return op_{name}(v); }}"))
+}
+
+pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
+    let mut v = Vec::new();
+    for op in UnaryOp::ALL {
+        for vec4 in [false, true] {
+            v.push((&UNARY, spec(op.wgsl().0, vec4)));
+        }
+    }
+    v
+}
+
+impl Tensor {
+    /// Applies an elementwise map (f32 tensors).
+    pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
+        self.expect_dtype("unary", DType::F32)?;
+        let (name, alpha, beta) = op.wgsl();
+        let out = Tensor::uninit(self.device(), "unary", self.shape(), DType::F32)?;
+        let n = self.numel() as u64;
+        let vec4 = n % 4 == 0;
+        let lanes = if vec4 { n / 4 } else { n };
+        let mut params = [lanes as u32, 0, alpha.to_bits(), beta.to_bits()];
+        launch_1d(
+            self.device(),
+            &UNARY,
+            "main",
+            &spec(name, vec4),
+            &mut params,
+            1,
+            &[self.buffer(), out.buffer()],
+            lanes,
+            256,
+        )?;
+        Ok(out)
+    }
+
+    pub fn neg(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Neg)
+    }
+    pub fn abs(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Abs)
+    }
+    pub fn exp(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Exp)
+    }
+    pub fn log(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Log)
+    }
+    pub fn sqrt(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Sqrt)
+    }
+    pub fn rsqrt(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Rsqrt)
+    }
+    pub fn square(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Square)
+    }
+    pub fn recip(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Reciprocal)
+    }
+    pub fn relu(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Relu)
+    }
+    pub fn leaky_relu(&self, slope: f32) -> Result<Tensor> {
+        self.unary(UnaryOp::LeakyRelu(slope))
+    }
+    pub fn elu(&self, alpha: f32) -> Result<Tensor> {
+        self.unary(UnaryOp::Elu(alpha))
+    }
+    pub fn selu(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Selu)
+    }
+    pub fn gelu(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Gelu)
+    }
+    pub fn sigmoid(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Sigmoid)
+    }
+    pub fn tanh(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Tanh)
+    }
+    pub fn softplus(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Softplus)
+    }
+    pub fn add_scalar(&self, s: f32) -> Result<Tensor> {
+        self.unary(UnaryOp::Affine(1.0, s))
+    }
+    pub fn sub_scalar(&self, s: f32) -> Result<Tensor> {
+        self.unary(UnaryOp::Affine(1.0, -s))
+    }
+    pub fn mul_scalar(&self, s: f32) -> Result<Tensor> {
+        self.unary(UnaryOp::Affine(s, 0.0))
+    }
+    pub fn div_scalar(&self, s: f32) -> Result<Tensor> {
+        self.unary(UnaryOp::DivScalar(s))
+    }
+    pub fn pow_scalar(&self, e: f32) -> Result<Tensor> {
+        self.unary(UnaryOp::PowScalar(e))
+    }
+    pub fn maximum_scalar(&self, s: f32) -> Result<Tensor> {
+        self.unary(UnaryOp::MaximumScalar(s))
+    }
+    pub fn minimum_scalar(&self, s: f32) -> Result<Tensor> {
+        self.unary(UnaryOp::MinimumScalar(s))
+    }
+    pub fn clip(&self, lo: f32, hi: f32) -> Result<Tensor> {
+        self.unary(UnaryOp::Clip(lo, hi))
+    }
+}

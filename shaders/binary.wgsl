@@ -1,0 +1,80 @@
+// Elementwise binary ops with NumPy broadcasting, and `where`.
+// Specialisation: `T` (f32 or vec4<f32>), `M` the matching mask type (u32 or vec4<u32>),
+// `O` the output type (T for arithmetic, M for comparisons), `BCAST` whether operands need
+// stride arithmetic (vec4 is only used when both operands have the output's shape), and
+// `apply`, naming one op_* function.
+
+struct Params {
+    shape: array<vec4<u32>, 2>,  // output extents, rank <= 8
+    sa: array<vec4<u32>, 2>,     // element strides of a (0 on broadcast dimensions)
+    sb: array<vec4<u32>, 2>,
+    sc: array<vec4<u32>, 2>,     // strides of the mask of `where`
+    n: u32,
+    row: u32,
+    rank: u32,
+    pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<T>;
+@group(0) @binding(2) var<storage, read> b: array<T>;
+@group(0) @binding(3) var<storage, read_write> out: array<O>;
+@group(0) @binding(4) var<storage, read> mask: array<u32>;
+
+fn op_add(x: T, y: T) -> T { return x + y; }
+fn op_sub(x: T, y: T) -> T { return x - y; }
+fn op_mul(x: T, y: T) -> T { return x * y; }
+fn op_div(x: T, y: T) -> T { return x / y; }
+fn op_maximum(x: T, y: T) -> T { return max(x, y); }
+fn op_minimum(x: T, y: T) -> T { return min(x, y); }
+fn op_pow(x: T, y: T) -> T {
+    // NumPy semantics for negative bases with integral exponents (see unary.wgsl).
+    let r = pow(abs(x), y);
+    let integral = y == round(y);
+    let odd = integral & (abs(y % T(2.0)) == T(1.0));
+    let signed = select(r, -r, odd & (x < T(0.0)));
+    let nan = T(bitcast<f32>(0x7fc00000u));
+    return select(select(nan, signed, integral | (x >= T(0.0))), T(1.0), y == T(0.0));
+}
+fn op_eq(x: T, y: T) -> M { return select(M(0u), M(1u), x == y); }
+fn op_ne(x: T, y: T) -> M { return select(M(0u), M(1u), x != y); }
+fn op_lt(x: T, y: T) -> M { return select(M(0u), M(1u), x < y); }
+fn op_le(x: T, y: T) -> M { return select(M(0u), M(1u), x <= y); }
+fn op_gt(x: T, y: T) -> M { return select(M(0u), M(1u), x > y); }
+fn op_ge(x: T, y: T) -> M { return select(M(0u), M(1u), x >= y); }
+
+fn extent(v: array<vec4<u32>, 2>, d: u32) -> u32 { return v[d / 4u][d % 4u]; }
+
+// Element offsets of a, b and the mask for output element i.
+fn offsets(i: u32) -> vec3<u32> {
+    var rem = i;
+    var o = vec3<u32>(0u);
+    for (var d = i32(p.rank) - 1; d >= 0; d--) {
+        let e = extent(p.shape, u32(d));
+        let c = rem % e;
+        rem = rem / e;
+        o += c * vec3<u32>(extent(p.sa, u32(d)), extent(p.sb, u32(d)), extent(p.sc, u32(d)));
+    }
+    return o;
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = (wg.x + wg.y * p.row) * 256u + li;
+    if (i >= p.n) { return; }
+    if (BCAST) {
+        let o = offsets(i);
+        out[i] = apply(a[o.x], b[o.y]);
+    } else {
+        out[i] = apply(a[i], b[i]);
+    }
+}
+
+// out = mask != 0 ? a : b, all three broadcast to the output (specialised with O = T = f32).
+@compute @workgroup_size(256)
+fn where_main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = (wg.x + wg.y * p.row) * 256u + li;
+    if (i >= p.n) { return; }
+    let o = offsets(i);
+    out[i] = O(select(b[o.y], a[o.x], mask[o.z] != 0u));
+}

@@ -1,0 +1,77 @@
+//! Test-only helpers shared by the test targets: the device under test, an f64 reference
+//! toolkit, seeded host data and tolerance checks.
+#![allow(dead_code)]
+
+use wgrad::{Device, Strategy};
+
+/// The device every test runs on: `WGRAD_ADAPTER` / `WGPU_BACKEND` select it, as for users.
+pub fn device() -> Device {
+    wgrad::default_device()
+        .expect("tests need an adapter: run `cargo xtask test`, which installs the software one")
+}
+
+/// The device under test with each matmul-like strategy, so both pass the same checks.
+pub fn strategies() -> [Device; 2] {
+    let d = device();
+    [
+        d.with_strategy(Strategy::Tiled),
+        d.with_strategy(Strategy::RegisterBlocked),
+    ]
+}
+
+/// SplitMix64: reproducible host data independent of the device's generator.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+    pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(lo, hi)).collect()
+    }
+}
+
+/// Asserts |got - want| <= atol + rtol * |want| elementwise, naming the first offender.
+#[track_caller]
+pub fn assert_close(got: &[f32], want: &[f64], rtol: f64, atol: f64) {
+    assert_eq!(got.len(), want.len(), "length mismatch");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let g = g as f64;
+        let ok = if w.is_nan() {
+            g.is_nan()
+        } else if w.is_infinite() {
+            g == w
+        } else {
+            (g - w).abs() <= atol + rtol * w.abs()
+        };
+        assert!(
+            ok,
+            "element {i}: got {g}, want {w} (rtol {rtol}, atol {atol})"
+        );
+    }
+}
+
+/// f64 reference matmul of row-major [m, k] x [k, n].
+pub fn matmul_ref(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut c = vec![0f64; m * n];
+    for i in 0..m {
+        for p in 0..k {
+            let av = a[i * k + p] as f64;
+            for j in 0..n {
+                c[i * n + j] += av * b[p * n + j] as f64;
+            }
+        }
+    }
+    c
+}
