@@ -174,7 +174,10 @@ fn every_shader_file_is_used() {
     kernels.dedup_by_key(|k| k.name);
     // Kernel files are named; helpers are embedded text, so they are matched by content.
     let used_files: BTreeSet<&str> = kernels.iter().map(|k| k.file).collect();
-    let helper_texts: Vec<&str> = kernels.iter().flat_map(|k| k.helpers.iter().copied()).collect();
+    let helper_texts: Vec<&str> = kernels
+        .iter()
+        .flat_map(|k| k.helpers.iter().copied())
+        .collect();
     for k in &kernels {
         let on_disk = std::fs::read_to_string(root.join(k.file)).unwrap_or_default();
         assert!(

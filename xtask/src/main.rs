@@ -1,1 +1,251 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's tasks, std only.
+//!
+//! ```text
+//! cargo xtask demo            # make sure an adapter exists, then run examples/demo.rs
+//! cargo xtask test [ARGS]     # make sure an adapter exists, then `cargo test --workspace ARGS`
+//! cargo xtask bench [NAME] [ARGS]  # `cargo bench [--bench NAME] ARGS`
+//! ```
+//! "Make sure an adapter exists" runs `examples/devices.rs --check`; when it reports none (exit
+//! status 2) on a Debian/Ubuntu machine, the software adapter (Mesa's lavapipe, package
+//! `mesa-vulkan-drivers`) is installed with apt-get, as root or through `sudo -n`.
+
+use std::ffi::OsString;
+use std::process::{exit, Command};
+
+const USAGE: &str = "usage: cargo xtask <command> [args]
+
+commands:
+  demo                 run the demo (fused matmul on the default adapter, checked and timed)
+  test [ARGS]          run the whole test suite: cargo test --workspace ARGS
+  bench [NAME] [ARGS]  run the criterion benches: cargo bench [--bench NAME] ARGS
+
+demo, test and bench first make sure a GPU adapter exists, installing the software one
+(apt-get install mesa-vulkan-drivers) when there is none.";
+
+/// The package that provides the software adapter (lavapipe) on Debian and Ubuntu.
+const SOFTWARE_ADAPTER: &str = "mesa-vulkan-drivers";
+
+fn main() {
+    let env = Env::new();
+    let code = run(&env).unwrap_or_else(|code| code);
+    if let Some((_, dir)) = env.vars.iter().find(|(k, _)| *k == "XDG_RUNTIME_DIR") {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    exit(code);
+}
+
+/// Runs the command named on the command line; `Err` carries the exit status of a failure.
+fn run(env: &Env) -> Result<i32, i32> {
+    let mut args = std::env::args_os().skip(1);
+    let Some(cmd) = args.next() else {
+        eprintln!("{USAGE}");
+        return Err(1);
+    };
+    let rest: Vec<OsString> = args.collect();
+    match cmd.to_str() {
+        Some("demo") => {
+            env.ensure_adapter()?;
+            let mut c = env.cargo(&["run", "--release", "--example", "demo"]);
+            if !rest.is_empty() {
+                c.arg("--").args(&rest);
+            }
+            Ok(env.run(c))
+        }
+        Some("test") => {
+            env.ensure_adapter()?;
+            let mut c = env.cargo(&["test", "--workspace"]);
+            c.args(&rest);
+            Ok(env.run(c))
+        }
+        Some("bench") => {
+            env.ensure_adapter()?;
+            let mut c = env.cargo(&["bench"]);
+            let mut rest = rest.into_iter().peekable();
+            if let Some(name) = rest.next_if(|a| !a.to_string_lossy().starts_with('-')) {
+                c.arg("--bench").arg(name);
+            }
+            c.args(rest);
+            Ok(env.run(c))
+        }
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(0)
+        }
+        _ => {
+            eprintln!("xtask: unknown command {cmd:?}\n\n{USAGE}");
+            Err(1)
+        }
+    }
+}
+
+/// Environment shared by every command this task starts.
+struct Env {
+    cargo: OsString,
+    vars: Vec<(&'static str, OsString)>,
+}
+
+impl Env {
+    fn new() -> Self {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut vars = Vec::new();
+        // Mesa's device-select layer complains when XDG_RUNTIME_DIR is missing; give it one.
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+            if let Some(dir) = private_runtime_dir() {
+                vars.push(("XDG_RUNTIME_DIR", dir));
+            }
+        }
+        Env { cargo, vars }
+    }
+
+    fn cargo(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.cargo);
+        c.args(args);
+        c
+    }
+
+    fn cmd(&self, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(program);
+        c.args(args);
+        c
+    }
+
+    /// Runs `c` with the shared environment, echoing it first; returns its exit status.
+    fn run(&self, mut c: Command) -> i32 {
+        c.envs(self.vars.iter().map(|(k, v)| (k, v)));
+        println!(
+            "xtask: $ {}",
+            show(&c).replacen(&*self.cargo.to_string_lossy(), "cargo", 1)
+        );
+        match c.status() {
+            Ok(s) => s.code().unwrap_or(1),
+            Err(e) => {
+                eprintln!("xtask: could not start {:?}: {e}", c.get_program());
+                127
+            }
+        }
+    }
+
+    /// `examples/devices.rs --check`, built in release mode so the demo reuses the build.
+    fn probe(&self) -> i32 {
+        let c = self.cargo(&[
+            "run",
+            "--quiet",
+            "--release",
+            "--example",
+            "devices",
+            "--",
+            "--check",
+        ]);
+        self.run(c)
+    }
+
+    fn ensure_adapter(&self) -> Result<(), i32> {
+        println!("xtask: looking for a GPU adapter");
+        match self.probe() {
+            0 => return Ok(()),
+            2 => {}
+            code => {
+                eprintln!("xtask: could not build or run examples/devices.rs (exit status {code})");
+                return Err(code);
+            }
+        }
+        println!("xtask: no adapter found; installing the software adapter ({SOFTWARE_ADAPTER})");
+        self.install_software_adapter()?;
+        println!("xtask: looking for a GPU adapter again");
+        if self.probe() != 0 {
+            eprintln!(
+                "xtask: still no adapter after installing {SOFTWARE_ADAPTER}; see the message above"
+            );
+            return Err(1);
+        }
+        Ok(())
+    }
+
+    fn install_software_adapter(&self) -> Result<(), i32> {
+        let manual = format!(
+            "install a GPU driver (Vulkan, Metal or DX12) or the software adapter, e.g. on \
+             Debian/Ubuntu:\n    sudo apt-get install -y {SOFTWARE_ADAPTER}\nthen run this command again"
+        );
+        if !cfg!(target_os = "linux") || !self.succeeds(self.cmd("apt-get", &["--version"])) {
+            eprintln!("xtask: no apt-get here; {manual}");
+            return Err(1);
+        }
+        // sudo may reset the environment, so it gets DEBIAN_FRONTEND through `env`.
+        let prefix: &[&str] = if is_root() {
+            &[]
+        } else if self.succeeds(self.cmd("sudo", &["-n", "true"])) {
+            &["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive"]
+        } else {
+            eprintln!("xtask: not root and sudo needs a password; {manual}");
+            return Err(1);
+        };
+        for args in [
+            &["apt-get", "update"][..],
+            &[
+                "apt-get",
+                "install",
+                "-y",
+                "--no-install-recommends",
+                SOFTWARE_ADAPTER,
+            ],
+        ] {
+            let argv: Vec<&str> = prefix.iter().chain(args).copied().collect();
+            let mut c = self.cmd(argv[0], &argv[1..]);
+            c.env("DEBIAN_FRONTEND", "noninteractive");
+            let code = self.run(c);
+            if code != 0 {
+                eprintln!(
+                    "xtask: `{}` failed (exit status {code}); {manual}",
+                    argv.join(" ")
+                );
+                return Err(1);
+            }
+        }
+        Ok(())
+    }
+
+    fn succeeds(&self, mut c: Command) -> bool {
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+/// The command line as a shell would show it.
+fn show(c: &Command) -> String {
+    std::iter::once(c.get_program())
+        .chain(c.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn is_root() -> bool {
+    // std has no geteuid; /proc/self/status has the effective uid as the second `Uid:` field.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A fresh 0700 directory for XDG_RUNTIME_DIR.
+#[cfg(unix)]
+fn private_runtime_dir() -> Option<OsString> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::env::temp_dir().join(format!("wgrad-xdg-{}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .ok()
+        .map(|()| dir.into_os_string())
+}
+
+#[cfg(not(unix))]
+fn private_runtime_dir() -> Option<OsString> {
+    None
+}
