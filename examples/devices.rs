@@ -15,7 +15,7 @@ use wgrad::{Device, Error};
 fn bytes(b: u64) -> String {
     for (unit, name) in [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
         if b >= unit {
-            return if b % unit == 0 {
+            return if b.is_multiple_of(unit) {
                 format!("{} {name}", b / unit)
             } else {
                 format!("{:.1} {name}", b as f64 / unit as f64)
