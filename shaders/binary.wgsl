@@ -37,7 +37,9 @@ fn op_pow(x: T, y: T) -> T {
     return select(select(nan, signed, integral | (x >= T(0.0))), T(1.0), y == T(0.0));
 }
 fn op_eq(x: T, y: T) -> M { return select(M(0u), M(1u), x == y); }
-fn op_ne(x: T, y: T) -> M { return select(M(0u), M(1u), x != y); }
+// `!=` compiles to an ordered comparison on some drivers (lavapipe), false for NaN; NumPy's
+// ne(NaN, y) is true, so take the complement of `==` instead.
+fn op_ne(x: T, y: T) -> M { return select(M(1u), M(0u), x == y); }
 fn op_lt(x: T, y: T) -> M { return select(M(0u), M(1u), x < y); }
 fn op_le(x: T, y: T) -> M { return select(M(0u), M(1u), x <= y); }
 fn op_gt(x: T, y: T) -> M { return select(M(0u), M(1u), x > y); }

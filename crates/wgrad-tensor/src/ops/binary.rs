@@ -129,7 +129,7 @@ impl Tensor {
         let out = Tensor::uninit(self.device(), name, &shape, dtype)?;
         let n = out.numel() as u64;
         let same = self.shape() == rhs.shape();
-        let vec4 = same && n % 4 == 0;
+        let vec4 = same && n.is_multiple_of(4);
         let mut p = if same {
             let mut p = vec![0u32; 36];
             p[32] = if vec4 { n / 4 } else { n } as u32;

@@ -123,7 +123,7 @@ impl Tensor {
         let (name, alpha, beta) = op.wgsl();
         let out = Tensor::uninit(self.device(), "unary", self.shape(), DType::F32)?;
         let n = self.numel() as u64;
-        let vec4 = n % 4 == 0;
+        let vec4 = n.is_multiple_of(4);
         let lanes = if vec4 { n / 4 } else { n };
         let mut params = [lanes as u32, 0, alpha.to_bits(), beta.to_bits()];
         launch_1d(

@@ -1,0 +1,236 @@
+//! Unary maps against f64 formulas, on both the vec4 path (length % 4 == 0) and the scalar path.
+
+use crate::common::{assert_close, Rng};
+use crate::{close, down, up};
+use wgrad::UnaryOp;
+
+const LENGTHS: [usize; 6] = [1, 3, 4, 7, 1031, 4096];
+const SELU_ALPHA: f64 = 1.6732632423543772;
+const SELU_SCALE: f64 = 1.0507009873554805;
+
+/// erf in f64: Maclaurin series where it converges without cancellation, the Laplace
+/// continued fraction for erfc beyond. Both are accurate far past f32 precision.
+fn erf(x: f64) -> f64 {
+    let z = x.abs();
+    let v = if z < 2.5 {
+        let mut term = z;
+        let mut sum = z;
+        let mut n = 0.0;
+        while term.abs() > 1e-17 * sum.abs() {
+            n += 1.0;
+            term *= -z * z / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        let mut t = z;
+        for n in (1..=200).rev() {
+            t = z + (n as f64 / 2.0) / t;
+        }
+        1.0 - (-z * z).exp() / (std::f64::consts::PI.sqrt() * t)
+    };
+    v.copysign(x)
+}
+
+fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+fn elu(x: f64, a: f64) -> f64 {
+    if x > 0.0 {
+        x
+    } else {
+        a * x.exp_m1()
+    }
+}
+
+fn unary_ref(op: UnaryOp, x: f64) -> f64 {
+    use UnaryOp::*;
+    match op {
+        Neg => -x,
+        Abs => x.abs(),
+        Exp => x.exp(),
+        Log => x.ln(),
+        Sqrt => x.sqrt(),
+        Rsqrt => 1.0 / x.sqrt(),
+        Square => x * x,
+        Reciprocal => 1.0 / x,
+        Relu => x.max(0.0),
+        LeakyRelu(a) => {
+            if x > 0.0 {
+                x
+            } else {
+                a as f64 * x
+            }
+        }
+        Elu(a) => elu(x, a as f64),
+        Selu => SELU_SCALE * elu(x, SELU_ALPHA),
+        Gelu => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
+        Sigmoid => sigmoid(x),
+        Tanh => x.tanh(),
+        Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+        Affine(a, b) => a as f64 * x + b as f64,
+        DivScalar(a) => x / a as f64,
+        RdivScalar(a) => a as f64 / x,
+        MaximumScalar(a) => x.max(a as f64),
+        MinimumScalar(a) => x.min(a as f64),
+        Clip(lo, hi) => x.clamp(lo as f64, hi as f64),
+        // C's pow, and so Rust's powf, has NumPy's semantics: NaN for a negative base with a
+        // non-integral exponent, sign from odd integral exponents, pow(x, 0) = 1.
+        PowScalar(e) => x.powf(e as f64),
+    }
+}
+
+/// Inputs inside the op's domain: positive for log/sqrt/rsqrt, away from zero for 1/x.
+fn inputs(op: UnaryOp, n: usize, rng: &mut Rng) -> Vec<f32> {
+    use UnaryOp::*;
+    let raw = rng.vec(n, -4.0, 4.0);
+    match op {
+        Log | Sqrt | Rsqrt => raw.iter().map(|x| x.abs() + 0.01).collect(),
+        Reciprocal | RdivScalar(_) => raw
+            .iter()
+            .map(|&x| if x < 0.0 { x - 0.1 } else { x + 0.1 })
+            .collect(),
+        _ => raw,
+    }
+}
+
+fn check(op: UnaryOp, x: &[f32], rtol: f64, atol: f64) {
+    let got = down(&up(x, &[x.len()]).unary(op).unwrap());
+    let want: Vec<f64> = x.iter().map(|&v| unary_ref(op, v as f64)).collect();
+    close(
+        &format!("{op:?}, length {}", x.len()),
+        &got,
+        &want,
+        rtol,
+        atol,
+    );
+}
+
+#[test]
+fn erf_reference_matches_tabulated_values() {
+    // Values from Abramowitz & Stegun table 7.1 and the erfc asymptotics: both branches.
+    assert!((erf(0.5) - 0.520_499_877_813_046_5).abs() < 1e-15);
+    assert!((erf(1.0) - 0.842_700_792_949_714_9).abs() < 1e-15);
+    assert!((erf(2.0) - 0.995_322_265_018_952_7).abs() < 1e-15);
+    assert!((1.0 - erf(3.0) - 2.209_049_699_858_544e-5).abs() < 1e-15);
+    assert!((erf(-2.4) + 0.999_311_486_103_355).abs() < 1e-14);
+    assert!((erf(2.6) - 0.999_763_965_583_470_2).abs() < 1e-14);
+}
+
+#[test]
+fn every_unary_op_on_every_length() {
+    let mut rng = Rng::new(11);
+    for op in UnaryOp::ALL {
+        for n in LENGTHS {
+            let x = inputs(op, n, &mut rng);
+            check(op, &x, 1e-5, 1e-6);
+        }
+    }
+}
+
+#[test]
+fn unary_ops_with_other_parameters() {
+    let mut rng = Rng::new(12);
+    let ops = [
+        UnaryOp::LeakyRelu(0.01),
+        UnaryOp::Elu(0.5),
+        UnaryOp::Affine(-0.5, 3.0),
+        UnaryOp::DivScalar(-7.0),
+        UnaryOp::RdivScalar(-2.0),
+        UnaryOp::MaximumScalar(-1.0),
+        UnaryOp::MinimumScalar(2.0),
+        UnaryOp::Clip(-3.0, 0.25),
+    ];
+    for op in ops {
+        for n in [5, 12] {
+            let x = inputs(op, n, &mut rng);
+            check(op, &x, 1e-5, 1e-6);
+        }
+    }
+}
+
+#[test]
+fn saturating_activations_stay_finite_at_large_inputs() {
+    let big = [
+        -1e4f32, -100.0, -88.0, -50.0, -30.0, -20.0, -15.5, -10.0, -1e-3, 0.0, 1e-3, 10.0, 15.5,
+        20.0, 30.0, 50.0, 88.0, 100.0, 1e4,
+    ];
+    // Odd and multiple-of-4 lengths reach the scalar and the vec4 kernel.
+    for x in [&big[..], &big[..16]] {
+        for op in [
+            UnaryOp::Sigmoid,
+            UnaryOp::Tanh,
+            UnaryOp::Softplus,
+            UnaryOp::Gelu,
+            UnaryOp::Elu(1.0),
+            UnaryOp::Selu,
+            UnaryOp::Relu,
+            UnaryOp::LeakyRelu(0.2),
+        ] {
+            let got = down(&up(x, &[x.len()]).unary(op).unwrap());
+            assert!(
+                got.iter().all(|v| v.is_finite()),
+                "{op:?} of {x:?} gave {got:?}"
+            );
+            check(op, x, 1e-5, 1e-6);
+        }
+    }
+}
+
+#[test]
+fn pow_scalar_follows_numpy_for_negative_bases() {
+    let mut base: Vec<f32> = vec![-3.0, -2.0, -1.5, -1.0, -0.5, 0.5, 1.0, 1.5, 2.0, 3.0];
+    let mut rng = Rng::new(13);
+    base.extend(rng.vec(7, -3.0, 3.0));
+    for e in [
+        0.0f32,
+        1.0,
+        2.0,
+        3.0,
+        -1.0,
+        -2.0,
+        -3.0,
+        7.0,
+        0.5,
+        2.5,
+        -1.5,
+        1.0 / 3.0,
+    ] {
+        for n in [base.len(), 16] {
+            let x = &base[..n];
+            let got = down(&up(x, &[n]).pow_scalar(e).unwrap());
+            for (i, (&g, &b)) in got.iter().zip(x).enumerate() {
+                if b < 0.0 && e.fract() != 0.0 {
+                    assert!(g.is_nan(), "pow({b}, {e}) at {i}: got {g}, want NaN");
+                }
+                if e == 0.0 {
+                    assert_eq!(g, 1.0, "pow({b}, 0)");
+                }
+            }
+            check(UnaryOp::PowScalar(e), x, 1e-5, 1e-6);
+        }
+    }
+    // Zero bases: pow(0, 0) = 1, pow(0, positive) = 0.
+    let z = [0.0f32; 3];
+    assert_eq!(down(&up(&z, &[3]).pow_scalar(0.0).unwrap()), [1.0; 3]);
+    assert_eq!(down(&up(&z, &[3]).pow_scalar(2.5).unwrap()), [0.0; 3]);
+    assert_eq!(down(&up(&z, &[3]).pow_scalar(3.0).unwrap()), [0.0; 3]);
+}
+
+#[test]
+fn unary_keeps_the_shape() {
+    let x: Vec<f32> = (0..30).map(|i| i as f32 - 15.0).collect();
+    let t = up(&x, &[2, 3, 5]).relu().unwrap();
+    assert_eq!(t.shape(), &[2, 3, 5]);
+    let want: Vec<f64> = x.iter().map(|&v| (v as f64).max(0.0)).collect();
+    assert_close(&down(&t), &want, 0.0, 0.0);
+    let s = up(&[-2.5f32], &[]).abs().unwrap();
+    assert_eq!(s.shape(), &[] as &[usize]);
+    assert_eq!(down(&s), [2.5]);
+}
