@@ -270,3 +270,13 @@ fn where_with_a_mask_from_a_comparison() {
     let want: Vec<f64> = x.iter().map(|&v| (v as f64).max(0.0)).collect();
     close("where(x > 0, x, 0)", &got, &want, 0.0, 0.0);
 }
+
+#[test]
+fn empty_operands_give_empty_results() {
+    let a = Tensor::zeros(&crate::common::device(), &[0, 3], DType::F32).unwrap();
+    let b = up(&[1.0f32, 2.0, 3.0], &[3]);
+    let s = a.add(&b).unwrap();
+    assert_eq!(s.shape(), &[0, 3]);
+    assert!(down(&s).is_empty());
+    assert_eq!(a.lt(&b).unwrap().shape(), &[0, 3]);
+}

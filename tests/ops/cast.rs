@@ -55,6 +55,12 @@ fn f32_to_f16_rounds_as_the_half_crate() {
         3e-8,
         9e-8,
         1e-4,
+        // Past f16's range: 65519 still rounds down to the largest finite half, 65520 up to inf.
+        65519.0,
+        65520.0,
+        -70000.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
     ];
     // Random magnitudes over f16's whole finite range, both signs.
     for _ in 0..997 {
@@ -80,6 +86,17 @@ fn f32_to_f16_rounds_as_the_half_crate() {
             );
         }
     }
+}
+
+#[test]
+fn f32_nan_to_f16_stays_nan() {
+    let got = up(&[f32::NAN, 1.0, -f32::NAN], &[3])
+        .to_dtype(DType::F16)
+        .unwrap()
+        .to_vec::<f16>()
+        .unwrap();
+    assert!(got[0].is_nan() && got[2].is_nan(), "{got:?}");
+    assert_eq!(got[1], f16::ONE);
 }
 
 #[test]

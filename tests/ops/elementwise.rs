@@ -234,3 +234,76 @@ fn unary_keeps_the_shape() {
     assert_eq!(s.shape(), &[] as &[usize]);
     assert_eq!(down(&s), [2.5]);
 }
+
+#[test]
+fn named_methods_apply_their_op() {
+    let mut rng = Rng::new(14);
+    let x = rng.vec(7, -3.0, 3.0);
+    let t = up(&x, &[7]);
+    let pos: Vec<f32> = x.iter().map(|v| v.abs() + 0.5).collect();
+    let p = up(&pos, &[7]);
+    type Method = fn(&wgrad::Tensor) -> wgrad::Result<wgrad::Tensor>;
+    type Reference = fn(f64) -> f64;
+    // (name, method, reference, needs positive input)
+    let cases: [(&str, Method, Reference, bool); 24] = [
+        ("neg", |t| t.neg(), |v| -v, false),
+        ("abs", |t| t.abs(), f64::abs, false),
+        ("exp", |t| t.exp(), f64::exp, false),
+        ("log", |t| t.log(), f64::ln, true),
+        ("sqrt", |t| t.sqrt(), f64::sqrt, true),
+        ("rsqrt", |t| t.rsqrt(), |v| 1.0 / v.sqrt(), true),
+        ("square", |t| t.square(), |v| v * v, false),
+        ("recip", |t| t.recip(), |v| 1.0 / v, true),
+        ("relu", |t| t.relu(), |v| v.max(0.0), false),
+        (
+            "leaky_relu",
+            |t| t.leaky_relu(0.3),
+            |v| if v > 0.0 { v } else { 0.3 * v },
+            false,
+        ),
+        ("elu", |t| t.elu(0.7), |v| elu(v, 0.7), false),
+        (
+            "selu",
+            |t| t.selu(),
+            |v| SELU_SCALE * elu(v, SELU_ALPHA),
+            false,
+        ),
+        (
+            "gelu",
+            |t| t.gelu(),
+            |v| 0.5 * v * (1.0 + erf(v / std::f64::consts::SQRT_2)),
+            false,
+        ),
+        ("sigmoid", |t| t.sigmoid(), sigmoid, false),
+        ("tanh", |t| t.tanh(), f64::tanh, false),
+        (
+            "softplus",
+            |t| t.softplus(),
+            |v| v.max(0.0) + (-v.abs()).exp().ln_1p(),
+            false,
+        ),
+        ("add_scalar", |t| t.add_scalar(1.5), |v| v + 1.5, false),
+        ("sub_scalar", |t| t.sub_scalar(1.5), |v| v - 1.5, false),
+        ("mul_scalar", |t| t.mul_scalar(-2.5), |v| v * -2.5, false),
+        ("div_scalar", |t| t.div_scalar(4.0), |v| v / 4.0, false),
+        ("pow_scalar", |t| t.pow_scalar(2.0), |v| v * v, false),
+        (
+            "maximum_scalar",
+            |t| t.maximum_scalar(0.25),
+            |v| v.max(0.25),
+            false,
+        ),
+        (
+            "minimum_scalar",
+            |t| t.minimum_scalar(0.25),
+            |v| v.min(0.25),
+            false,
+        ),
+        ("clip", |t| t.clip(-1.0, 2.0), |v| v.clamp(-1.0, 2.0), false),
+    ];
+    for (name, method, reference, positive) in cases {
+        let (input, data) = if positive { (&p, &pos) } else { (&t, &x) };
+        let want: Vec<f64> = data.iter().map(|&v| reference(v as f64)).collect();
+        close(name, &down(&method(input).unwrap()), &want, 1e-5, 1e-6);
+    }
+}

@@ -207,3 +207,12 @@ fn rank_above_eight_is_refused() {
     shape_err(Tensor::zeros(&device(), &[1; 9], DType::F32), "full");
     shape_err(f(&[2, 3]).reshape(&[1, 1, 1, 1, 1, 1, 1, 2, 3]), "reshape");
 }
+
+#[test]
+fn to_scalar_of_many_elements() {
+    match f(&[2]).to_scalar() {
+        Err(Error::Shape { op, .. }) => assert_eq!(op, "to_scalar"),
+        other => panic!("expected Error::Shape, got {other:?}"),
+    }
+    assert_eq!(f(&[1, 1]).to_scalar().unwrap(), 1.0);
+}

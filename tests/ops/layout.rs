@@ -254,3 +254,13 @@ fn permute_of_rank_zero_and_identity() {
     let t = up(&x, &[3, 5]).permute(&[0, 1]).unwrap();
     assert_eq!(t.to_vec::<f32>().unwrap(), x);
 }
+
+#[test]
+fn concat_with_an_empty_piece() {
+    let a = up(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2]);
+    let e = crate::common::device();
+    let e = Tensor::zeros(&e, &[2, 0], wgrad::DType::F32).unwrap();
+    let t = Tensor::concat(&[&e, &a, &e], 1).unwrap();
+    assert_eq!(t.shape(), &[2, 2]);
+    assert_eq!(t.to_vec::<f32>().unwrap(), [1.0, 2.0, 3.0, 4.0]);
+}

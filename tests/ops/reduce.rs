@@ -295,3 +295,24 @@ fn reductions_of_a_permuted_input() {
     let (_, want) = reduce_ref(ReduceOp::Sum, &xp, &[5, 4, 3], &[0, 2], false);
     close("sum of permuted", &got, &want, 1e-5, 1e-5);
 }
+
+#[test]
+fn empty_reductions() {
+    let d = crate::common::device();
+    let e = Tensor::zeros(&d, &[0, 3], wgrad::DType::F32).unwrap();
+    // NumPy: the sum over nothing is 0; the max over nothing has no value.
+    let s = e.sum(&[0], false).unwrap();
+    assert_eq!(s.shape(), &[3]);
+    assert_eq!(down(&s), [0.0; 3]);
+    let s = e.sum(&[1], true).unwrap();
+    assert_eq!(s.shape(), &[0, 1]);
+    assert!(down(&s).is_empty());
+    assert!(matches!(
+        e.max(&[0], false),
+        Err(wgrad::Error::Shape { .. })
+    ));
+    assert!(matches!(
+        e.argmax(0, false),
+        Err(wgrad::Error::Shape { .. })
+    ));
+}

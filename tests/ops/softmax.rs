@@ -86,3 +86,24 @@ fn huge_logits_stay_finite() {
     let got = down(&up(&x[..3], &[3]).softmax(0).unwrap());
     assert_eq!(got, [1.0, 0.0, 0.0]);
 }
+
+#[test]
+fn softmax_of_a_scalar_is_one() {
+    let t = up(&[42.0f32], &[]);
+    assert_eq!(t.softmax(0).unwrap().shape(), &[] as &[usize]);
+    assert_eq!(down(&t.softmax(-1).unwrap()), [1.0]);
+    assert_eq!(down(&t.log_softmax(0).unwrap()), [0.0]);
+}
+
+#[test]
+fn more_rows_than_one_grid_dimension_holds() {
+    // 65,535 workgroups of 64 rows per grid dimension: past that the dispatch folds into a
+    // second dimension and every kernel rebuilds its row index; rows of length 1 keep it cheap.
+    let rows = 65_535 * 64 + 133;
+    let x: Vec<f32> = (0..rows).map(|i| (i % 1000) as f32).collect();
+    let t = up(&x, &[rows, 1]);
+    let sm = down(&t.softmax(1).unwrap());
+    assert!(sm.iter().all(|&v| v == 1.0), "some rows missed");
+    let lsm = down(&t.log_softmax(-1).unwrap());
+    assert!(lsm.iter().all(|&v| v == 0.0), "some rows missed");
+}
