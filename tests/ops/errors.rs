@@ -106,8 +106,7 @@ fn oversized_tensor_is_refused_before_allocating() {
         before,
         "a refused tensor must not allocate"
     );
-    // Exactly at the limit's element count in f16 it fits in half the bytes: still too large
-    // only when its bytes are.
+    // Halves take two bytes each: the limit counts bytes, not elements.
     let at_limit = (limit / 2) as usize;
     match Tensor::zeros(&d, &[at_limit + 2], DType::F16) {
         Err(Error::TooLarge { .. }) => {}
