@@ -26,3 +26,12 @@ fn erf_approx(x: T) -> T {
 }
 // Exact GELU (erf form), the default of Keras and PyTorch.
 fn act_gelu(x: T, a: f32) -> T { return 0.5 * x * (T(1.0) + erf_approx(x * 0.7071067811865476)); }
+
+// Identity, ReLU and leaky ReLU as one run-time parameter (slope 1, 0, alpha) for GEMM
+// write-outs: one pipeline serves all three, with no branch. Transcendental activations run
+// as a following elementwise kernel instead: inlined into every cell of a register-blocked
+// write-out they multiply lavapipe's JIT time, for a pass that is memory-bound anyway.
+fn act_linear(x: T, slope: f32) -> T {
+    // The select keeps relu(-inf) = 0 rather than 0 * -inf = NaN.
+    return max(x, T(0.0)) + select(slope * min(x, T(0.0)), T(0.0), slope == 0.0);
+}

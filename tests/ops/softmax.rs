@@ -11,7 +11,7 @@ fn softmax_ref(x: &[f32], shape: &[usize], axis: usize) -> (Vec<f64>, Vec<f64>) 
     let mut lsm = vec![0f64; x.len()];
     for start in 0..x.len() {
         // Visit each row once, from its first element.
-        if (start / st[axis]) % k != 0 {
+        if !(start / st[axis]).is_multiple_of(k) {
             continue;
         }
         let at = |j: usize| start + j * st[axis];

@@ -388,7 +388,7 @@ impl Device {
     /// still read the old contents of this (pooled) buffer.
     pub(crate) fn upload(&self, buffer: &wgpu::Buffer, data: &[u8]) {
         self.flush();
-        if data.len() % 4 == 0 {
+        if data.len().is_multiple_of(4) {
             self.inner.queue.write_buffer(buffer, 0, data);
         } else {
             let mut padded = data.to_vec();

@@ -143,7 +143,14 @@ mod tests {
     #[test]
     fn buckets_never_pass_the_binding_limit() {
         let limit = 128 << 20;
-        assert_eq!(bucket(limit - 4, limit), limit - 4);
-        assert_eq!(bucket(limit, limit), limit);
+        for bytes in [limit - 4, limit - (1 << 20), limit] {
+            let b = bucket(bytes, limit);
+            assert!(b >= bytes && b <= limit, "{bytes} -> {b}");
+        }
+        // A limit that is not a bucket boundary: rounding up would pass it, so the exact size
+        // (4-byte aligned) is used.
+        let odd = 100 << 20;
+        assert_eq!(bucket(99 << 20, odd), 99 << 20);
+        assert_eq!(bucket((99 << 20) + 1, odd), (99 << 20) + 4);
     }
 }

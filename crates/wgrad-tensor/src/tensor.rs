@@ -190,7 +190,7 @@ impl Tensor {
                 .filter(|(i, _)| *i != u)
                 .map(|(_, d)| *d)
                 .product();
-            if known == 0 || n % known != 0 {
+            if known == 0 || !n.is_multiple_of(known) {
                 return Err(Error::shape(
                     "reshape",
                     format!("cannot infer an extent for {n} elements"),

@@ -1,0 +1,232 @@
+//! Matmul parity against an f64 CPU loop, for both strategies, on shapes that are not
+//! multiples of any tile or vector width.
+
+mod common;
+use common::{assert_close, matmul_ref, strategies, Rng};
+use wgrad::ops::matmul::MatmulOptions;
+use wgrad::{Activation, Error, Tensor};
+
+fn transpose(x: &[f32], r: usize, c: usize) -> Vec<f32> {
+    let mut t = vec![0.0; x.len()];
+    for i in 0..r {
+        for j in 0..c {
+            t[j * r + i] = x[i * c + j];
+        }
+    }
+    t
+}
+
+fn act_ref(v: f64, act: Activation) -> f64 {
+    match act {
+        Activation::Identity => v,
+        Activation::Relu => v.max(0.0),
+        Activation::LeakyRelu(a) => {
+            if v > 0.0 {
+                v
+            } else {
+                a as f64 * v
+            }
+        }
+        Activation::Elu(a) => {
+            if v > 0.0 {
+                v
+            } else {
+                a as f64 * (v.exp() - 1.0)
+            }
+        }
+        Activation::Selu => {
+            1.0507009873554805
+                * if v > 0.0 {
+                    v
+                } else {
+                    1.6732632423543772 * (v.exp() - 1.0)
+                }
+        }
+        Activation::Gelu => 0.5 * v * (1.0 + erf(v / 2f64.sqrt())),
+        Activation::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+        Activation::Tanh => v.tanh(),
+        Activation::Softplus => v.max(0.0) + (-v.abs()).exp().ln_1p(),
+    }
+}
+
+/// f64 erf from its Maclaurin series (converges to f64 precision for |x| < 6; erf is ±1 in
+/// f64 beyond), independent of the kernel's rational approximation.
+fn erf(x: f64) -> f64 {
+    if x.abs() > 6.0 {
+        return x.signum();
+    }
+    let (mut term, mut sum, mut n) = (x, x, 0.0);
+    while term.abs() > 1e-17 * sum.abs().max(1e-300) {
+        n += 1.0;
+        term *= -x * x / n;
+        sum += term / (2.0 * n + 1.0);
+        if n > 400.0 {
+            break;
+        }
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt()
+}
+
+#[test]
+fn matmul_odd_shapes_both_strategies() {
+    let mut rng = Rng::new(1);
+    let shapes = [
+        (1, 1, 1),
+        (1, 7, 1),
+        (3, 5, 2),
+        (7, 13, 9),
+        (17, 31, 4),
+        (65, 67, 129),
+        (128, 64, 64),
+        (100, 1, 257),
+        (2, 300, 3),
+        (33, 17, 96),
+        (17, 32, 20),
+        (5, 8, 36),
+        (31, 12, 8),
+    ];
+    for dev in strategies() {
+        for &(m, k, n) in &shapes {
+            let a = rng.vec(m * k, -1.0, 1.0);
+            let b = rng.vec(k * n, -1.0, 1.0);
+            let ta = Tensor::from_slice(&dev, &a, &[m, k]).unwrap();
+            let tb = Tensor::from_slice(&dev, &b, &[k, n]).unwrap();
+            let c = ta.matmul(&tb).unwrap();
+            assert_eq!(c.shape(), &[m, n]);
+            let got = c.to_vec::<f32>().unwrap();
+            assert_close(
+                &got,
+                &matmul_ref(&a, &b, m, k, n),
+                1e-5,
+                1e-5 * (k as f64).sqrt(),
+            );
+        }
+    }
+}
+
+#[test]
+fn matmul_transposed_operands() {
+    let mut rng = Rng::new(2);
+    let (m, k, n) = (19, 23, 11);
+    for dev in strategies() {
+        let a = rng.vec(m * k, -1.0, 1.0);
+        let b = rng.vec(k * n, -1.0, 1.0);
+        let want = matmul_ref(&a, &b, m, k, n);
+        let at = Tensor::from_slice(&dev, &transpose(&a, m, k), &[k, m]).unwrap();
+        let bt = Tensor::from_slice(&dev, &transpose(&b, k, n), &[n, k]).unwrap();
+        let ta = Tensor::from_slice(&dev, &a, &[m, k]).unwrap();
+        let tb = Tensor::from_slice(&dev, &b, &[k, n]).unwrap();
+        for (x, y, tra, trb) in [
+            (&at, &tb, true, false),
+            (&ta, &bt, false, true),
+            (&at, &bt, true, true),
+        ] {
+            let o = MatmulOptions {
+                transpose_a: tra,
+                transpose_b: trb,
+                ..Default::default()
+            };
+            let got = x.matmul_with(y, o).unwrap().to_vec::<f32>().unwrap();
+            assert_close(&got, &want, 1e-5, 1e-5);
+        }
+    }
+}
+
+#[test]
+fn matmul_fused_bias_and_every_activation() {
+    let mut rng = Rng::new(3);
+    let (m, k, n) = (13, 29, 10);
+    for dev in strategies() {
+        let a = rng.vec(m * k, -1.0, 1.0);
+        let b = rng.vec(k * n, -1.0, 1.0);
+        let bias = rng.vec(n, -2.0, 2.0);
+        let base = matmul_ref(&a, &b, m, k, n);
+        let ta = Tensor::from_slice(&dev, &a, &[m, k]).unwrap();
+        let tb = Tensor::from_slice(&dev, &b, &[k, n]).unwrap();
+        let tbias = Tensor::from_slice(&dev, &bias, &[n]).unwrap();
+        for act in Activation::ALL {
+            for with_bias in [false, true] {
+                let o = MatmulOptions {
+                    bias: with_bias.then_some(&tbias),
+                    activation: act,
+                    ..Default::default()
+                };
+                let got = ta.matmul_with(&tb, o).unwrap().to_vec::<f32>().unwrap();
+                let want: Vec<f64> = base
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        act_ref(v + if with_bias { bias[i % n] as f64 } else { 0.0 }, act)
+                    })
+                    .collect();
+                assert_close(&got, &want, 1e-5, 2e-5);
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_batched_and_broadcast() {
+    let mut rng = Rng::new(4);
+    let (bt, m, k, n) = (3, 9, 14, 6);
+    for dev in strategies() {
+        let a = rng.vec(bt * m * k, -1.0, 1.0);
+        let b = rng.vec(bt * k * n, -1.0, 1.0);
+        let ta = Tensor::from_slice(&dev, &a, &[bt, m, k]).unwrap();
+        let tb = Tensor::from_slice(&dev, &b, &[bt, k, n]).unwrap();
+        let got = ta.matmul(&tb).unwrap();
+        assert_eq!(got.shape(), &[bt, m, n]);
+        let got = got.to_vec::<f32>().unwrap();
+        let mut want = Vec::new();
+        for i in 0..bt {
+            want.extend(matmul_ref(
+                &a[i * m * k..(i + 1) * m * k],
+                &b[i * k * n..(i + 1) * k * n],
+                m,
+                k,
+                n,
+            ));
+        }
+        assert_close(&got, &want, 1e-5, 1e-5);
+
+        // One 2-D operand is shared by every batch.
+        let b2 = Tensor::from_slice(&dev, &b[..k * n], &[k, n]).unwrap();
+        let got = ta.matmul(&b2).unwrap().to_vec::<f32>().unwrap();
+        let mut want = Vec::new();
+        for i in 0..bt {
+            want.extend(matmul_ref(
+                &a[i * m * k..(i + 1) * m * k],
+                &b[..k * n],
+                m,
+                k,
+                n,
+            ));
+        }
+        assert_close(&got, &want, 1e-5, 1e-5);
+    }
+}
+
+#[test]
+fn matmul_rejects_bad_operands() {
+    let dev = common::device();
+    let a = Tensor::zeros(&dev, &[3, 4], wgrad::DType::F32).unwrap();
+    let b = Tensor::zeros(&dev, &[5, 2], wgrad::DType::F32).unwrap();
+    assert!(matches!(
+        a.matmul(&b),
+        Err(Error::Shape { op: "matmul", .. })
+    ));
+    let v = Tensor::zeros(&dev, &[4], wgrad::DType::F32).unwrap();
+    assert!(matches!(a.matmul(&v), Err(Error::Shape { .. })));
+    let i = Tensor::zeros(&dev, &[4, 2], wgrad::DType::I32).unwrap();
+    assert!(matches!(a.matmul(&i), Err(Error::Dtype { .. })));
+    let good = Tensor::zeros(&dev, &[4, 2], wgrad::DType::F32).unwrap();
+    let bad_bias = Tensor::zeros(&dev, &[3], wgrad::DType::F32).unwrap();
+    let o = MatmulOptions {
+        bias: Some(&bad_bias),
+        ..Default::default()
+    };
+    assert!(matches!(a.matmul_with(&good, o), Err(Error::Shape { .. })));
+    let b3 = Tensor::zeros(&dev, &[2, 4, 2], wgrad::DType::F32).unwrap();
+    let a3 = Tensor::zeros(&dev, &[3, 3, 4], wgrad::DType::F32).unwrap();
+    assert!(matches!(a3.matmul(&b3), Err(Error::Shape { .. })));
+}
