@@ -44,7 +44,7 @@ fn run(env: &Env) -> Result<i32, i32> {
     let rest: Vec<OsString> = args.collect();
     match cmd.to_str() {
         Some("demo") => {
-            env.ensure_adapter()?;
+            env.ensure_adapter(true)?;
             let mut c = env.cargo(&["run", "--release", "--example", "demo"]);
             if !rest.is_empty() {
                 c.arg("--").args(&rest);
@@ -52,13 +52,14 @@ fn run(env: &Env) -> Result<i32, i32> {
             Ok(env.run(c))
         }
         Some("test") => {
-            env.ensure_adapter()?;
-            let mut c = env.cargo(&["test", "--workspace"]);
+            env.ensure_adapter(false)?;
+            // Every test target runs even after one fails, so a report is complete.
+            let mut c = env.cargo(&["test", "--workspace", "--no-fail-fast"]);
             c.args(&rest);
             Ok(env.run(c))
         }
         Some("bench") => {
-            env.ensure_adapter()?;
+            env.ensure_adapter(true)?;
             let mut c = env.cargo(&["bench"]);
             let mut rest = rest.into_iter().peekable();
             if let Some(name) = rest.next_if(|a| !a.to_string_lossy().starts_with('-')) {
@@ -125,23 +126,20 @@ impl Env {
         }
     }
 
-    /// `examples/devices.rs --check`, built in release mode so the demo reuses the build.
-    fn probe(&self) -> i32 {
-        let c = self.cargo(&[
-            "run",
-            "--quiet",
-            "--release",
-            "--example",
-            "devices",
-            "--",
-            "--check",
-        ]);
-        self.run(c)
+    /// `examples/devices.rs --check`, built in the profile of the command that follows (release
+    /// for the demo, dev for the tests), so a fresh machine compiles wgpu once per profile.
+    fn probe(&self, release: bool) -> i32 {
+        let mut args = vec!["run", "--quiet"];
+        if release {
+            args.push("--release");
+        }
+        args.extend(["--example", "devices", "--", "--check"]);
+        self.run(self.cargo(&args))
     }
 
-    fn ensure_adapter(&self) -> Result<(), i32> {
+    fn ensure_adapter(&self, release: bool) -> Result<(), i32> {
         println!("xtask: looking for a GPU adapter");
-        match self.probe() {
+        match self.probe(release) {
             0 => return Ok(()),
             2 => {}
             code => {
@@ -152,7 +150,7 @@ impl Env {
         println!("xtask: no adapter found; installing the software adapter ({SOFTWARE_ADAPTER})");
         self.install_software_adapter()?;
         println!("xtask: looking for a GPU adapter again");
-        if self.probe() != 0 {
+        if self.probe(release) != 0 {
             eprintln!(
                 "xtask: still no adapter after installing {SOFTWARE_ADAPTER}; see the message above"
             );

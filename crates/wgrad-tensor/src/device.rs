@@ -54,6 +54,8 @@ struct Batch {
     encoder: Option<wgpu::CommandEncoder>,
     params: Vec<u8>,
     dispatches: usize,
+    /// Upload staging buffers the open encoder copies from; remapped once it is submitted.
+    uploads: Vec<wgpu::Buffer>,
 }
 
 pub(crate) struct Inner {
@@ -68,6 +70,8 @@ pub(crate) struct Inner {
     batch: Mutex<Batch>,
     params_buf: wgpu::Buffer,
     staging: Mutex<Vec<wgpu::Buffer>>,
+    /// Mapped upload staging buffers ready to be written (filled back by map callbacks).
+    upload_free: Arc<Mutex<Vec<wgpu::Buffer>>>,
     /// Stand-ins bound to optional bindings an entry point declares but a variant never touches.
     dummies: [wgpu::Buffer; 2],
     gpu_error: Arc<Mutex<Option<String>>>,
@@ -250,9 +254,11 @@ impl Device {
                     encoder: None,
                     params: Vec::new(),
                     dispatches: 0,
+                    uploads: Vec::new(),
                 }),
                 params_buf,
                 staging: Mutex::new(Vec::new()),
+                upload_free: Arc::new(Mutex::new(Vec::new())),
                 dummies,
                 gpu_error,
                 dispatches: AtomicU64::new(0),
@@ -357,6 +363,16 @@ impl Device {
             self.inner.submits.fetch_add(1, Ordering::Relaxed);
             b.params.clear();
             b.dispatches = 0;
+            // Each staging buffer becomes writable again once the GPU has copied from it.
+            for staging in b.uploads.drain(..) {
+                let free = self.inner.upload_free.clone();
+                let again = staging.clone();
+                staging.map_async(wgpu::MapMode::Write, .., move |r| {
+                    if r.is_ok() {
+                        free.lock().unwrap().push(again);
+                    }
+                });
+            }
         }
     }
 
@@ -383,23 +399,66 @@ impl Device {
         Ok(self.inner.pool.get(&self.inner.device, bytes))
     }
 
-    /// Writes `data` at the start of `buffer`. The open batch is flushed first, because
-    /// `queue.write_buffer` runs before any command not yet submitted, and such a command may
-    /// still read the old contents of this (pooled) buffer.
-    pub(crate) fn upload(&self, buffer: &wgpu::Buffer, data: &[u8]) {
-        self.flush();
-        if data.len().is_multiple_of(4) {
-            self.inner.queue.write_buffer(buffer, 0, data);
-        } else {
-            let mut padded = data.to_vec();
-            padded.resize(data.len().div_ceil(4) * 4, 0);
-            self.inner.queue.write_buffer(buffer, 0, &padded);
+    /// Writes `data` at the start of `buffer`: the bytes go into a mapped staging buffer and a
+    /// copy is recorded in the open batch. Recording (rather than `queue.write_buffer`, which
+    /// runs before every unsubmitted command) keeps the write in order with the dispatches
+    /// around it, so a pooled buffer that a pending dispatch still reads is never overwritten
+    /// early, and no flush is needed. Staging buffers are reused: no fresh pages to fault in.
+    pub(crate) fn upload(&self, buffer: &wgpu::Buffer, data: &[u8]) -> Result<()> {
+        let size = (data.len() as u64).div_ceil(4) * 4;
+        if size == 0 {
+            return Ok(());
         }
+        // Collect staging buffers whose remap has completed.
+        let _ = self.inner.device.poll(wgpu::PollType::Poll);
+        let reused = {
+            let mut free = self.inner.upload_free.lock().unwrap();
+            let best = free
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.size() >= size)
+                .min_by_key(|(_, s)| s.size())
+                .map(|(i, _)| i);
+            best.map(|i| free.swap_remove(i))
+        };
+        let staging = reused.unwrap_or_else(|| {
+            self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgrad upload"),
+                size: crate::memory::bucket(size, u64::MAX),
+                usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: true,
+            })
+        });
+        {
+            let mut view = staging
+                .get_mapped_range_mut(0..size)
+                .map_err(|e| Error::Gpu(e.to_string()))?;
+            if data.len() as u64 == size {
+                view.copy_from_slice(data);
+            } else {
+                // Only odd-length f16 data: pad its last word.
+                let mut padded = data.to_vec();
+                padded.resize(size as usize, 0);
+                view.copy_from_slice(&padded);
+            }
+        }
+        staging.unmap();
+        let mut b = self.inner.batch.lock().unwrap();
+        let enc = self.encoder_locked(&mut b);
+        enc.copy_buffer_to_buffer(&staging, 0, buffer, 0, size);
+        b.uploads.push(staging);
         self.inner.uploads.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
-    /// Copies `bytes` from the start of `buffer` to the host, through a reused staging buffer.
-    pub(crate) fn download(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    /// Copies `len` elements from the start of `buffer` to the host, through a reused staging
+    /// buffer, straight into the returned Vec.
+    pub(crate) fn download<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<T>> {
+        let bytes = (len * std::mem::size_of::<T>()) as u64;
         let size = bytes.div_ceil(4) * 4;
         if size == 0 {
             return Ok(Vec::new());
@@ -441,7 +500,11 @@ impl Device {
             let view = staging
                 .get_mapped_range(0..size)
                 .map_err(|e| Error::Gpu(e.to_string()))?;
-            view[..bytes as usize].to_vec()
+            let src = &view[..bytes as usize];
+            match bytemuck::try_cast_slice::<u8, T>(src) {
+                Ok(s) => s.to_vec(),
+                Err(_) => bytemuck::pod_collect_to_vec(src),
+            }
         };
         staging.unmap();
         self.inner.staging.lock().unwrap().push(staging);

@@ -71,7 +71,7 @@ impl Tensor {
         }
         let t = Tensor::uninit(device, "from_slice", shape, T::DTYPE)?;
         if n > 0 {
-            device.upload(t.buffer(), bytemuck::cast_slice(data));
+            device.upload(t.buffer(), bytemuck::cast_slice(data))?;
         }
         Ok(t)
     }
@@ -95,13 +95,7 @@ impl Tensor {
                 got: self.dtype,
             });
         }
-        let n = self.numel();
-        let bytes = self
-            .device()
-            .download(self.buffer(), (n * self.dtype.size()) as u64)?;
-        let mut out = vec![T::zeroed(); n];
-        bytemuck::cast_slice_mut::<T, u8>(&mut out).copy_from_slice(&bytes);
-        Ok(out)
+        self.device().download::<T>(self.buffer(), self.numel())
     }
 
     /// Reads an f32 tensor back, converting f16 storage on the host.
