@@ -21,9 +21,27 @@ pub struct Kernel {
 }
 
 /// The declarations that specialise a kernel: constants, type aliases, function choices.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+///
+/// Cheap to clone and to hash (the text is shared and its hash computed once), because the
+/// pipeline cache looks a spec up on every dispatch and generated GEMM bodies run to kilobytes.
+#[derive(Clone, Debug, Default)]
 pub struct Spec {
-    text: String,
+    text: std::sync::Arc<str>,
+    hash: u64,
+}
+
+impl PartialEq for Spec {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && (std::sync::Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+    }
+}
+
+impl Eq for Spec {}
+
+impl std::hash::Hash for Spec {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 impl Spec {
@@ -31,29 +49,35 @@ impl Spec {
         Self::default()
     }
 
+    fn push(self, decl: &str) -> Self {
+        use std::hash::{Hash, Hasher};
+        let text: String = format!("{}{decl}\n", self.text);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        Spec {
+            hash: h.finish(),
+            text: text.into(),
+        }
+    }
+
     /// `const NAME: u32 = V;`
-    pub fn u32(mut self, name: &str, v: u32) -> Self {
-        self.text += &format!("const {name}: u32 = {v}u;\n");
-        self
+    pub fn u32(self, name: &str, v: u32) -> Self {
+        self.push(&format!("const {name}: u32 = {v}u;"))
     }
 
     /// `const NAME: bool = V;`
-    pub fn bool(mut self, name: &str, v: bool) -> Self {
-        self.text += &format!("const {name}: bool = {v};\n");
-        self
+    pub fn bool(self, name: &str, v: bool) -> Self {
+        self.push(&format!("const {name}: bool = {v};"))
     }
 
     /// `alias NAME = TY;`
-    pub fn alias(mut self, name: &str, ty: &str) -> Self {
-        self.text += &format!("alias {name} = {ty};\n");
-        self
+    pub fn alias(self, name: &str, ty: &str) -> Self {
+        self.push(&format!("alias {name} = {ty};"))
     }
 
     /// Any other declaration, e.g. a one-line function picking an op.
-    pub fn line(mut self, decl: &str) -> Self {
-        self.text += decl;
-        self.text.push('\n');
-        self
+    pub fn line(self, decl: &str) -> Self {
+        self.push(decl)
     }
 
     pub fn text(&self) -> &str {

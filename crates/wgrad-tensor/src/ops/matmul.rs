@@ -190,7 +190,21 @@ pub(crate) fn blocked_entry(blk: Blocking, a_vec4: bool) -> String {
     s
 }
 
+/// The specialisation for operands with 4-aligned rows or not, memoised: the generated body is
+/// kilobytes of text, built once per shape class rather than once per call.
 pub(crate) fn spec(a_vec4: bool, b_vec4: bool, blk: Blocking) -> Spec {
+    static CACHE: std::sync::Mutex<Vec<((bool, bool, Blocking), Spec)>> = std::sync::Mutex::new(Vec::new());
+    let key = (a_vec4, b_vec4, blk);
+    let mut cache = CACHE.lock().unwrap();
+    if let Some((_, s)) = cache.iter().find(|(k, _)| *k == key) {
+        return s.clone();
+    }
+    let s = build_spec(a_vec4, b_vec4, blk);
+    cache.push((key, s.clone()));
+    s
+}
+
+fn build_spec(a_vec4: bool, b_vec4: bool, blk: Blocking) -> Spec {
     let load_a = if a_vec4 {
         "fn load_a(e: u32) -> f32 { return a[e / 4u][e % 4u]; }"
     } else {
