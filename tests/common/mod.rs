@@ -75,3 +75,5 @@ pub fn matmul_ref(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64
     }
     c
 }
+
+pub mod oracle;

@@ -32,7 +32,8 @@ pub struct Spec {
 
 impl PartialEq for Spec {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && (std::sync::Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+        self.hash == other.hash
+            && (std::sync::Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
     }
 }
 

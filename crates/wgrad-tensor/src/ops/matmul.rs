@@ -193,7 +193,8 @@ pub(crate) fn blocked_entry(blk: Blocking, a_vec4: bool) -> String {
 /// The specialisation for operands with 4-aligned rows or not, memoised: the generated body is
 /// kilobytes of text, built once per shape class rather than once per call.
 pub(crate) fn spec(a_vec4: bool, b_vec4: bool, blk: Blocking) -> Spec {
-    static CACHE: std::sync::Mutex<Vec<((bool, bool, Blocking), Spec)>> = std::sync::Mutex::new(Vec::new());
+    static CACHE: std::sync::Mutex<Vec<((bool, bool, Blocking), Spec)>> =
+        std::sync::Mutex::new(Vec::new());
     let key = (a_vec4, b_vec4, blk);
     let mut cache = CACHE.lock().unwrap();
     if let Some((_, s)) = cache.iter().find(|(k, _)| *k == key) {
