@@ -31,6 +31,7 @@ pub use ops::binary::BinaryOp;
 pub use ops::matmul::Activation;
 pub use ops::reduce::ReduceOp;
 pub use ops::unary::UnaryOp;
+pub use ops::window::Padding;
 pub use tensor::Tensor;
 
 /// Re-exported so users can name adapter types and limits without a direct wgpu dependency.

@@ -2,15 +2,20 @@
 //! specialisation, the parameter block and the dispatch. Each public op is a method on
 //! [`Tensor`](crate::Tensor) defined next to its kernel.
 
+pub mod batch_norm;
 pub mod binary;
 pub mod cast;
+pub mod conv;
 pub mod fill;
 pub mod layout;
 pub mod matmul;
+pub mod pool;
 pub mod random;
 pub mod reduce;
 pub mod softmax;
 pub mod unary;
+pub mod upsample;
+pub mod window;
 
 use crate::device::{Device, Dispatch};
 use crate::kernel::{Kernel, Spec};
