@@ -7,6 +7,7 @@ pub mod binary;
 pub mod cast;
 pub mod conv;
 pub mod fill;
+pub(crate) mod gemm;
 pub mod layout;
 pub mod matmul;
 pub mod pool;
