@@ -28,6 +28,7 @@ pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use memory::MemoryStats;
 pub use ops::binary::BinaryOp;
+pub use ops::conv::Conv2dOptions;
 pub use ops::matmul::Activation;
 pub use ops::reduce::ReduceOp;
 pub use ops::unary::UnaryOp;

@@ -1,2 +1,689 @@
-//! (being written)
-pub(crate) fn variants() -> Vec<(&'static crate::kernel::Kernel, crate::kernel::Spec)> { Vec::new() }
+//! 2-D convolution, its two gradients, and transposed convolution (`shaders/conv.wgsl`).
+//!
+//! Layouts follow Keras: activations NHWC, filters HWIO `[KH, KW, C/groups, O]`. Each direction
+//! is an implicit GEMM on the shared skeletons (ops/gemm.rs), so both strategies (workgroup
+//! tiles on GPUs, register blocks on CPU adapters) serve all three. A 1×1, stride-1, unpadded,
+//! ungrouped convolution is a plain matmul and goes there.
+
+use std::sync::Mutex;
+
+use super::gemm::{self, Blocking};
+use super::matmul::{Activation, MatmulOptions};
+use super::window::{geometry_2d, AxisGeometry, Padding};
+use crate::kernel::{shader, Kernel, Spec};
+use crate::{DType, Error, Result, Tensor};
+
+const HELPERS: &[&str] = &[
+    shader!("common/activations.wgsl"),
+    shader!("common/gemm.wgsl"),
+];
+
+pub static CONV2D_FORWARD: Kernel = Kernel {
+    name: "conv2d_forward",
+    file: "conv.wgsl",
+    source: shader!("conv.wgsl"),
+    helpers: HELPERS,
+    entries: &["gemm_tiled", "gemm_blocked"],
+};
+
+pub static CONV2D_BACKWARD_INPUT: Kernel = Kernel {
+    name: "conv2d_backward_input",
+    file: "conv.wgsl",
+    source: shader!("conv.wgsl"),
+    helpers: HELPERS,
+    entries: &["gemm_tiled", "gemm_blocked"],
+};
+
+pub static CONV2D_BACKWARD_FILTER: Kernel = Kernel {
+    name: "conv2d_backward_filter",
+    file: "conv.wgsl",
+    source: shader!("conv.wgsl"),
+    helpers: HELPERS,
+    entries: &["gemm_tiled", "gemm_blocked"],
+};
+
+/// Stride, padding, dilation and groups of a convolution (Keras defaults: 1, valid, 1, 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dOptions {
+    pub stride: [usize; 2],
+    pub padding: Padding,
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Conv2dOptions {
+            stride: [1, 1],
+            padding: Padding::Valid,
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    BackwardInput,
+    BackwardFilter,
+}
+
+impl Direction {
+    fn kernel(self) -> &'static Kernel {
+        match self {
+            Direction::Forward => &CONV2D_FORWARD,
+            Direction::BackwardInput => &CONV2D_BACKWARD_INPUT,
+            Direction::BackwardFilter => &CONV2D_BACKWARD_FILTER,
+        }
+    }
+    fn prefix(self) -> &'static str {
+        match self {
+            Direction::Forward => "fwd",
+            Direction::BackwardInput => "bwi",
+            Direction::BackwardFilter => "bwf",
+        }
+    }
+}
+
+/// One direction's specialisation: A/B/C element access (vec4 when channels allow) and the
+/// skeleton's loaders forwarded to that direction's functions.
+fn spec(dir: Direction, a_vec4: bool, b_vec4: bool, c_vec4: bool, blk: Blocking) -> Spec {
+    static CACHE: gemm::SpecCache<(Direction, bool, bool, bool, Blocking)> = Mutex::new(Vec::new());
+    gemm::memo(&CACHE, (dir, a_vec4, b_vec4, c_vec4, blk), || {
+        let vec = |v: bool| if v { "vec4<f32>" } else { "f32" };
+        let access = |name: &str, buf: &str, v: bool| {
+            if v {
+                format!("fn {name}_elem(e: u32) -> f32 {{ return {buf}[e / 4u][e % 4u]; }}\nfn {name}_vec(e: u32) -> vec4<f32> {{ return {buf}[e / 4u]; }}")
+            } else {
+                format!("fn {name}_elem(e: u32) -> f32 {{ return {buf}[e]; }}\nfn {name}_vec(e: u32) -> vec4<f32> {{ return vec4<f32>({buf}[e], {buf}[e + 1u], {buf}[e + 2u], {buf}[e + 3u]); }}")
+            }
+        };
+        let store = if c_vec4 {
+            "fn store_c(e: u32, col: u32, v: vec4<f32>) { dst[e / 4u] = v; }\nfn dst_elem(e: u32, v: f32) { dst[e / 4u][e % 4u] = v; }"
+        } else {
+            "fn store_c(e: u32, col: u32, v: vec4<f32>) { for (var j = 0u; j < 4u; j++) { if (col + j < p.n) { dst[e + j] = v[j]; } } }\nfn dst_elem(e: u32, v: f32) { dst[e] = v; }"
+        };
+        let d = dir.prefix();
+        let krange = if dir == Direction::BackwardFilter {
+            "bwf_k_range"
+        } else {
+            "full_k"
+        };
+        Spec::new()
+            .alias("T", "vec4<f32>")
+            .alias("AT", vec(a_vec4))
+            .alias("BT", vec(b_vec4))
+            .alias("CT", vec(c_vec4))
+            .bool("B_VEC4", b_vec4)
+            .line(&access("a", "src_a", a_vec4))
+            .line(&access("b", "src_b", b_vec4))
+            .line(store)
+            .line(&format!("fn row_info(z: u32, row: u32) -> RowInfo {{ return {d}_row_info(z, row); }}"))
+            .line(&format!("fn load_a(r: RowInfo, k: u32) -> f32 {{ return {d}_load_a(r, k); }}"))
+            .line(&format!("fn load_a4(r: RowInfo, kq: u32) -> vec4<f32> {{ return {d}_load_a4(r, kq); }}"))
+            .line(&format!("fn load_b4(z: u32, k: u32, col: u32) -> vec4<f32> {{ return {d}_load_b4(z, k, col); }}"))
+            .line(&format!("fn k_range(z: u32) -> vec2<u32> {{ return {krange}(z); }}"))
+            .line("fn bias_at(z: u32, col: u32) -> vec4<f32> { return conv_bias_at(z, col); }")
+            .line(&format!("fn write_out(z: u32, row: u32, col: u32, acc: vec4<f32>, bias4: vec4<f32>) {{ {d}_write_out(z, row, col, acc, bias4); }}"))
+            .line(&gemm::blocked_entry(blk, a_vec4))
+    })
+}
+
+pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
+    let mut v = Vec::new();
+    for dir in [
+        Direction::Forward,
+        Direction::BackwardInput,
+        Direction::BackwardFilter,
+    ] {
+        for a4 in [false, true] {
+            for b4 in [false, true] {
+                // The filter gradient stores scattered scalars, so its C is never vec4.
+                for c4 in if dir == Direction::BackwardFilter {
+                    vec![false]
+                } else {
+                    vec![false, true]
+                } {
+                    for blk in gemm::all_blockings() {
+                        v.push((dir.kernel(), spec(dir, a4, b4, c4, blk)));
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Everything a launch needs about one convolution, checked.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    oh: usize,
+    ow: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    groups: usize,
+    rows: AxisGeometry,
+    cols: AxisGeometry,
+    opts: Conv2dOptions,
+}
+
+impl Geometry {
+    fn new(
+        op: &'static str,
+        input: &[usize],
+        filter: &[usize],
+        opts: Conv2dOptions,
+    ) -> Result<Geometry> {
+        if input.len() != 4 {
+            return Err(Error::shape(op, "input must be NHWC (rank 4)", &[input]));
+        }
+        if filter.len() != 4 {
+            return Err(Error::shape(op, "filter must be HWIO (rank 4)", &[filter]));
+        }
+        let g = opts.groups;
+        if g == 0 {
+            return Err(Error::invalid(op, "groups must be at least 1"));
+        }
+        let (c, o) = (input[3], filter[3]);
+        if c % g != 0 || o % g != 0 {
+            return Err(Error::invalid(
+                op,
+                format!("{c} input and {o} output channels must both divide into {g} groups"),
+            ));
+        }
+        if filter[2] * g != c {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "filter input channels {} x {g} groups must equal the input's {c} channels",
+                    filter[2]
+                ),
+                &[input, filter],
+            ));
+        }
+        let [rows, cols] = geometry_2d(
+            op,
+            [input[1], input[2]],
+            [filter[0], filter[1]],
+            opts.stride,
+            opts.dilation,
+            opts.padding,
+        )?;
+        Ok(Geometry {
+            n: input[0],
+            h: input[1],
+            w: input[2],
+            c,
+            oh: rows.output,
+            ow: cols.output,
+            o,
+            kh: filter[0],
+            kw: filter[1],
+            groups: g,
+            rows,
+            cols,
+            opts,
+        })
+    }
+
+    fn cg(&self) -> usize {
+        self.c / self.groups
+    }
+    fn og(&self) -> usize {
+        self.o / self.groups
+    }
+    fn output_shape(&self) -> [usize; 4] {
+        [self.n, self.oh, self.ow, self.o]
+    }
+    fn input_shape(&self) -> [usize; 4] {
+        [self.n, self.h, self.w, self.c]
+    }
+
+    /// The parameter block of shaders/conv.wgsl.
+    #[allow(clippy::too_many_arguments)]
+    fn params(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        splits: usize,
+        chunk: usize,
+        slope: f32,
+        has_bias: bool,
+    ) -> Vec<u32> {
+        let o = &self.opts;
+        [
+            m,
+            n,
+            0,
+            0,
+            self.n,
+            self.h,
+            self.w,
+            self.c,
+            self.oh,
+            self.ow,
+            self.o,
+            self.groups,
+            self.kh,
+            self.kw,
+            o.stride[0],
+            o.stride[1],
+            o.dilation[0],
+            o.dilation[1],
+            self.rows.pad_before,
+            self.cols.pad_before,
+            self.cg(),
+            self.og(),
+            k,
+            splits,
+            chunk,
+        ]
+        .iter()
+        .map(|&v| v as u32)
+        .chain([slope.to_bits(), has_bias as u32, 0])
+        .collect()
+    }
+
+    /// True when the convolution is a plain [N·H·W, C] x [C, O] product.
+    fn is_pointwise(&self) -> bool {
+        let o = &self.opts;
+        self.kh == 1
+            && self.kw == 1
+            && o.stride == [1, 1]
+            && self.groups == 1
+            && self.oh == self.h
+            && self.ow == self.w
+    }
+}
+
+fn check_f32(op: &'static str, ts: &[&Tensor]) -> Result<()> {
+    super::same_device(op, ts)?;
+    for t in ts {
+        t.expect_dtype(op, DType::F32)?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    dir: Direction,
+    x_a: &Tensor,
+    x_b: &Tensor,
+    out: &Tensor,
+    bias: Option<&Tensor>,
+    geo: &Geometry,
+    m: usize,
+    n: usize,
+    k: usize,
+    zs: usize,
+    splits: usize,
+    chunk: usize,
+    slope: f32,
+) -> Result<()> {
+    let dev = x_a.device();
+    let cg4 = geo.cg().is_multiple_of(4) && geo.c.is_multiple_of(4);
+    let og4 = geo.og().is_multiple_of(4) && geo.o.is_multiple_of(4);
+    let (a4, b4, c4) = match dir {
+        Direction::Forward => (cg4, og4, og4),
+        Direction::BackwardInput => (og4, cg4, cg4),
+        Direction::BackwardFilter => (k.is_multiple_of(4) && chunk.is_multiple_of(4), cg4, false),
+    };
+    let blk = gemm::blocking_for(n);
+    let spec = spec(dir, a4, b4, c4, blk);
+    let params = geo.params(m, n, k, splits, chunk, slope, bias.is_some());
+    gemm::launch(
+        dev,
+        dir.kernel().name,
+        gemm::GemmLaunch {
+            kernel: dir.kernel(),
+            spec: &spec,
+            blocking: blk,
+            m,
+            n,
+            zs,
+            params,
+            row0_slot: 2,
+            z0_slot: 3,
+            buffers: &[
+                x_a.buffer(),
+                x_b.buffer(),
+                out.buffer(),
+                bias.map_or(dev.dummy(0), |b| b.buffer()),
+            ],
+        },
+    )
+}
+
+impl Tensor {
+    /// Convolution of NHWC `self` with an HWIO `filter` `[KH, KW, C/groups, O]`.
+    pub fn conv2d(&self, filter: &Tensor, opts: Conv2dOptions) -> Result<Tensor> {
+        self.conv2d_with(filter, None, Activation::Identity, opts)
+    }
+
+    /// `act(conv2d(self, filter) + bias)` with bias `[O]`, bias and activation fused into the
+    /// kernel's write-out (identity, ReLU, leaky ReLU; others as one elementwise pass after).
+    pub fn conv2d_with(
+        &self,
+        filter: &Tensor,
+        bias: Option<&Tensor>,
+        activation: Activation,
+        opts: Conv2dOptions,
+    ) -> Result<Tensor> {
+        let op = "conv2d";
+        check_f32(op, &[self, filter])?;
+        let geo = Geometry::new(op, self.shape(), filter.shape(), opts)?;
+        if let Some(b) = bias {
+            check_f32(op, &[self, b])?;
+            if b.shape() != [geo.o] {
+                return Err(Error::shape(
+                    op,
+                    format!("bias must have shape [{}]", geo.o),
+                    &[b.shape()],
+                ));
+            }
+        }
+        if geo.is_pointwise() {
+            let x = self.reshape(&[geo.n * geo.h * geo.w, geo.c])?;
+            let w = filter.reshape(&[geo.c, geo.o])?;
+            return x
+                .matmul_with(
+                    &w,
+                    MatmulOptions {
+                        bias,
+                        activation,
+                        ..Default::default()
+                    },
+                )?
+                .reshape(&geo.output_shape());
+        }
+        let out = Tensor::uninit(self.device(), op, &geo.output_shape(), DType::F32)?;
+        if out.numel() == 0 {
+            return Ok(out);
+        }
+        let k = geo.kh * geo.kw * geo.cg();
+        let slope = activation.fused_slope().unwrap_or(1.0);
+        launch(
+            Direction::Forward,
+            self,
+            filter,
+            &out,
+            bias,
+            &geo,
+            geo.n * geo.oh * geo.ow,
+            geo.og(),
+            k,
+            geo.groups,
+            1,
+            k,
+            slope,
+        )?;
+        match activation.fused_slope() {
+            Some(_) => Ok(out),
+            None => out.unary(activation.unary_op().expect("non-identity activation")),
+        }
+    }
+
+    /// Gradient of a convolution with respect to its input: `self` is the gradient of the
+    /// output `[N, OH, OW, O]`, `input_shape` the forward input's shape.
+    pub fn conv2d_backward_input(
+        &self,
+        filter: &Tensor,
+        input_shape: &[usize],
+        opts: Conv2dOptions,
+    ) -> Result<Tensor> {
+        let op = "conv2d_backward_input";
+        check_f32(op, &[self, filter])?;
+        let geo = Geometry::new(op, input_shape, filter.shape(), opts)?;
+        if self.shape() != geo.output_shape() {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "gradient must have the forward output's shape {:?}",
+                    geo.output_shape()
+                ),
+                &[self.shape(), input_shape, filter.shape()],
+            ));
+        }
+        if geo.is_pointwise() {
+            let dy = self.reshape(&[geo.n * geo.h * geo.w, geo.o])?;
+            let w = filter.reshape(&[geo.c, geo.o])?;
+            let o = MatmulOptions {
+                transpose_b: true,
+                ..Default::default()
+            };
+            return dy.matmul_with(&w, o)?.reshape(&geo.input_shape());
+        }
+        let out = Tensor::uninit(self.device(), op, &geo.input_shape(), DType::F32)?;
+        if out.numel() == 0 {
+            return Ok(out);
+        }
+        // Filter per group as [G][KH·KW·Og][Cg]: from [KH, KW, Cg, G, Og] to [G, KH, KW, Og, Cg].
+        let (g, cg, og) = (geo.groups, geo.cg(), geo.og());
+        let wt = filter
+            .reshape(&[geo.kh, geo.kw, cg, g, og])?
+            .permute(&[3, 0, 1, 4, 2])?;
+        let k = geo.kh * geo.kw * og;
+        launch(
+            Direction::BackwardInput,
+            self,
+            &wt,
+            &out,
+            None,
+            &geo,
+            geo.n * geo.h * geo.w,
+            cg,
+            k,
+            g,
+            1,
+            k,
+            1.0,
+        )?;
+        Ok(out)
+    }
+
+    /// Gradient of a convolution with respect to its filter: `self` is the forward input,
+    /// `grad_output` the gradient of its output, `kernel` the filter's (KH, KW).
+    pub fn conv2d_backward_filter(
+        &self,
+        grad_output: &Tensor,
+        kernel: [usize; 2],
+        opts: Conv2dOptions,
+    ) -> Result<Tensor> {
+        let op = "conv2d_backward_filter";
+        check_f32(op, &[self, grad_output])?;
+        if self.rank() != 4 || grad_output.rank() != 4 {
+            return Err(Error::shape(
+                op,
+                "input and gradient must be NHWC (rank 4)",
+                &[self.shape(), grad_output.shape()],
+            ));
+        }
+        let g = opts.groups.max(1);
+        let (c, o) = (self.shape()[3], grad_output.shape()[3]);
+        if c % g != 0 {
+            return Err(Error::invalid(
+                op,
+                format!("{c} input channels do not divide into {g} groups"),
+            ));
+        }
+        let filter_shape = [kernel[0], kernel[1], c / g, o];
+        let geo = Geometry::new(op, self.shape(), &filter_shape, opts)?;
+        if grad_output.shape() != geo.output_shape() {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "gradient must have the forward output's shape {:?}",
+                    geo.output_shape()
+                ),
+                &[self.shape(), grad_output.shape()],
+            ));
+        }
+        let npq = geo.n * geo.oh * geo.ow;
+        if geo.is_pointwise() {
+            let x = self.reshape(&[npq, c])?;
+            let dy = grad_output.reshape(&[npq, o])?;
+            return x
+                .matmul_with(
+                    &dy,
+                    MatmulOptions {
+                        transpose_a: true,
+                        ..Default::default()
+                    },
+                )?
+                .reshape(&filter_shape);
+        }
+        if npq == 0 {
+            return Tensor::zeros(self.device(), &filter_shape, DType::F32);
+        }
+        let cols = geo.kh * geo.kw * geo.cg();
+        let rows = geo.og();
+        // The reduction over N·OH·OW is long and the output small: split it so that enough
+        // workgroups run, each split at least MIN_CHUNK long, K per split a multiple of 4.
+        const MIN_CHUNK: usize = 256;
+        const TARGET_GROUPS: usize = 128;
+        let blk = gemm::blocking_for(cols);
+        let groups_per_split = match self.device().strategy() {
+            crate::Strategy::Tiled => rows.div_ceil(64) * cols.div_ceil(64),
+            crate::Strategy::RegisterBlocked => {
+                rows.div_ceil((blk.rm * blk.wg_m) as usize)
+                    * cols.div_ceil((4 * blk.vn * blk.wg_n) as usize)
+            }
+        } * g;
+        let splits =
+            (TARGET_GROUPS / groups_per_split.max(1)).clamp(1, npq.div_ceil(MIN_CHUNK).max(1));
+        let chunk = npq.div_ceil(splits).div_ceil(4) * 4;
+        let splits = npq.div_ceil(chunk);
+        let dyt = grad_output.reshape(&[npq, o])?.t()?;
+        let partial = Tensor::uninit(
+            self.device(),
+            op,
+            &[splits, kernel[0], kernel[1], c / g, o],
+            DType::F32,
+        )?;
+        launch(
+            Direction::BackwardFilter,
+            &dyt,
+            self,
+            &partial,
+            None,
+            &geo,
+            rows,
+            cols,
+            npq,
+            g * splits,
+            splits,
+            chunk,
+            1.0,
+        )?;
+        if splits == 1 {
+            partial.reshape(&filter_shape)
+        } else {
+            partial.sum(&[0], false)
+        }
+    }
+
+    /// Keras `Conv2DTranspose`: `self` `[N, H, W, in]`, `filter` `[KH, KW, out, in]` (TF's
+    /// layout), output `[N, OH, OW, out]` with OH = H·s for Same padding and
+    /// (H-1)·s + (KH-1)·d + 1 for Valid, plus `output_padding` (each below the stride).
+    pub fn conv2d_transpose(
+        &self,
+        filter: &Tensor,
+        opts: Conv2dOptions,
+        output_padding: [usize; 2],
+    ) -> Result<Tensor> {
+        let op = "conv2d_transpose";
+        check_f32(op, &[self, filter])?;
+        let out_shape =
+            transpose_output_shape(op, self.shape(), filter.shape(), opts, output_padding)?;
+        // The transpose of a convolution is that convolution's input gradient, with the
+        // filter's in/out roles swapped: HWIO of the forward conv = [KH, KW, out, in].
+        self.conv2d_backward_input(filter, &out_shape, opts)
+    }
+
+    /// Gradient of `conv2d_transpose` with respect to its input: a plain convolution of the
+    /// output gradient with the same filter.
+    pub fn conv2d_transpose_backward_input(
+        &self,
+        filter: &Tensor,
+        opts: Conv2dOptions,
+    ) -> Result<Tensor> {
+        self.conv2d(filter, opts)
+    }
+
+    /// Gradient of `conv2d_transpose` with respect to its filter `[KH, KW, out, in]`: `self` is
+    /// the forward input, `grad_output` the gradient of its output.
+    pub fn conv2d_transpose_backward_filter(
+        &self,
+        grad_output: &Tensor,
+        kernel: [usize; 2],
+        opts: Conv2dOptions,
+    ) -> Result<Tensor> {
+        grad_output.conv2d_backward_filter(self, kernel, opts)
+    }
+}
+
+fn transpose_output_shape(
+    op: &'static str,
+    input: &[usize],
+    filter: &[usize],
+    opts: Conv2dOptions,
+    output_padding: [usize; 2],
+) -> Result<Vec<usize>> {
+    if input.len() != 4 || filter.len() != 4 {
+        return Err(Error::shape(
+            op,
+            "input must be NHWC and filter [KH, KW, out, in]",
+            &[input, filter],
+        ));
+    }
+    if filter[3] * opts.groups.max(1) != input[3] {
+        return Err(Error::shape(
+            op,
+            "filter's last extent (in channels) must match the input's channels",
+            &[input, filter],
+        ));
+    }
+    let mut out = vec![input[0], 0, 0, filter[2] * opts.groups.max(1)];
+    for a in 0..2 {
+        let (s, d, k) = (opts.stride[a], opts.dilation[a], filter[a]);
+        if s == 0 || d == 0 || k == 0 {
+            return Err(Error::invalid(
+                op,
+                "kernel, stride and dilation must be at least 1",
+            ));
+        }
+        if output_padding[a] >= s.max(d) {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "output_padding {} must be smaller than the stride {s} or dilation {d}",
+                    output_padding[a]
+                ),
+            ));
+        }
+        let span = (k - 1) * d + 1;
+        out[a + 1] = match opts.padding {
+            Padding::Same => input[a + 1] * s,
+            Padding::Valid => (input[a + 1] - 1) * s + span,
+            Padding::Explicit {
+                top,
+                bottom,
+                left,
+                right,
+            } => {
+                let (b, e) = if a == 0 { (top, bottom) } else { (left, right) };
+                ((input[a + 1] - 1) * s + span)
+                    .checked_sub(b + e)
+                    .ok_or_else(|| Error::invalid(op, "explicit padding exceeds the output"))?
+            }
+        } + output_padding[a];
+    }
+    Ok(out)
+}

@@ -137,10 +137,13 @@ pub(crate) fn blocked_entry(blk: Blocking, a_vec4: bool) -> String {
     s
 }
 
+/// A kernel's memoised specialisations, keyed by what selects them.
+pub(crate) type SpecCache<K> = std::sync::Mutex<Vec<(K, Spec)>>;
+
 /// Memoises a kernel's specialisations: a generated body is kilobytes of text, built once per
 /// (kernel, shape class) rather than once per call.
 pub(crate) fn memo<K: PartialEq + Copy + Send + 'static>(
-    cache: &'static std::sync::Mutex<Vec<(K, Spec)>>,
+    cache: &'static SpecCache<K>,
     key: K,
     build: impl FnOnce() -> Spec,
 ) -> Spec {

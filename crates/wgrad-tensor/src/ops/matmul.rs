@@ -93,7 +93,7 @@ pub struct MatmulOptions<'a> {
 
 /// The specialisation for operands with 4-aligned rows or not, and one register blocking.
 pub(crate) fn spec(a_vec4: bool, b_vec4: bool, blk: Blocking) -> Spec {
-    static CACHE: Mutex<Vec<((bool, bool, Blocking), Spec)>> = Mutex::new(Vec::new());
+    static CACHE: gemm::SpecCache<(bool, bool, Blocking)> = Mutex::new(Vec::new());
     gemm::memo(&CACHE, (a_vec4, b_vec4, blk), || {
         let vec = |v: bool| if v { "vec4<f32>" } else { "f32" };
         let mut s = Spec::new()

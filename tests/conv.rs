@@ -1,0 +1,574 @@
+//! Convolution, its gradients and transposed convolution: TensorFlow's reference cases, an f64
+//! CPU reference over random configurations, finite-difference gradient checks, and the typed
+//! errors of invalid configurations. Every check runs with both kernel strategies.
+
+mod common;
+use common::oracle::{cases, Case};
+use common::{assert_close, strategies, Rng};
+use wgrad::{Conv2dOptions, Device, Error, Padding, Tensor};
+
+fn padding_of(c: &Case) -> Padding {
+    match c.str("padding") {
+        "same" => Padding::Same,
+        "valid" => Padding::Valid,
+        p => panic!("padding {p}"),
+    }
+}
+
+fn up(dev: &Device, c: &Case, role: &str) -> Tensor {
+    let (s, d) = c.get(role);
+    Tensor::from_slice(dev, d, s).unwrap()
+}
+
+fn want(c: &Case, role: &str) -> Vec<f64> {
+    c.get(role).1.iter().map(|&v| v as f64).collect()
+}
+
+const RTOL: f64 = 1e-4;
+const ATOL: f64 = 1e-5;
+
+#[test]
+fn conv2d_matches_tensorflow() {
+    for dev in strategies() {
+        for c in cases("conv2d") {
+            let opts = Conv2dOptions {
+                stride: c.pair("stride"),
+                dilation: c.pair("dilation"),
+                padding: padding_of(&c),
+                groups: 1,
+            };
+            let (x, w, dy) = (
+                up(&dev, &c, "input"),
+                up(&dev, &c, "filter"),
+                up(&dev, &c, "grad_output"),
+            );
+            let y = x.conv2d(&w, opts).unwrap();
+            assert_close(&y.to_vec::<f32>().unwrap(), &want(&c, "output"), RTOL, ATOL);
+            let dx = dy.conv2d_backward_input(&w, x.shape(), opts).unwrap();
+            assert_close(
+                &dx.to_vec::<f32>().unwrap(),
+                &want(&c, "grad_input"),
+                RTOL,
+                ATOL,
+            );
+            let kh = [w.shape()[0], w.shape()[1]];
+            let dw = x.conv2d_backward_filter(&dy, kh, opts).unwrap();
+            assert_eq!(dw.shape(), w.shape(), "{}", c.name);
+            assert_close(
+                &dw.to_vec::<f32>().unwrap(),
+                &want(&c, "grad_filter"),
+                RTOL,
+                ATOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn depthwise_conv2d_matches_tensorflow() {
+    for dev in strategies() {
+        for c in cases("depthwise_conv2d") {
+            let (x, dy) = (up(&dev, &c, "input"), up(&dev, &c, "grad_output"));
+            let (ws, wd) = c.get("filter");
+            let ch = x.shape()[3];
+            // Keras's (kh, kw, C, multiplier) is, in memory, HWIO with one input channel per
+            // group and output channel c·multiplier + m.
+            let w = Tensor::from_slice(&dev, wd, &[ws[0], ws[1], 1, ws[2] * ws[3]]).unwrap();
+            let opts = Conv2dOptions {
+                stride: c.pair("stride"),
+                dilation: c.pair("dilation"),
+                padding: padding_of(&c),
+                groups: ch,
+            };
+            let y = x.conv2d(&w, opts).unwrap();
+            assert_close(&y.to_vec::<f32>().unwrap(), &want(&c, "output"), RTOL, ATOL);
+            let dx = dy.conv2d_backward_input(&w, x.shape(), opts).unwrap();
+            assert_close(
+                &dx.to_vec::<f32>().unwrap(),
+                &want(&c, "grad_input"),
+                RTOL,
+                ATOL,
+            );
+            let dw = x.conv2d_backward_filter(&dy, [ws[0], ws[1]], opts).unwrap();
+            assert_close(
+                &dw.to_vec::<f32>().unwrap(),
+                &want(&c, "grad_filter"),
+                RTOL,
+                ATOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn conv2d_transpose_matches_tensorflow() {
+    for dev in strategies() {
+        for c in cases("conv2d_transpose") {
+            let (x, w, dy) = (
+                up(&dev, &c, "input"),
+                up(&dev, &c, "filter"),
+                up(&dev, &c, "grad_output"),
+            );
+            let opts = Conv2dOptions {
+                stride: c.pair("stride"),
+                padding: padding_of(&c),
+                ..Default::default()
+            };
+            let want_shape = c.get("output").0.to_vec();
+            let base = x
+                .conv2d_transpose(&w, opts, [0, 0])
+                .unwrap()
+                .shape()
+                .to_vec();
+            let out_pad = [want_shape[1] - base[1], want_shape[2] - base[2]];
+            let y = x.conv2d_transpose(&w, opts, out_pad).unwrap();
+            assert_eq!(y.shape(), &want_shape[..], "{}", c.name);
+            assert_close(&y.to_vec::<f32>().unwrap(), &want(&c, "output"), RTOL, ATOL);
+            let dx = dy.conv2d_transpose_backward_input(&w, opts).unwrap();
+            assert_close(
+                &dx.to_vec::<f32>().unwrap(),
+                &want(&c, "grad_input"),
+                RTOL,
+                ATOL,
+            );
+            let dw = x
+                .conv2d_transpose_backward_filter(&dy, [w.shape()[0], w.shape()[1]], opts)
+                .unwrap();
+            assert_close(
+                &dw.to_vec::<f32>().unwrap(),
+                &want(&c, "grad_filter"),
+                RTOL,
+                ATOL,
+            );
+        }
+    }
+}
+
+/// f64 reference of one convolution configuration.
+struct Ref {
+    x: [usize; 4],
+    w: [usize; 4],
+    stride: [usize; 2],
+    dil: [usize; 2],
+    pad: [usize; 2],
+    out: [usize; 2],
+    groups: usize,
+}
+
+impl Ref {
+    fn new(x: [usize; 4], w: [usize; 4], o: Conv2dOptions) -> Ref {
+        let mut pad = [0; 2];
+        let mut out = [0; 2];
+        for a in 0..2 {
+            let span = (w[a] - 1) * o.dilation[a] + 1;
+            let (before, total) = match o.padding {
+                Padding::Valid => (0, 0),
+                Padding::Same => {
+                    let oa = x[a + 1].div_ceil(o.stride[a]);
+                    let t = ((oa - 1) * o.stride[a] + span).saturating_sub(x[a + 1]);
+                    (t / 2, t)
+                }
+                Padding::Explicit {
+                    top,
+                    bottom,
+                    left,
+                    right,
+                } => {
+                    if a == 0 {
+                        (top, top + bottom)
+                    } else {
+                        (left, left + right)
+                    }
+                }
+            };
+            pad[a] = before;
+            out[a] = (x[a + 1] + total - span) / o.stride[a] + 1;
+        }
+        Ref {
+            x,
+            w,
+            stride: o.stride,
+            dil: o.dilation,
+            pad,
+            out,
+            groups: o.groups,
+        }
+    }
+
+    /// Calls f(x index, w index, y index) for every multiply-add of the convolution.
+    fn each(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let [n, h, wd, c] = self.x;
+        let [kh, kw, cg, o] = self.w;
+        let og = o / self.groups;
+        for b in 0..n {
+            for oy in 0..self.out[0] {
+                for ox in 0..self.out[1] {
+                    for oc in 0..o {
+                        let g = oc / og;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * self.stride[0] + ky * self.dil[0]) as isize
+                                    - self.pad[0] as isize;
+                                let ix = (ox * self.stride[1] + kx * self.dil[1]) as isize
+                                    - self.pad[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                    continue;
+                                }
+                                for ci in 0..cg {
+                                    let xi = ((b * h + iy as usize) * wd + ix as usize) * c
+                                        + g * cg
+                                        + ci;
+                                    let wi = ((ky * kw + kx) * cg + ci) * o + oc;
+                                    let yi = ((b * self.out[0] + oy) * self.out[1] + ox) * o + oc;
+                                    f(xi, wi, yi);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn conv2d_random_configurations_match_f64_reference() {
+    let mut rng = Rng::new(11);
+    let devs = strategies();
+    for case in 0..24 {
+        let groups = [1, 1, 2, 3][case % 4];
+        let cg = 1 + (rng.next_u64() % 5) as usize;
+        let og = 1 + (rng.next_u64() % 6) as usize;
+        let (c, o) = (cg * groups, og * groups);
+        let k = [
+            1 + (rng.next_u64() % 4) as usize,
+            1 + (rng.next_u64() % 4) as usize,
+        ];
+        let stride = [
+            1 + (rng.next_u64() % 3) as usize,
+            1 + (rng.next_u64() % 3) as usize,
+        ];
+        let dil = if case % 3 == 0 {
+            [2, 1 + (rng.next_u64() % 2) as usize]
+        } else {
+            [1, 1]
+        };
+        let padding = match case % 3 {
+            0 => Padding::Same,
+            1 => Padding::Valid,
+            _ => Padding::Explicit {
+                top: 1,
+                bottom: 0,
+                left: 2,
+                right: 1,
+            },
+        };
+        let h = (k[0] - 1) * dil[0] + 1 + (rng.next_u64() % 6) as usize;
+        let w = (k[1] - 1) * dil[1] + 1 + (rng.next_u64() % 6) as usize;
+        let n = 1 + (rng.next_u64() % 2) as usize;
+        let opts = Conv2dOptions {
+            stride,
+            padding,
+            dilation: dil,
+            groups,
+        };
+        let xs = [n, h, w, c];
+        let ws = [k[0], k[1], cg, o];
+        let r = Ref::new(xs, ws, opts);
+        let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+        let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+        let ys = [n, r.out[0], r.out[1], o];
+        let dyv = rng.vec(ys.iter().product(), -1.0, 1.0);
+        let (mut y, mut dx, mut dw) = (
+            vec![0f64; dyv.len()],
+            vec![0f64; xv.len()],
+            vec![0f64; wv.len()],
+        );
+        r.each(|xi, wi, yi| {
+            y[yi] += xv[xi] as f64 * wv[wi] as f64;
+            dx[xi] += dyv[yi] as f64 * wv[wi] as f64;
+            dw[wi] += dyv[yi] as f64 * xv[xi] as f64;
+        });
+        for dev in &devs {
+            let ctx = format!(
+                "case {case}: x {xs:?} w {ws:?} {opts:?} ({:?})",
+                dev.strategy()
+            );
+            let tx = Tensor::from_slice(dev, &xv, &xs).unwrap();
+            let tw = Tensor::from_slice(dev, &wv, &ws).unwrap();
+            let tdy = Tensor::from_slice(dev, &dyv, &ys).unwrap();
+            let got = tx.conv2d(&tw, opts).unwrap();
+            assert_eq!(got.shape(), &ys, "{ctx}");
+            let tol = 1e-5 * (k[0] * k[1] * cg) as f64;
+            assert_close(&got.to_vec::<f32>().unwrap(), &y, 1e-4, tol);
+            assert_close(
+                &tdy.conv2d_backward_input(&tw, &xs, opts)
+                    .unwrap()
+                    .to_vec::<f32>()
+                    .unwrap(),
+                &dx,
+                1e-4,
+                tol,
+            );
+            assert_close(
+                &tx.conv2d_backward_filter(&tdy, k, opts)
+                    .unwrap()
+                    .to_vec::<f32>()
+                    .unwrap(),
+                &dw,
+                1e-4,
+                1e-5 * (ys.iter().product::<usize>() as f64),
+            );
+        }
+    }
+}
+
+/// Channel counts that take the vec4 paths (multiples of 4) and long filter-gradient
+/// reductions that are split across workgroups.
+#[test]
+fn conv2d_vec4_paths_and_split_reductions() {
+    let mut rng = Rng::new(12);
+    for (n, h, c, o, groups, s) in [
+        (2, 17, 8, 12, 1, 1),
+        (3, 23, 16, 8, 2, 2),
+        (1, 40, 4, 4, 1, 1),
+        (2, 9, 8, 16, 4, 1),
+    ] {
+        let opts = Conv2dOptions {
+            stride: [s, s],
+            padding: Padding::Same,
+            groups,
+            ..Default::default()
+        };
+        let xs = [n, h, h + 2, c];
+        let ws = [3, 3, c / groups, o];
+        let r = Ref::new(xs, ws, opts);
+        let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+        let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+        let ys = [n, r.out[0], r.out[1], o];
+        let dyv = rng.vec(ys.iter().product(), -1.0, 1.0);
+        let (mut y, mut dx, mut dw) = (
+            vec![0f64; dyv.len()],
+            vec![0f64; xv.len()],
+            vec![0f64; wv.len()],
+        );
+        r.each(|xi, wi, yi| {
+            y[yi] += xv[xi] as f64 * wv[wi] as f64;
+            dx[xi] += dyv[yi] as f64 * wv[wi] as f64;
+            dw[wi] += dyv[yi] as f64 * xv[xi] as f64;
+        });
+        for dev in strategies() {
+            let tx = Tensor::from_slice(&dev, &xv, &xs).unwrap();
+            let tw = Tensor::from_slice(&dev, &wv, &ws).unwrap();
+            let tdy = Tensor::from_slice(&dev, &dyv, &ys).unwrap();
+            assert_close(
+                &tx.conv2d(&tw, opts).unwrap().to_vec::<f32>().unwrap(),
+                &y,
+                1e-4,
+                1e-4,
+            );
+            assert_close(
+                &tdy.conv2d_backward_input(&tw, &xs, opts)
+                    .unwrap()
+                    .to_vec::<f32>()
+                    .unwrap(),
+                &dx,
+                1e-4,
+                1e-4,
+            );
+            assert_close(
+                &tx.conv2d_backward_filter(&tdy, [3, 3], opts)
+                    .unwrap()
+                    .to_vec::<f32>()
+                    .unwrap(),
+                &dw,
+                1e-4,
+                1e-3,
+            );
+        }
+    }
+}
+
+/// d/dθ of L = Σ conv(x, w)·g by central differences, against the gradient kernels.
+#[test]
+fn conv2d_gradients_match_finite_differences() {
+    let mut rng = Rng::new(13);
+    let dev = common::device();
+    let opts = Conv2dOptions {
+        stride: [2, 1],
+        padding: Padding::Same,
+        dilation: [1, 2],
+        groups: 2,
+    };
+    let (xs, ws) = ([1, 6, 7, 4], [2, 3, 2, 4]);
+    let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+    let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+    let tw = Tensor::from_slice(&dev, &wv, &ws).unwrap();
+    let tx = Tensor::from_slice(&dev, &xv, &xs).unwrap();
+    let ys = tx.conv2d(&tw, opts).unwrap().shape().to_vec();
+    let gv = rng.vec(ys.iter().product(), -1.0, 1.0);
+    let tg = Tensor::from_slice(&dev, &gv, &ys).unwrap();
+    let loss = |x: &[f32], w: &[f32]| -> f64 {
+        let y = Tensor::from_slice(&dev, x, &xs)
+            .unwrap()
+            .conv2d(&Tensor::from_slice(&dev, w, &ws).unwrap(), opts)
+            .unwrap();
+        y.to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .zip(&gv)
+            .map(|(&a, &b)| a as f64 * b as f64)
+            .sum()
+    };
+    let dx = tg
+        .conv2d_backward_input(&tw, &xs, opts)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let dw = tx
+        .conv2d_backward_filter(&tg, [2, 3], opts)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let eps = 1e-2f32;
+    // The loss is linear in each parameter, so central differences are exact up to rounding.
+    for i in (0..xv.len()).step_by(7) {
+        let (mut p, mut m) = (xv.clone(), xv.clone());
+        p[i] += eps;
+        m[i] -= eps;
+        let fd = (loss(&p, &wv) - loss(&m, &wv)) / (2.0 * eps as f64);
+        assert!(
+            (fd - dx[i] as f64).abs() < 2e-3,
+            "dx[{i}]: fd {fd} vs {}",
+            dx[i]
+        );
+    }
+    for i in 0..wv.len() {
+        let (mut p, mut m) = (wv.clone(), wv.clone());
+        p[i] += eps;
+        m[i] -= eps;
+        let fd = (loss(&xv, &p) - loss(&xv, &m)) / (2.0 * eps as f64);
+        assert!(
+            (fd - dw[i] as f64).abs() < 2e-3,
+            "dw[{i}]: fd {fd} vs {}",
+            dw[i]
+        );
+    }
+}
+
+#[test]
+fn fused_bias_and_activation_and_pointwise_path() {
+    let mut rng = Rng::new(14);
+    for dev in strategies() {
+        for k in [1, 3] {
+            let (xs, ws) = ([2, 5, 6, 8], [k, k, 8, 12]);
+            let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+            let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+            let bv = rng.vec(12, -1.0, 1.0);
+            let tx = Tensor::from_slice(&dev, &xv, &xs).unwrap();
+            let tw = Tensor::from_slice(&dev, &wv, &ws).unwrap();
+            let tb = Tensor::from_slice(&dev, &bv, &[12]).unwrap();
+            let opts = Conv2dOptions {
+                padding: Padding::Same,
+                ..Default::default()
+            };
+            let plain = tx.conv2d(&tw, opts).unwrap().to_vec::<f32>().unwrap();
+            for act in [wgrad::Activation::Relu, wgrad::Activation::Sigmoid] {
+                let got = tx
+                    .conv2d_with(&tw, Some(&tb), act, opts)
+                    .unwrap()
+                    .to_vec::<f32>()
+                    .unwrap();
+                let want: Vec<f64> = plain
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        let z = v as f64 + bv[i % 12] as f64;
+                        if act == wgrad::Activation::Relu {
+                            z.max(0.0)
+                        } else {
+                            1.0 / (1.0 + (-z).exp())
+                        }
+                    })
+                    .collect();
+                assert_close(&got, &want, 1e-5, 1e-5);
+            }
+        }
+    }
+}
+
+#[test]
+fn invalid_configurations_are_typed_errors() {
+    let dev = common::device();
+    let x = Tensor::zeros(&dev, &[1, 5, 5, 4], wgrad::DType::F32).unwrap();
+    let w = |s: &[usize]| Tensor::zeros(&dev, s, wgrad::DType::F32).unwrap();
+    let o = Conv2dOptions::default();
+    // Kernel larger than the (unpadded) input.
+    assert!(matches!(
+        x.conv2d(&w(&[7, 7, 4, 2]), o),
+        Err(Error::InvalidArgument { .. })
+    ));
+    // Channels not divisible by groups.
+    assert!(matches!(
+        x.conv2d(&w(&[3, 3, 4, 2]), Conv2dOptions { groups: 3, ..o }),
+        Err(Error::InvalidArgument { .. })
+    ));
+    // Filter in-channels do not match.
+    assert!(matches!(
+        x.conv2d(&w(&[3, 3, 3, 2]), o),
+        Err(Error::Shape { .. })
+    ));
+    // Zero stride.
+    assert!(matches!(
+        x.conv2d(
+            &w(&[3, 3, 4, 2]),
+            Conv2dOptions {
+                stride: [0, 1],
+                ..o
+            }
+        ),
+        Err(Error::InvalidArgument { .. })
+    ));
+    // Zero groups.
+    assert!(matches!(
+        x.conv2d(&w(&[3, 3, 4, 2]), Conv2dOptions { groups: 0, ..o }),
+        Err(Error::InvalidArgument { .. })
+    ));
+    // Wrong ranks, dtype and bias.
+    assert!(matches!(
+        w(&[5, 5, 4]).conv2d(&w(&[3, 3, 4, 2]), o),
+        Err(Error::Shape { .. })
+    ));
+    let xi = Tensor::zeros(&dev, &[1, 5, 5, 4], wgrad::DType::I32).unwrap();
+    assert!(matches!(
+        xi.conv2d(&w(&[3, 3, 4, 2]), o),
+        Err(Error::Dtype { .. })
+    ));
+    let bad_bias = w(&[3]);
+    assert!(matches!(
+        x.conv2d_with(
+            &w(&[3, 3, 4, 2]),
+            Some(&bad_bias),
+            wgrad::Activation::Identity,
+            o
+        ),
+        Err(Error::Shape { .. })
+    ));
+    // Gradient of the wrong shape.
+    assert!(matches!(
+        w(&[1, 2, 2, 2]).conv2d_backward_input(&w(&[3, 3, 4, 2]), &[1, 5, 5, 4], o),
+        Err(Error::Shape { .. })
+    ));
+    // Transposed convolution: output padding not below the stride.
+    assert!(matches!(
+        x.conv2d_transpose(
+            &w(&[3, 3, 2, 4]),
+            Conv2dOptions {
+                stride: [2, 2],
+                ..o
+            },
+            [2, 0]
+        ),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
