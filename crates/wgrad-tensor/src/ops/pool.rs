@@ -1,2 +1,357 @@
-//! (being written)
-pub(crate) fn variants() -> Vec<(&'static crate::kernel::Kernel, crate::kernel::Spec)> { Vec::new() }
+//! 2-D max and average pooling over NHWC f32 tensors, forward and backward, and the global
+//! pools (`shaders/pool.wgsl`).
+//!
+//! Semantics are TensorFlow/Keras's: padded cells never win a max and are not counted by an
+//! average (with `Same` padding an edge window divides by its real cells only). Backward
+//! kernels are gathers, one invocation per input cell, so no float atomics are needed.
+
+use super::launch_1d;
+use super::window::{geometry_2d, AxisGeometry, Padding};
+use crate::kernel::{shader, Kernel, Spec};
+use crate::{DType, Error, Result, Tensor};
+
+pub static POOL: Kernel = Kernel {
+    name: "pool",
+    file: "pool.wgsl",
+    source: shader!("pool.wgsl"),
+    helpers: &[],
+    entries: &["max_fwd", "max_bwd", "avg_fwd", "avg_bwd", "global_bwd"],
+};
+
+/// Invocations per workgroup (the shader's `@workgroup_size`).
+const WG: u64 = 64;
+
+/// The specialisation for `v` channels per invocation (1, or 4 when C % 4 == 0: on lavapipe a
+/// vec4 load costs about what a scalar load does, so four channels per invocation is ~4x less
+/// load work).
+pub(crate) fn vector_spec(v: usize) -> Spec {
+    if v == 4 {
+        Spec::new()
+            .u32("V", 4)
+            .alias("T", "vec4<f32>")
+            .alias("U", "vec4<u32>")
+            .line("const LANE: vec4<u32> = vec4<u32>(0u, 1u, 2u, 3u);")
+    } else {
+        Spec::new()
+            .u32("V", 1)
+            .alias("T", "f32")
+            .alias("U", "u32")
+            .line("const LANE: u32 = 0u;")
+    }
+}
+
+/// Channels per invocation for `c` channels.
+pub(crate) fn width(c: usize) -> usize {
+    if c.is_multiple_of(4) {
+        4
+    } else {
+        1
+    }
+}
+
+pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
+    vec![(&POOL, vector_spec(1)), (&POOL, vector_spec(4))]
+}
+
+/// Checks an NHWC f32 operand and returns its shape as [N, H, W, C].
+pub(crate) fn nhwc(op: &'static str, t: &Tensor) -> Result<[usize; 4]> {
+    t.expect_dtype(op, DType::F32)?;
+    nhwc_shape(op, t.shape())
+}
+
+pub(crate) fn nhwc_shape(op: &'static str, s: &[usize]) -> Result<[usize; 4]> {
+    match *s {
+        [n, h, w, c] => Ok([n, h, w, c]),
+        _ => Err(Error::shape(op, "expected an NHWC tensor of rank 4", &[s])),
+    }
+}
+
+/// Window geometry of a pool, with pooling's extra rule: explicit padding narrower than the
+/// window, so that every window holds at least one real cell (Same padding always does).
+fn geometry(
+    op: &'static str,
+    hw: [usize; 2],
+    pool: [usize; 2],
+    stride: [usize; 2],
+    padding: Padding,
+) -> Result<[AxisGeometry; 2]> {
+    let g = geometry_2d(op, hw, pool, stride, [1, 1], padding)?;
+    for (a, k) in g.iter().zip(pool) {
+        if a.pad_before >= k || a.pad_after >= k {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "padding ({}, {}) must be smaller than the window of {k}: a window would hold only padding",
+                    a.pad_before, a.pad_after
+                ),
+            ));
+        }
+    }
+    Ok(g)
+}
+
+/// The parameter block of `pool.wgsl` (16 words).
+fn params(
+    threads: usize,
+    x: [usize; 4],
+    g: &[AxisGeometry; 2],
+    pool: [usize; 2],
+    stride: [usize; 2],
+    v: usize,
+) -> [u32; 16] {
+    [
+        threads as u32,
+        0,
+        x[1] as u32,
+        x[2] as u32,
+        (x[3] / v) as u32,
+        g[0].output as u32,
+        g[1].output as u32,
+        pool[0] as u32,
+        pool[1] as u32,
+        stride[0] as u32,
+        stride[1] as u32,
+        g[0].pad_before as u32,
+        g[1].pad_before as u32,
+        x[3] as u32,
+        1f32.to_bits(),
+        0,
+    ]
+}
+
+/// Launches one entry of `pool.wgsl` over `threads` vectors of `v` channels.
+fn launch(
+    t: &Tensor,
+    entry: &'static str,
+    v: usize,
+    p: &mut [u32; 16],
+    buffers: &[&wgpu::Buffer],
+) -> Result<()> {
+    let threads = p[0] as u64;
+    launch_1d(
+        t.device(),
+        &POOL,
+        entry,
+        &vector_spec(v),
+        p,
+        1,
+        buffers,
+        threads,
+        WG,
+    )
+}
+
+impl Tensor {
+    /// Max pooling of an NHWC tensor with a `pool` window moved by `stride`. Returns the output
+    /// and, for [`max_pool2d_backward`](Tensor::max_pool2d_backward), the position of each
+    /// maximum as a u32 tensor of the output's shape. Positions follow TensorFlow's
+    /// `MaxPoolWithArgmax` without the batch: `(h * W + w) * C + c`, the flat index inside one
+    /// image. Padded cells never win; ties go to the first cell in row-major window order.
+    pub fn max_pool2d(
+        &self,
+        pool: [usize; 2],
+        stride: [usize; 2],
+        padding: Padding,
+    ) -> Result<(Tensor, Tensor)> {
+        let op = "max_pool2d";
+        let x = nhwc(op, self)?;
+        let g = geometry(op, [x[1], x[2]], pool, stride, padding)?;
+        let out_shape = [x[0], g[0].output, g[1].output, x[3]];
+        let out = Tensor::uninit(self.device(), op, &out_shape, DType::F32)?;
+        let idx = Tensor::uninit(self.device(), op, &out_shape, DType::U32)?;
+        let v = width(x[3]);
+        let mut p = params(out.numel() / v, x, &g, pool, stride, v);
+        launch(
+            self,
+            "max_fwd",
+            v,
+            &mut p,
+            &[self.buffer(), out.buffer(), idx.buffer()],
+        )?;
+        Ok((out, idx))
+    }
+
+    /// Gradient of [`max_pool2d`](Tensor::max_pool2d) with respect to its input: `self` is the
+    /// gradient of the output, `indices` the positions `max_pool2d` returned, `input_shape` the
+    /// input's shape, and `pool`, `stride`, `padding` those of the forward call (the kernel
+    /// needs them to know which windows can contain each input cell). Each input cell sums the
+    /// gradients of the windows whose maximum it was.
+    pub fn max_pool2d_backward(
+        &self,
+        indices: &Tensor,
+        input_shape: &[usize],
+        pool: [usize; 2],
+        stride: [usize; 2],
+        padding: Padding,
+    ) -> Result<Tensor> {
+        let op = "max_pool2d_backward";
+        let go = nhwc(op, self)?;
+        indices.expect_dtype(op, DType::U32)?;
+        super::same_device(op, &[self, indices])?;
+        if indices.shape() != self.shape() {
+            return Err(Error::shape(
+                op,
+                "indices must have the gradient's shape",
+                &[self.shape(), indices.shape()],
+            ));
+        }
+        let x = nhwc_shape(op, input_shape)?;
+        let g = geometry(op, [x[1], x[2]], pool, stride, padding)?;
+        check_grad(op, go, [x[0], g[0].output, g[1].output, x[3]], input_shape)?;
+        let dx = Tensor::uninit(self.device(), op, input_shape, DType::F32)?;
+        let v = width(x[3]);
+        let mut p = params(dx.numel() / v, x, &g, pool, stride, v);
+        launch(
+            self,
+            "max_bwd",
+            v,
+            &mut p,
+            &[self.buffer(), dx.buffer(), indices.buffer()],
+        )?;
+        Ok(dx)
+    }
+
+    /// Average pooling of an NHWC tensor. Each output is the mean of the real (non-padded)
+    /// cells of its window: TensorFlow/Keras's rule for `Same` padding, applied to explicit
+    /// padding too.
+    pub fn avg_pool2d(
+        &self,
+        pool: [usize; 2],
+        stride: [usize; 2],
+        padding: Padding,
+    ) -> Result<Tensor> {
+        let op = "avg_pool2d";
+        let x = nhwc(op, self)?;
+        let g = geometry(op, [x[1], x[2]], pool, stride, padding)?;
+        let out_shape = [x[0], g[0].output, g[1].output, x[3]];
+        let out = Tensor::uninit(self.device(), op, &out_shape, DType::F32)?;
+        let v = width(x[3]);
+        let mut p = params(out.numel() / v, x, &g, pool, stride, v);
+        launch(self, "avg_fwd", v, &mut p, &[self.buffer(), out.buffer()])?;
+        Ok(out)
+    }
+
+    /// Gradient of [`avg_pool2d`](Tensor::avg_pool2d) with respect to its input (`self` is the
+    /// gradient of the output): each input cell sums grad / count over the windows holding it.
+    pub fn avg_pool2d_backward(
+        &self,
+        input_shape: &[usize],
+        pool: [usize; 2],
+        stride: [usize; 2],
+        padding: Padding,
+    ) -> Result<Tensor> {
+        let op = "avg_pool2d_backward";
+        let go = nhwc(op, self)?;
+        let x = nhwc_shape(op, input_shape)?;
+        let g = geometry(op, [x[1], x[2]], pool, stride, padding)?;
+        check_grad(op, go, [x[0], g[0].output, g[1].output, x[3]], input_shape)?;
+        let dx = Tensor::uninit(self.device(), op, input_shape, DType::F32)?;
+        let v = width(x[3]);
+        let mut p = params(dx.numel() / v, x, &g, pool, stride, v);
+        launch(self, "avg_bwd", v, &mut p, &[self.buffer(), dx.buffer()])?;
+        Ok(dx)
+    }
+
+    /// Mean over height and width: [N, H, W, C] -> [N, C] (Keras GlobalAveragePooling2D).
+    pub fn global_avg_pool2d(&self) -> Result<Tensor> {
+        let x = nhwc("global_avg_pool2d", self)?;
+        empty_image("global_avg_pool2d", x)?;
+        // The reduce kernel already splits long H*W runs across invocations.
+        self.mean(&[1, 2], false)
+    }
+
+    /// Maximum over height and width: [N, H, W, C] -> [N, C] (Keras GlobalMaxPooling2D).
+    pub fn global_max_pool2d(&self) -> Result<Tensor> {
+        let x = nhwc("global_max_pool2d", self)?;
+        empty_image("global_max_pool2d", x)?;
+        self.max(&[1, 2], false)
+    }
+
+    /// Gradient of [`global_avg_pool2d`](Tensor::global_avg_pool2d): `self` is [N, C], the
+    /// result `input_shape` with grad / (H * W) in every cell.
+    pub fn global_avg_pool2d_backward(&self, input_shape: &[usize]) -> Result<Tensor> {
+        let op = "global_avg_pool2d_backward";
+        let x = nhwc_shape(op, input_shape)?;
+        self.global_backward(op, x, None)
+    }
+
+    /// Gradient of [`global_max_pool2d`](Tensor::global_max_pool2d) given its `input`: `self`
+    /// ([N, C]) goes to the first maximum of each (n, c) in row-major (h, w) order, zero
+    /// elsewhere.
+    pub fn global_max_pool2d_backward(&self, input: &Tensor) -> Result<Tensor> {
+        let op = "global_max_pool2d_backward";
+        let x = nhwc(op, input)?;
+        super::same_device(op, &[self, input])?;
+        empty_image(op, x)?;
+        // argmax over the flattened H*W axis: the reduce kernel keeps the lowest index on ties.
+        let idx = input
+            .reshape(&[x[0], x[1] * x[2], x[3]])?
+            .argmax(1, false)?;
+        self.global_backward(op, x, Some(&idx))
+    }
+
+    fn global_backward(
+        &self,
+        op: &'static str,
+        x: [usize; 4],
+        idx: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        self.expect_dtype(op, DType::F32)?;
+        if self.shape() != [x[0], x[3]] {
+            return Err(Error::shape(
+                op,
+                "gradient must be [N, C] of the input [N, H, W, C]",
+                &[self.shape(), &x],
+            ));
+        }
+        let dx = Tensor::uninit(self.device(), op, &x, DType::F32)?;
+        let v = width(x[3]);
+        let hw = x[1] * x[2];
+        let mut p = [0u32; 16];
+        p[0] = (dx.numel() / v) as u32;
+        p[2] = x[1] as u32;
+        p[3] = x[2] as u32;
+        p[4] = (x[3] / v) as u32;
+        p[13] = x[3] as u32;
+        let dummy = self.device().dummy(0);
+        let (scale, use_idx, ib) = match idx {
+            Some(i) => (1.0f32, 1, i.buffer()),
+            None => (1.0 / hw.max(1) as f32, 0, dummy),
+        };
+        p[14] = scale.to_bits();
+        p[15] = use_idx;
+        launch(
+            self,
+            "global_bwd",
+            v,
+            &mut p,
+            &[self.buffer(), dx.buffer(), ib],
+        )?;
+        Ok(dx)
+    }
+}
+
+/// Global pools of an image with no pixels have no value.
+fn empty_image(op: &'static str, x: [usize; 4]) -> Result<()> {
+    if x[1] * x[2] == 0 {
+        return Err(Error::shape(op, "image has no pixels", &[&x]));
+    }
+    Ok(())
+}
+
+/// Checks a gradient's shape against the output shape the forward op would have produced.
+fn check_grad(
+    op: &'static str,
+    got: [usize; 4],
+    want: [usize; 4],
+    input_shape: &[usize],
+) -> Result<()> {
+    if got != want {
+        return Err(Error::shape(
+            op,
+            format!("gradient shape must be the forward output's {want:?}"),
+            &[&got, input_shape],
+        ));
+    }
+    Ok(())
+}

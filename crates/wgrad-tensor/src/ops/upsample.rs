@@ -1,2 +1,139 @@
-//! (being written)
-pub(crate) fn variants() -> Vec<(&'static crate::kernel::Kernel, crate::kernel::Spec)> { Vec::new() }
+//! 2-D upsampling of NHWC f32 tensors by integer factors, forward and backward
+//! (`shaders/upsample.wgsl`).
+
+use super::launch_1d;
+use super::pool::{nhwc, nhwc_shape, vector_spec, width};
+use crate::kernel::{shader, Kernel, Spec};
+use crate::{DType, Error, Result, Tensor};
+
+pub static UPSAMPLE: Kernel = Kernel {
+    name: "upsample",
+    file: "upsample.wgsl",
+    source: shader!("upsample.wgsl"),
+    helpers: &[],
+    entries: &["nearest_fwd", "nearest_bwd", "bilinear_fwd", "bilinear_bwd"],
+};
+
+/// How [`Tensor::upsample2d`] fills the new pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Upsample {
+    /// Repeat each pixel (Keras `UpSampling2D` default).
+    #[default]
+    Nearest,
+    /// Bilinear with half-pixel centres: output d reads source (d + 0.5) / factor - 0.5,
+    /// clamped at the edges (Keras `UpSampling2D(interpolation="bilinear")`, `tf.image.resize`,
+    /// PyTorch `align_corners=False`).
+    Bilinear,
+}
+
+/// The same specialisations as pooling: V = 1 or 4 channels per invocation.
+pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
+    vec![(&UPSAMPLE, vector_spec(1)), (&UPSAMPLE, vector_spec(4))]
+}
+
+fn check_factor(op: &'static str, factor: [usize; 2]) -> Result<()> {
+    if factor.contains(&0) {
+        return Err(Error::invalid(
+            op,
+            format!("factors {factor:?} must be at least 1"),
+        ));
+    }
+    Ok(())
+}
+
+/// Launches `entry` over `threads` vectors of the channels of an input of shape `x`.
+fn launch(
+    t: &Tensor,
+    entry: &'static str,
+    x: [usize; 4],
+    factor: [usize; 2],
+    threads: usize,
+    buffers: &[&wgpu::Buffer],
+) -> Result<()> {
+    let v = width(x[3]);
+    let mut p = [
+        threads as u32,
+        0,
+        x[1] as u32,
+        x[2] as u32,
+        (x[3] / v) as u32,
+        factor[0] as u32,
+        factor[1] as u32,
+        0,
+    ];
+    launch_1d(
+        t.device(),
+        &UPSAMPLE,
+        entry,
+        &vector_spec(v),
+        &mut p,
+        1,
+        buffers,
+        threads as u64,
+        64,
+    )
+}
+
+impl Tensor {
+    /// Upsamples an NHWC tensor by `factor` = [height, width]: [N, H, W, C] ->
+    /// [N, H * fh, W * fw, C].
+    pub fn upsample2d(&self, factor: [usize; 2], mode: Upsample) -> Result<Tensor> {
+        let op = "upsample2d";
+        let x = nhwc(op, self)?;
+        check_factor(op, factor)?;
+        let out_shape = [x[0], x[1] * factor[0], x[2] * factor[1], x[3]];
+        let out = Tensor::uninit(self.device(), op, &out_shape, DType::F32)?;
+        let entry = match mode {
+            Upsample::Nearest => "nearest_fwd",
+            Upsample::Bilinear => "bilinear_fwd",
+        };
+        let threads = out.numel() / width(x[3]);
+        launch(
+            self,
+            entry,
+            x,
+            factor,
+            threads,
+            &[self.buffer(), out.buffer()],
+        )?;
+        Ok(out)
+    }
+
+    /// Gradient of [`upsample2d`](Tensor::upsample2d) with respect to its input: `self` is the
+    /// gradient of the output; each input cell sums the gradients of the outputs that read it,
+    /// weighted as the forward pass weighted it.
+    pub fn upsample2d_backward(
+        &self,
+        input_shape: &[usize],
+        factor: [usize; 2],
+        mode: Upsample,
+    ) -> Result<Tensor> {
+        let op = "upsample2d_backward";
+        let g = nhwc(op, self)?;
+        let x = nhwc_shape(op, input_shape)?;
+        check_factor(op, factor)?;
+        let want = [x[0], x[1] * factor[0], x[2] * factor[1], x[3]];
+        if g != want {
+            return Err(Error::shape(
+                op,
+                format!("gradient shape must be the forward output's {want:?}"),
+                &[&g, input_shape],
+            ));
+        }
+        let dx = Tensor::uninit(self.device(), op, input_shape, DType::F32)?;
+        let entry = match mode {
+            Upsample::Nearest => "nearest_bwd",
+            Upsample::Bilinear => "bilinear_bwd",
+        };
+        let threads = dx.numel() / width(x[3]);
+        launch(
+            self,
+            entry,
+            x,
+            factor,
+            threads,
+            &[self.buffer(), dx.buffer()],
+        )?;
+        Ok(dx)
+    }
+}
