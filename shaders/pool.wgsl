@@ -106,7 +106,9 @@ fn max_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     for (var oy = oys.x; oy < oys.y; oy++) {
         for (var ox = oxs.x; ox < oxs.y; ox++) {
             let o = ((n * p.oh + oy) * p.ow + ox) * p.c4 + c4;
-            acc += select(T(0.0), src[o], idx[o] == me);
+            // Most windows did not pick this cell: skip their gradient load.
+            let hit = idx[o] == me;
+            if (any(hit)) { acc += select(T(0.0), src[o], hit); }
         }
     }
     dst[t] = acc;
