@@ -13,7 +13,12 @@ pub enum Padding {
     /// bottom/right (TensorFlow's rule).
     Same,
     /// Explicit pixels: top, bottom, left, right.
-    Explicit { top: usize, bottom: usize, left: usize, right: usize },
+    Explicit {
+        top: usize,
+        bottom: usize,
+        left: usize,
+        right: usize,
+    },
 }
 
 /// One spatial axis of a window op: output extent and padding before/after.
@@ -27,9 +32,22 @@ pub struct AxisGeometry {
 
 /// Output extent and padding of one axis: `input` pixels, window `kernel` with `dilation`,
 /// moved by `stride`, padded as `padding` says (`axis` 0 = height, 1 = width).
-pub fn axis_geometry(op: &'static str, input: usize, kernel: usize, stride: usize, dilation: usize, padding: Padding, axis: usize) -> Result<AxisGeometry> {
+pub fn axis_geometry(
+    op: &'static str,
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    padding: Padding,
+    axis: usize,
+) -> Result<AxisGeometry> {
     if kernel == 0 || stride == 0 || dilation == 0 {
-        return Err(Error::invalid(op, format!("kernel {kernel}, stride {stride} and dilation {dilation} must all be at least 1")));
+        return Err(Error::invalid(
+            op,
+            format!(
+                "kernel {kernel}, stride {stride} and dilation {dilation} must all be at least 1"
+            ),
+        ));
     }
     let span = (kernel - 1) * dilation + 1;
     let (before, after) = match padding {
@@ -39,7 +57,12 @@ pub fn axis_geometry(op: &'static str, input: usize, kernel: usize, stride: usiz
             let total = ((out.max(1) - 1) * stride + span).saturating_sub(input);
             (total / 2, total - total / 2)
         }
-        Padding::Explicit { top, bottom, left, right } => {
+        Padding::Explicit {
+            top,
+            bottom,
+            left,
+            right,
+        } => {
             if axis == 0 {
                 (top, bottom)
             } else {
@@ -61,7 +84,14 @@ pub fn axis_geometry(op: &'static str, input: usize, kernel: usize, stride: usiz
 }
 
 /// Both spatial axes of a window op on an NHWC tensor.
-pub fn geometry_2d(op: &'static str, hw: [usize; 2], kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2], padding: Padding) -> Result<[AxisGeometry; 2]> {
+pub fn geometry_2d(
+    op: &'static str,
+    hw: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    padding: Padding,
+) -> Result<[AxisGeometry; 2]> {
     Ok([
         axis_geometry(op, hw[0], kernel[0], stride[0], dilation[0], padding, 0)?,
         axis_geometry(op, hw[1], kernel[1], stride[1], dilation[1], padding, 1)?,
@@ -87,7 +117,12 @@ mod tests {
     fn valid_and_explicit() {
         let g = axis_geometry("t", 12, 3, 3, 1, Padding::Valid, 0).unwrap();
         assert_eq!(g.output, 4);
-        let p = Padding::Explicit { top: 1, bottom: 2, left: 0, right: 0 };
+        let p = Padding::Explicit {
+            top: 1,
+            bottom: 2,
+            left: 0,
+            right: 0,
+        };
         assert_eq!(axis_geometry("t", 5, 3, 1, 1, p, 0).unwrap().output, 6);
         assert_eq!(axis_geometry("t", 5, 3, 1, 1, p, 1).unwrap().output, 3);
         assert!(axis_geometry("t", 2, 3, 1, 1, Padding::Valid, 0).is_err());
