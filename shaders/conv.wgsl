@@ -40,7 +40,8 @@ struct Params {
     chunk: u32,    // filter gradient: K per split (a multiple of 4)
     slope: f32,    // act_linear's negative slope (forward write-out)
     has_bias: u32,
-    pad0: u32,
+    sh_log: u32,   // log2 of the strides when they are powers of two, else 0xffffffff
+    sw_log: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -52,8 +53,36 @@ struct Params {
 // Per-row data hoisted out of the K loop: (image base, first input row/column of the window
 // or output row/column, channel offset of the group).
 alias RowInfo = vec4<i32>;
+// Forward and input gradient walk K as (channel, kw, kh): `TapPos` carries the three and steps
+// them like an odometer. The filter gradient walks its K = (n, oh, ow) the same way for B.
+alias TapPos = vec4<u32>;
 
 fn full_k(z: u32) -> vec2<u32> { return vec2<u32>(0u, p.k); }
+fn index_start(z: u32, k: u32) -> u32 { return k; }
+fn index_next(s: u32) -> u32 { return s + 1u; }
+fn index_step(s: u32, step: u32) -> u32 { return s + step; }
+
+// (channel within `inner`, kw, kh) of position k.
+fn tap_start(k: u32, inner: u32) -> vec4<u32> {
+    let tap = k / inner;
+    return vec4<u32>(k % inner, tap % p.kw, tap / p.kw, 0u);
+}
+
+fn tap_next(s: vec4<u32>, step: u32, inner: u32) -> vec4<u32> {
+    let c = s.x + step;
+    let w1 = c >= inner;
+    let kw = s.y + select(0u, 1u, w1);
+    let w2 = kw >= p.kw;
+    return vec4<u32>(select(c, 0u, w1), select(kw, 0u, w2), s.z + select(0u, 1u, w2), 0u);
+}
+
+// Zero unless the forward write-out adds a bias (every direction declares the binding, so
+// one layout serves all three).
+fn conv_bias_at(z: u32, col: u32) -> vec4<f32> {
+    if (p.has_bias == 0u) { return vec4<f32>(0.0); }
+    let e = z * p.og + col;
+    return vec4<f32>(bias[e], bias[e + 1u], bias[e + 2u], bias[e + 3u]);
+}
 
 // ---- forward: rows are output pixels, columns output channels of group z ----
 
@@ -65,37 +94,32 @@ fn fwd_row_info(z: u32, row: u32) -> vec4<i32> {
     return vec4<i32>(i32(n * p.h), i32(oh * p.sh) - i32(p.pt), i32(ow * p.sw) - i32(p.pl), i32(z * p.cg));
 }
 
-// Element offset in x of channel 0 of tap k's pixel for this row, or -1 in the padding.
-fn fwd_pixel(r: vec4<i32>, k: u32) -> i32 {
-    let tap = k / p.cg;
-    let ih = r.y + i32((tap / p.kw) * p.dh);
-    let iw = r.z + i32((tap % p.kw) * p.dw);
+fn fwd_ka_start(z: u32, k: u32) -> vec4<u32> { return tap_start(k, p.cg); }
+fn fwd_ka_next(s: vec4<u32>, step: u32) -> vec4<u32> { return tap_next(s, step, p.cg); }
+
+// Element offset in x of this row's input pixel under tap (kh, kw), channel 0 of the group;
+// -1 in the padding.
+fn fwd_pixel(r: vec4<i32>, s: vec4<u32>) -> i32 {
+    let ih = r.y + i32(s.z * p.dh);
+    let iw = r.z + i32(s.y * p.dw);
     if (ih < 0 || iw < 0 || ih >= i32(p.h) || iw >= i32(p.w)) { return -1; }
     return ((r.x + ih) * i32(p.w) + iw) * i32(p.c) + r.w;
 }
 
-fn fwd_load_a(r: vec4<i32>, k: u32) -> f32 {
-    let e = fwd_pixel(r, k);
+fn fwd_load_a(r: vec4<i32>, s: vec4<u32>) -> f32 {
+    let e = fwd_pixel(r, s);
     if (e < 0) { return 0.0; }
-    return a_elem(u32(e) + k % p.cg);
+    return a_elem(u32(e) + s.x);
 }
 
-fn fwd_load_a4(r: vec4<i32>, kq: u32) -> vec4<f32> {
-    let e = fwd_pixel(r, 4u * kq);
+fn fwd_load_a4(r: vec4<i32>, s: vec4<u32>) -> vec4<f32> {
+    let e = fwd_pixel(r, s);
     if (e < 0) { return vec4<f32>(0.0); }
-    return a_vec(u32(e) + (4u * kq) % p.cg);
+    return a_vec(u32(e) + s.x);
 }
 
 // w viewed as [KH·KW·Cg, O]; group z owns columns z·Og ..
 fn fwd_load_b4(z: u32, k: u32, col: u32) -> vec4<f32> { return b_vec(k * p.o + z * p.og + col); }
-
-// Zero unless the forward write-out adds a bias (every direction declares the binding, so
-// one layout serves all three).
-fn conv_bias_at(z: u32, col: u32) -> vec4<f32> {
-    if (p.has_bias == 0u) { return vec4<f32>(0.0); }
-    let e = z * p.og + col;
-    return vec4<f32>(bias[e], bias[e + 1u], bias[e + 2u], bias[e + 3u]);
-}
 
 fn fwd_write_out(z: u32, row: u32, col: u32, acc: vec4<f32>, bias4: vec4<f32>) {
     if (row >= p.m || col >= p.n) { return; }
@@ -112,29 +136,40 @@ fn bwi_row_info(z: u32, row: u32) -> vec4<i32> {
     return vec4<i32>(i32(n * p.oh), i32(ih + p.pt), i32(iw + p.pl), i32(z * p.og));
 }
 
-// Element offset in dy of channel 0 (of the group) of the output pixel that tap k of this
-// input pixel feeds, or -1 when the tap falls between strides or outside the output.
-fn bwi_pixel(r: vec4<i32>, k: u32) -> i32 {
-    let tap = k / p.og;
-    let th = r.y - i32((tap / p.kw) * p.dh);
-    let tw = r.z - i32((tap % p.kw) * p.dw);
-    if (th < 0 || tw < 0 || th % i32(p.sh) != 0 || tw % i32(p.sw) != 0) { return -1; }
-    let oh = th / i32(p.sh);
-    let ow = tw / i32(p.sw);
-    if (oh >= i32(p.oh) || ow >= i32(p.ow)) { return -1; }
+fn bwi_ka_start(z: u32, k: u32) -> vec4<u32> { return tap_start(k, p.og); }
+fn bwi_ka_next(s: vec4<u32>, step: u32) -> vec4<u32> { return tap_next(s, step, p.og); }
+
+// t / stride if t is a whole number of strides (else -1). Power-of-two strides (all of
+// ResNet's) use a shift and a mask: integer division is scalarised on CPU adapters.
+fn stride_div(t: i32, stride: u32, log2: u32) -> i32 {
+    if (t < 0) { return -1; }
+    if (log2 != 0xffffffffu) {
+        if ((u32(t) & (stride - 1u)) != 0u) { return -1; }
+        return i32(u32(t) >> log2);
+    }
+    if (t % i32(stride) != 0) { return -1; }
+    return t / i32(stride);
+}
+
+// Element offset in dy of channel 0 (of the group) of the output pixel that tap (kh, kw) of
+// this input pixel feeds, or -1 when the tap falls between strides or outside the output.
+fn bwi_pixel(r: vec4<i32>, s: vec4<u32>) -> i32 {
+    let oh = stride_div(r.y - i32(s.z * p.dh), p.sh, p.sh_log);
+    let ow = stride_div(r.z - i32(s.y * p.dw), p.sw, p.sw_log);
+    if (oh < 0 || ow < 0 || oh >= i32(p.oh) || ow >= i32(p.ow)) { return -1; }
     return ((r.x + oh) * i32(p.ow) + ow) * i32(p.o) + r.w;
 }
 
-fn bwi_load_a(r: vec4<i32>, k: u32) -> f32 {
-    let e = bwi_pixel(r, k);
+fn bwi_load_a(r: vec4<i32>, s: vec4<u32>) -> f32 {
+    let e = bwi_pixel(r, s);
     if (e < 0) { return 0.0; }
-    return a_elem(u32(e) + k % p.og);
+    return a_elem(u32(e) + s.x);
 }
 
-fn bwi_load_a4(r: vec4<i32>, kq: u32) -> vec4<f32> {
-    let e = bwi_pixel(r, 4u * kq);
+fn bwi_load_a4(r: vec4<i32>, s: vec4<u32>) -> vec4<f32> {
+    let e = bwi_pixel(r, s);
     if (e < 0) { return vec4<f32>(0.0); }
-    return a_vec(u32(e) + (4u * kq) % p.og);
+    return a_vec(u32(e) + s.x);
 }
 
 // The filter transposed per group to [G][KH·KW·Og][Cg] (a cheap copy of a small tensor), so
@@ -155,36 +190,46 @@ fn bwf_row_info(z: u32, row: u32) -> vec4<i32> {
 
 // dy transposed to [O][N·OH·OW], so a row of A is contiguous along K.
 fn bwf_load_a(r: vec4<i32>, k: u32) -> f32 { return a_elem(u32(r.x) + k); }
-fn bwf_load_a4(r: vec4<i32>, kq: u32) -> vec4<f32> { return a_vec(u32(r.x) + 4u * kq); }
+fn bwf_load_a4(r: vec4<i32>, k: u32) -> vec4<f32> { return a_vec(u32(r.x) + k); }
 
-// x at the input pixel that output pixel k reads through tap `tap`, channel 0 of group g;
-// -1 in the padding.
-fn bwf_pixel(g: u32, k: u32, tap: u32) -> i32 {
-    let ow = k % p.ow;
+// B's position: output pixel (ow, oh, n) of K index k.
+fn bwf_kb_start(z: u32, k: u32) -> vec4<u32> {
     let t = k / p.ow;
-    let oh = t % p.oh;
-    let n = t / p.oh;
-    let ih = i32(oh * p.sh + (tap / p.kw) * p.dh) - i32(p.pt);
-    let iw = i32(ow * p.sw + (tap % p.kw) * p.dw) - i32(p.pl);
-    if (ih < 0 || iw < 0 || ih >= i32(p.h) || iw >= i32(p.w)) { return -1; }
-    return ((i32(n * p.h) + ih) * i32(p.w) + iw) * i32(p.c) + i32(g * p.cg);
+    return vec4<u32>(k % p.ow, t % p.oh, t / p.oh, 0u);
 }
 
-fn bwf_b_elem(g: u32, k: u32, col: u32) -> f32 {
-    let e = bwf_pixel(g, k, col / p.cg);
+fn bwf_kb_next(s: vec4<u32>) -> vec4<u32> {
+    let ow = s.x + 1u;
+    let w1 = ow >= p.ow;
+    let oh = s.y + select(0u, 1u, w1);
+    let w2 = oh >= p.oh;
+    return vec4<u32>(select(ow, 0u, w1), select(oh, 0u, w2), s.z + select(0u, 1u, w2), 0u);
+}
+
+// x at the input pixel that output pixel s reads through tap `tap`, channel 0 of group g;
+// -1 in the padding.
+fn bwf_pixel(g: u32, s: vec4<u32>, tap: u32) -> i32 {
+    let ih = i32(s.y * p.sh + (tap / p.kw) * p.dh) - i32(p.pt);
+    let iw = i32(s.x * p.sw + (tap % p.kw) * p.dw) - i32(p.pl);
+    if (ih < 0 || iw < 0 || ih >= i32(p.h) || iw >= i32(p.w)) { return -1; }
+    return ((i32(s.z * p.h) + ih) * i32(p.w) + iw) * i32(p.c) + i32(g * p.cg);
+}
+
+fn bwf_b_elem(g: u32, s: vec4<u32>, col: u32) -> f32 {
+    let e = bwf_pixel(g, s, col / p.cg);
     if (e < 0) { return 0.0; }
     return b_elem(u32(e) + col % p.cg);
 }
 
-fn bwf_load_b4(z: u32, k: u32, col: u32) -> vec4<f32> {
+fn bwf_load_b4(z: u32, s: vec4<u32>, col: u32) -> vec4<f32> {
     let g = z / p.splits;
     if (B_VEC4) {
         // Cg is a multiple of 4: the four columns are four channels of one tap.
-        let e = bwf_pixel(g, k, col / p.cg);
+        let e = bwf_pixel(g, s, col / p.cg);
         if (e < 0) { return vec4<f32>(0.0); }
         return b_vec(u32(e) + col % p.cg);
     }
-    return vec4<f32>(bwf_b_elem(g, k, col), bwf_b_elem(g, k, col + 1u), bwf_b_elem(g, k, col + 2u), bwf_b_elem(g, k, col + 3u));
+    return vec4<f32>(bwf_b_elem(g, s, col), bwf_b_elem(g, s, col + 1u), bwf_b_elem(g, s, col + 2u), bwf_b_elem(g, s, col + 3u));
 }
 
 fn bwf_k_range(z: u32) -> vec2<u32> {

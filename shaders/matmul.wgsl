@@ -29,7 +29,15 @@ struct Params {
 // Element offset of the row's first value in A.
 alias RowInfo = u32;
 
+// K positions are plain indices here.
+alias KA = u32;
+alias KB = u32;
+
 fn row_info(z: u32, row: u32) -> u32 { return z * p.a_batch + row * p.k; }
+fn ka_start(z: u32, k: u32) -> u32 { return k; }
+fn ka_next(s: u32, step: u32) -> u32 { return s + step; }
+fn kb_start(z: u32, k: u32) -> u32 { return k; }
+fn kb_next(s: u32) -> u32 { return s + 1u; }
 fn load_a(r: u32, k: u32) -> f32 { return load_a_elem(r + k); }
 fn load_b4(z: u32, k: u32, col: u32) -> vec4<f32> { return load_b(z * p.b_batch + k * p.n + col); }
 fn k_range(z: u32) -> vec2<u32> { return vec2<u32>(0u, p.k); }

@@ -9,10 +9,15 @@
 //                                                      the grid's limits go in further ones)
 //   alias RowInfo                                      what a row needs to find its A values
 //   fn row_info(z: u32, row: u32) -> RowInfo           computed once per row, outside the K loop
-//   fn load_a(r: RowInfo, k: u32) -> f32               A[row, k]
-//   fn load_a4(r: RowInfo, kq: u32) -> vec4<f32>       A[row, 4kq .. 4kq+4] (used when the
+//   alias KA, KB                                       a position along K as A and B need it
+//   fn ka_start(z: u32, k: u32) -> KA                  (e.g. channel and filter tap for a conv),
+//   fn ka_next(s: KA, step: u32) -> KA                 advanced incrementally: decoding k would
+//   fn kb_start(z: u32, k: u32) -> KB                  divide by run-time extents, which CPU
+//   fn kb_next(s: KB) -> KB                            adapters scalarise lane by lane
+//   fn load_a(r: RowInfo, s: KA) -> f32                A[row, k]
+//   fn load_a4(r: RowInfo, s: KA) -> vec4<f32>         A[row, k .. k+4] (used when the
 //                                                      specialisation says K runs in fours)
-//   fn load_b4(z: u32, k: u32, col: u32) -> vec4<f32>  B[k, col .. col+4]
+//   fn load_b4(z: u32, s: KB, col: u32) -> vec4<f32>   B[k, col .. col+4]
 //   fn k_range(z: u32) -> vec2<u32>                    [begin, end) of K for this z (split-K)
 //   fn bias_at(z: u32, col: u32) -> vec4<f32>
 //   fn write_out(z: u32, row: u32, col: u32, acc: vec4<f32>, bias4: vec4<f32>)
@@ -47,12 +52,12 @@ fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     for (var k0 = kr.x; k0 < kr.y; k0 += TK) {
         for (var q = 0u; q < 4u; q++) {
             var v = 0.0;
-            if (k0 + kk_a < kr.y) { v = load_a(rows[q], k0 + kk_a); }
+            if (k0 + kk_a < kr.y) { v = load_a(rows[q], ka_start(z, k0 + kk_a)); }
             a_tile[kk_a * TILE + li / TK + 16u * q] = v;
         }
         let kk_b = li / 16u;
         var bv = vec4<f32>(0.0);
-        if (k0 + kk_b < kr.y) { bv = load_b4(z, k0 + kk_b, col0 + 4u * (li % 16u)); }
+        if (k0 + kk_b < kr.y) { bv = load_b4(z, kb_start(z, k0 + kk_b), col0 + 4u * (li % 16u)); }
         b_tile[li] = bv;
         workgroupBarrier();
         for (var t = 0u; t < TK; t++) {

@@ -110,19 +110,32 @@ fn spec(dir: Direction, a_vec4: bool, b_vec4: bool, c_vec4: bool, blk: Blocking)
         } else {
             "full_k"
         };
+        // K state types and their steppers: taps for A in the forward and input-gradient
+        // directions, output pixels for B in the filter gradient, plain indices otherwise.
+        let (ka_ty, ka, ka_next, kb_ty, kb) = match dir {
+            Direction::Forward => ("TapPos", "fwd_ka", "fwd_ka_next", "u32", "index"),
+            Direction::BackwardInput => ("TapPos", "bwi_ka", "bwi_ka_next", "u32", "index"),
+            Direction::BackwardFilter => ("u32", "index", "index_step", "TapPos", "bwf_kb"),
+        };
         Spec::new()
             .alias("T", "vec4<f32>")
             .alias("AT", vec(a_vec4))
             .alias("BT", vec(b_vec4))
             .alias("CT", vec(c_vec4))
             .bool("B_VEC4", b_vec4)
+            .alias("KA", ka_ty)
+            .alias("KB", kb_ty)
             .line(&access("a", "src_a", a_vec4))
             .line(&access("b", "src_b", b_vec4))
             .line(store)
             .line(&format!("fn row_info(z: u32, row: u32) -> RowInfo {{ return {d}_row_info(z, row); }}"))
-            .line(&format!("fn load_a(r: RowInfo, k: u32) -> f32 {{ return {d}_load_a(r, k); }}"))
-            .line(&format!("fn load_a4(r: RowInfo, kq: u32) -> vec4<f32> {{ return {d}_load_a4(r, kq); }}"))
-            .line(&format!("fn load_b4(z: u32, k: u32, col: u32) -> vec4<f32> {{ return {d}_load_b4(z, k, col); }}"))
+            .line(&format!("fn load_a(r: RowInfo, s: KA) -> f32 {{ return {d}_load_a(r, s); }}"))
+            .line(&format!("fn load_a4(r: RowInfo, s: KA) -> vec4<f32> {{ return {d}_load_a4(r, s); }}"))
+            .line(&format!("fn load_b4(z: u32, s: KB, col: u32) -> vec4<f32> {{ return {d}_load_b4(z, s, col); }}"))
+            .line(&format!("fn ka_start(z: u32, k: u32) -> KA {{ return {ka}_start(z, k); }}"))
+            .line(&format!("fn ka_next(s: KA, step: u32) -> KA {{ return {ka_next}(s, step); }}"))
+            .line(&format!("fn kb_start(z: u32, k: u32) -> KB {{ return {kb}_start(z, k); }}"))
+            .line(&format!("fn kb_next(s: KB) -> KB {{ return {kb}_next(s); }}"))
             .line(&format!("fn k_range(z: u32) -> vec2<u32> {{ return {krange}(z); }}"))
             .line("fn bias_at(z: u32, col: u32) -> vec4<f32> { return conv_bias_at(z, col); }")
             .line(&format!("fn write_out(z: u32, row: u32, col: u32, acc: vec4<f32>, bias4: vec4<f32>) {{ {d}_write_out(z, row, col, acc, bias4); }}"))
@@ -287,7 +300,12 @@ impl Geometry {
         ]
         .iter()
         .map(|&v| v as u32)
-        .chain([slope.to_bits(), has_bias as u32, 0])
+        .chain([
+            slope.to_bits(),
+            has_bias as u32,
+            pow2_log(o.stride[0]),
+            pow2_log(o.stride[1]),
+        ])
         .collect()
     }
 
@@ -300,6 +318,15 @@ impl Geometry {
             && self.groups == 1
             && self.oh == self.h
             && self.ow == self.w
+    }
+}
+
+/// log2 of a power-of-two stride, else all ones (the shader then divides).
+fn pow2_log(s: usize) -> u32 {
+    if s.is_power_of_two() {
+        s.trailing_zeros()
+    } else {
+        u32::MAX
     }
 }
 

@@ -90,12 +90,15 @@ pub(crate) fn blocked_entry(blk: Blocking, a_vec4: bool) -> String {
             line(format!("    var c{i}_{j} = vec4<f32>(0.0);"));
         }
     }
-    // One k-step: VN loads of B, then RM x VN FMAs with row i's A value.
-    let step = |line: &mut dyn FnMut(String), k: &str, a_of: &dyn Fn(u32) -> String| {
-        line(format!("        {{ let k = {k};"));
+    // One k-step: VN loads of B, then RM x VN FMAs with row i's A value; the K state of B
+    // advances by one. K positions are carried as incremental state (ka, kb) rather than
+    // decoded from k: a decode divides by run-time extents, and lavapipe scalarises vector
+    // integer division lane by lane.
+    let step = |line: &mut dyn FnMut(String), a_of: &dyn Fn(u32) -> String| {
+        line("        {".into());
         for j in 0..vn {
             line(format!(
-                "        let b{j} = load_b4(z, k, col0 + {}u);",
+                "        let b{j} = load_b4(z, kb, col0 + {}u);",
                 4 * j
             ));
         }
@@ -105,21 +108,24 @@ pub(crate) fn blocked_entry(blk: Blocking, a_vec4: bool) -> String {
                 line(format!("        c{i}_{j} = fma(s{i}, b{j}, c{i}_{j});"));
             }
         }
+        line("        kb = kb_next(kb);".into());
         line("        }".into());
     };
+    line("    var ka = ka_start(z, kr.x);".into());
+    line("    var kb = kb_start(z, kr.x);".into());
     if a_vec4 {
         line("    for (var kq = kr.x / 4u; kq < kr.y / 4u; kq++) {".into());
         for i in 0..rm {
-            line(format!("        let av{i} = load_a4(r{i}, kq);"));
+            line(format!("        let av{i} = load_a4(r{i}, ka);"));
         }
         for t in 0..4 {
-            step(&mut line, &format!("4u * kq + {t}u"), &|i| {
-                format!("av{i}[{t}]")
-            });
+            step(&mut line, &|i| format!("av{i}[{t}]"));
         }
+        line("        ka = ka_next(ka, 4u);".into());
     } else {
         line("    for (var kk = kr.x; kk < kr.y; kk++) {".into());
-        step(&mut line, "kk", &|i| format!("load_a(r{i}, kk)"));
+        step(&mut line, &|i| format!("load_a(r{i}, ka)"));
+        line("        ka = ka_next(ka, 1u);".into());
     }
     line("    }".into());
     for j in 0..vn {

@@ -103,7 +103,7 @@ pub(crate) fn spec(a_vec4: bool, b_vec4: bool, blk: Blocking) -> Spec {
             .alias("CT", vec(b_vec4));
         s = if a_vec4 {
             s.line("fn load_a_elem(e: u32) -> f32 { return a[e / 4u][e % 4u]; }")
-                .line("fn load_a4(r: u32, kq: u32) -> vec4<f32> { return a[r / 4u + kq]; }")
+                .line("fn load_a4(r: u32, k: u32) -> vec4<f32> { return a[(r + k) / 4u]; }")
         } else {
             s.line("fn load_a_elem(e: u32) -> f32 { return a[e]; }")
         };
