@@ -119,29 +119,22 @@ fn main() {
         let key = |d: &str| format!("{}/{d}", sh.name);
         let (kf, ki, kw) = (key("forward"), key("input_grad"), key("filter_grad"));
         g.bench_function("forward", |b| {
-            b.iter_custom(|it| {
-                timed(&kf, it, || {
-                    drop(black_box(x.conv2d(&w, opts).unwrap())).then_sync(&dev)
-                })
-            })
+            b.iter_custom(|it| timed(&kf, it, || synced(&dev, x.conv2d(&w, opts).unwrap())))
         });
         g.bench_function("input_grad", |b| {
             b.iter_custom(|it| {
                 timed(&ki, it, || {
-                    drop(black_box(
-                        dy.conv2d_backward_input(&w, x.shape(), opts).unwrap(),
-                    ))
-                    .then_sync(&dev)
+                    synced(&dev, dy.conv2d_backward_input(&w, x.shape(), opts).unwrap())
                 })
             })
         });
         g.bench_function("filter_grad", |b| {
             b.iter_custom(|it| {
                 timed(&kw, it, || {
-                    drop(black_box(
+                    synced(
+                        &dev,
                         x.conv2d_backward_filter(&dy, [sh.k, sh.k], opts).unwrap(),
-                    ))
-                    .then_sync(&dev)
+                    )
                 })
             })
         });
@@ -151,11 +144,7 @@ fn main() {
             Tensor::rand_uniform(&dev, &[N * oh * ow, sh.k * sh.k * sh.c], -1.0, 1.0, 4).unwrap();
         let bm = Tensor::rand_uniform(&dev, &[sh.k * sh.k * sh.c, sh.o], -1.0, 1.0, 5).unwrap();
         g.bench_function("matmul_same_gemm", |b| {
-            b.iter_custom(|it| {
-                timed(&km, it, || {
-                    drop(black_box(a.matmul(&bm).unwrap())).then_sync(&dev)
-                })
-            })
+            b.iter_custom(|it| timed(&km, it, || synced(&dev, a.matmul(&bm).unwrap())))
         });
         g.finish();
         rows.push((sh.name, flops, [kf, ki, kw, km]));
@@ -176,28 +165,28 @@ fn main() {
     g.bench_function("forward", |b| {
         b.iter_custom(|it| {
             timed("ct/forward", it, || {
-                drop(black_box(xt.conv2d_transpose(&wt, topts, [0, 0]).unwrap())).then_sync(&dev)
+                synced(&dev, xt.conv2d_transpose(&wt, topts, [0, 0]).unwrap())
             })
         })
     });
     g.bench_function("input_grad", |b| {
         b.iter_custom(|it| {
             timed("ct/input_grad", it, || {
-                drop(black_box(
+                synced(
+                    &dev,
                     dyt.conv2d_transpose_backward_input(&wt, topts).unwrap(),
-                ))
-                .then_sync(&dev)
+                )
             })
         })
     });
     g.bench_function("filter_grad", |b| {
         b.iter_custom(|it| {
             timed("ct/filter_grad", it, || {
-                drop(black_box(
+                synced(
+                    &dev,
                     xt.conv2d_transpose_backward_filter(&dyt, [4, 4], topts)
                         .unwrap(),
-                ))
-                .then_sync(&dev)
+                )
             })
         })
     });
@@ -244,13 +233,8 @@ fn main() {
     c.final_summary();
 }
 
-/// Runs `sync` after the expression (keeps each timed closure a single expression).
-trait ThenSync {
-    fn then_sync(self, dev: &Device);
-}
-
-impl ThenSync for () {
-    fn then_sync(self, dev: &Device) {
-        dev.sync().unwrap();
-    }
+/// Keeps the result alive until the work behind it has run (what each timed call measures).
+fn synced(dev: &Device, t: Tensor) {
+    black_box(&t);
+    dev.sync().unwrap();
 }

@@ -27,11 +27,13 @@ pub use device::{default_device, AdapterSummary, Counters, Device, Strategy, MAX
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use memory::MemoryStats;
+pub use ops::batch_norm::{batch_norm_update_moving, BatchNormTrain};
 pub use ops::binary::BinaryOp;
 pub use ops::conv::Conv2dOptions;
 pub use ops::matmul::Activation;
 pub use ops::reduce::ReduceOp;
 pub use ops::unary::UnaryOp;
+pub use ops::upsample::Upsample;
 pub use ops::window::Padding;
 pub use tensor::Tensor;
 
