@@ -42,6 +42,8 @@ struct Params {
     has_bias: u32,
     sh_log: u32,   // log2 of the strides when they are powers of two, else 0xffffffff
     sw_log: u32,
+    has_scale: u32,
+    has_residual: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -49,6 +51,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> src_b: array<BT>;
 @group(0) @binding(3) var<storage, read_write> dst: array<CT>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read> scale: array<f32>;
+@group(0) @binding(6) var<storage, read> residual: array<CT>;
 
 // Per-row data hoisted out of the K loop: (image base, first input row/column of the window
 // or output row/column, channel offset of the group).
@@ -76,12 +80,22 @@ fn tap_next(s: vec4<u32>, step: u32, inner: u32) -> vec4<u32> {
     return vec4<u32>(select(c, 0u, w1), select(kw, 0u, w2), s.z + select(0u, 1u, w2), 0u);
 }
 
-// Zero unless the forward write-out adds a bias (every direction declares the binding, so
-// one layout serves all three).
-fn conv_bias_at(z: u32, col: u32) -> vec4<f32> {
-    if (p.has_bias == 0u) { return vec4<f32>(0.0); }
+// The forward write-out computes act(acc · scale + shift + residual): shift is the bias, and
+// scale/shift together are an inference-mode batch norm folded into the convolution. Every
+// direction calls epi_at (so one layout of bindings 4 and 5 serves all three); only the
+// forward one has a bias or scale.
+struct ConvEpi {
+    shift: vec4<f32>,
+    scale: vec4<f32>,
+}
+alias Epi = ConvEpi;
+
+fn epi_at(z: u32, col: u32) -> ConvEpi {
     let e = z * p.og + col;
-    return vec4<f32>(bias[e], bias[e + 1u], bias[e + 2u], bias[e + 3u]);
+    var r = ConvEpi(vec4<f32>(0.0), vec4<f32>(1.0));
+    if (p.has_bias != 0u) { r.shift = vec4<f32>(bias[e], bias[e + 1u], bias[e + 2u], bias[e + 3u]); }
+    if (p.has_scale != 0u) { r.scale = vec4<f32>(scale[e], scale[e + 1u], scale[e + 2u], scale[e + 3u]); }
+    return r;
 }
 
 // ---- forward: rows are output pixels, columns output channels of group z ----
@@ -121,9 +135,12 @@ fn fwd_load_a4(r: vec4<i32>, s: vec4<u32>) -> vec4<f32> {
 // w viewed as [KH·KW·Cg, O]; group z owns columns z·Og ..
 fn fwd_load_b4(z: u32, k: u32, col: u32) -> vec4<f32> { return b_vec(k * p.o + z * p.og + col); }
 
-fn fwd_write_out(z: u32, row: u32, col: u32, acc: vec4<f32>, bias4: vec4<f32>) {
+fn fwd_write_out(z: u32, row: u32, col: u32, acc: vec4<f32>, ep: ConvEpi) {
     if (row >= p.m || col >= p.n) { return; }
-    store_c(row * p.o + z * p.og + col, col, act_linear(acc + bias4, p.slope));
+    let e = row * p.o + z * p.og + col;
+    var v = acc * ep.scale + ep.shift;
+    if (p.has_residual != 0u) { v += load_residual(e, col); }
+    store_c(e, col, act_linear(v, p.slope));
 }
 
 // ---- input gradient: rows are input pixels, columns input channels of group z ----
@@ -176,7 +193,7 @@ fn bwi_load_a4(r: vec4<i32>, s: vec4<u32>) -> vec4<f32> {
 // four neighbouring input channels are one vec4.
 fn bwi_load_b4(z: u32, k: u32, col: u32) -> vec4<f32> { return b_vec((z * p.k + k) * p.cg + col); }
 
-fn bwi_write_out(z: u32, row: u32, col: u32, acc: vec4<f32>, bias4: vec4<f32>) {
+fn bwi_write_out(z: u32, row: u32, col: u32, acc: vec4<f32>, ep: ConvEpi) {
     if (row >= p.m || col >= p.n) { return; }
     store_c(row * p.c + z * p.cg + col, col, acc);
 }
@@ -238,7 +255,7 @@ fn bwf_k_range(z: u32) -> vec2<u32> {
 }
 
 // Partial sums of split s go to [s][KH·KW·Cg][O], i.e. already in HWIO order.
-fn bwf_write_out(z: u32, row: u32, col: u32, acc: vec4<f32>, bias4: vec4<f32>) {
+fn bwf_write_out(z: u32, row: u32, col: u32, acc: vec4<f32>, ep: ConvEpi) {
     if (row >= p.m) { return; }
     let s = z % p.splits;
     let g = z / p.splits;

@@ -42,7 +42,10 @@ fn load_a(r: u32, k: u32) -> f32 { return load_a_elem(r + k); }
 fn load_b4(z: u32, k: u32, col: u32) -> vec4<f32> { return load_b(z * p.b_batch + k * p.n + col); }
 fn k_range(z: u32) -> vec2<u32> { return vec2<u32>(0u, p.k); }
 
-fn bias_at(z: u32, col: u32) -> vec4<f32> {
+// The write-out's per-column data is the bias.
+alias Epi = vec4<f32>;
+
+fn epi_at(z: u32, col: u32) -> vec4<f32> {
     if (p.has_bias == 0u) { return vec4<f32>(0.0); }
     return vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
 }

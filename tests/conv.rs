@@ -572,3 +572,66 @@ fn invalid_configurations_are_typed_errors() {
         Err(Error::InvalidArgument { .. })
     ));
 }
+
+/// act(conv · scale + bias + residual) in one kernel equals the same steps done one by one,
+/// for vec4 and scalar channel counts.
+#[test]
+fn fused_scale_shift_and_residual() {
+    let mut rng = Rng::new(15);
+    for dev in strategies() {
+        for (c, o) in [(8, 12), (3, 5)] {
+            let (xs, ws) = ([2, 6, 5, c], [3, 3, c, o]);
+            let x =
+                Tensor::from_slice(&dev, &rng.vec(xs.iter().product(), -1.0, 1.0), &xs).unwrap();
+            let w =
+                Tensor::from_slice(&dev, &rng.vec(ws.iter().product(), -1.0, 1.0), &ws).unwrap();
+            let scale = Tensor::from_slice(&dev, &rng.vec(o, 0.5, 2.0), &[o]).unwrap();
+            let bias = Tensor::from_slice(&dev, &rng.vec(o, -1.0, 1.0), &[o]).unwrap();
+            let opts = Conv2dOptions {
+                padding: Padding::Same,
+                stride: [2, 1],
+                ..Default::default()
+            };
+            let plain = x.conv2d(&w, opts).unwrap();
+            let res = Tensor::from_slice(&dev, &rng.vec(plain.numel(), -1.0, 1.0), plain.shape())
+                .unwrap();
+            let epi = wgrad::ConvEpilogue {
+                bias: Some(&bias),
+                scale: Some(&scale),
+                residual: Some(&res),
+                activation: wgrad::Activation::Relu,
+            };
+            let got = x
+                .conv2d_fused(&w, &epi, opts)
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap();
+            let want = plain
+                .mul(&scale)
+                .unwrap()
+                .add(&bias)
+                .unwrap()
+                .add(&res)
+                .unwrap()
+                .relu()
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap();
+            assert_close(
+                &got,
+                &want.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+                1e-5,
+                1e-5,
+            );
+            let bad = Tensor::zeros(&dev, &[1, 2, 3, o], wgrad::DType::F32).unwrap();
+            let epi = wgrad::ConvEpilogue {
+                residual: Some(&bad),
+                ..Default::default()
+            };
+            assert!(matches!(
+                x.conv2d_fused(&w, &epi, opts),
+                Err(Error::Shape { .. })
+            ));
+        }
+    }
+}

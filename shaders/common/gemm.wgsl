@@ -19,8 +19,9 @@
 //                                                      specialisation says K runs in fours)
 //   fn load_b4(z: u32, s: KB, col: u32) -> vec4<f32>   B[k, col .. col+4]
 //   fn k_range(z: u32) -> vec2<u32>                    [begin, end) of K for this z (split-K)
-//   fn bias_at(z: u32, col: u32) -> vec4<f32>
-//   fn write_out(z: u32, row: u32, col: u32, acc: vec4<f32>, bias4: vec4<f32>)
+//   alias Epi                                          per-column write-out data (bias, scale…),
+//   fn epi_at(z: u32, col: u32) -> Epi                 loaded once per column block, not per row
+//   fn write_out(z: u32, row: u32, col: u32, acc: vec4<f32>, e: Epi)
 //                                                      bounds checks, activation, store
 // Reads of A past M and of B past N only feed outputs that write_out never stores, and wgpu's
 // robust buffer access keeps them inside their bindings.
@@ -68,6 +69,6 @@ fn gemm_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         workgroupBarrier();
     }
     let col = col0 + lid.x * 4u;
-    let bias4 = bias_at(z, col);
-    for (var i = 0u; i < 4u; i++) { write_out(z, row0 + lid.y * 4u + i, col, acc[i], bias4); }
+    let e = epi_at(z, col);
+    for (var i = 0u; i < 4u; i++) { write_out(z, row0 + lid.y * 4u + i, col, acc[i], e); }
 }

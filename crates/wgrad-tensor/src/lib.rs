@@ -29,7 +29,7 @@ pub use error::{Error, Result};
 pub use memory::MemoryStats;
 pub use ops::batch_norm::{batch_norm_update_moving, BatchNormTrain};
 pub use ops::binary::BinaryOp;
-pub use ops::conv::Conv2dOptions;
+pub use ops::conv::{Conv2dOptions, ConvEpilogue};
 pub use ops::matmul::Activation;
 pub use ops::reduce::ReduceOp;
 pub use ops::unary::UnaryOp;

@@ -62,6 +62,19 @@ impl Default for Conv2dOptions {
     }
 }
 
+/// What the forward convolution's write-out applies, in order: `act(acc · scale + bias +
+/// residual)`. `scale` and `bias` are per output channel (`[O]`); an inference-mode batch norm
+/// after the convolution folds into them as scale = γ/√(σ²+ε), bias = β − μ·scale (plus the
+/// convolution's own bias times scale). `residual` has the output's shape: the skip connection
+/// of a residual block, added before the activation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConvEpilogue<'a> {
+    pub bias: Option<&'a Tensor>,
+    pub scale: Option<&'a Tensor>,
+    pub residual: Option<&'a Tensor>,
+    pub activation: Activation,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Direction {
     Forward,
@@ -100,9 +113,9 @@ fn spec(dir: Direction, a_vec4: bool, b_vec4: bool, c_vec4: bool, blk: Blocking)
             }
         };
         let store = if c_vec4 {
-            "fn store_c(e: u32, col: u32, v: vec4<f32>) { dst[e / 4u] = v; }\nfn dst_elem(e: u32, v: f32) { dst[e / 4u][e % 4u] = v; }"
+            "fn store_c(e: u32, col: u32, v: vec4<f32>) { dst[e / 4u] = v; }\nfn dst_elem(e: u32, v: f32) { dst[e / 4u][e % 4u] = v; }\nfn load_residual(e: u32, col: u32) -> vec4<f32> { return residual[e / 4u]; }"
         } else {
-            "fn store_c(e: u32, col: u32, v: vec4<f32>) { for (var j = 0u; j < 4u; j++) { if (col + j < p.n) { dst[e + j] = v[j]; } } }\nfn dst_elem(e: u32, v: f32) { dst[e] = v; }"
+            "fn store_c(e: u32, col: u32, v: vec4<f32>) { for (var j = 0u; j < 4u; j++) { if (col + j < p.n) { dst[e + j] = v[j]; } } }\nfn dst_elem(e: u32, v: f32) { dst[e] = v; }\nfn load_residual(e: u32, col: u32) -> vec4<f32> { var r = vec4<f32>(0.0); for (var j = 0u; j < 4u; j++) { if (col + j < p.n) { r[j] = residual[e + j]; } } return r; }"
         };
         let d = dir.prefix();
         let krange = if dir == Direction::BackwardFilter {
@@ -137,8 +150,7 @@ fn spec(dir: Direction, a_vec4: bool, b_vec4: bool, c_vec4: bool, blk: Blocking)
             .line(&format!("fn kb_start(z: u32, k: u32) -> KB {{ return {kb}_start(z, k); }}"))
             .line(&format!("fn kb_next(s: KB) -> KB {{ return {kb}_next(s); }}"))
             .line(&format!("fn k_range(z: u32) -> vec2<u32> {{ return {krange}(z); }}"))
-            .line("fn bias_at(z: u32, col: u32) -> vec4<f32> { return conv_bias_at(z, col); }")
-            .line(&format!("fn write_out(z: u32, row: u32, col: u32, acc: vec4<f32>, bias4: vec4<f32>) {{ {d}_write_out(z, row, col, acc, bias4); }}"))
+            .line(&format!("fn write_out(z: u32, row: u32, col: u32, acc: vec4<f32>, e: Epi) {{ {d}_write_out(z, row, col, acc, e); }}"))
             .line(&gemm::blocked_entry(blk, a_vec4))
     })
 }
@@ -344,7 +356,7 @@ fn launch(
     x_a: &Tensor,
     x_b: &Tensor,
     out: &Tensor,
-    bias: Option<&Tensor>,
+    epi: &ConvEpilogue<'_>,
     geo: &Geometry,
     m: usize,
     n: usize,
@@ -364,7 +376,23 @@ fn launch(
     };
     let blk = gemm::blocking_for(n);
     let spec = spec(dir, a4, b4, c4, blk);
-    let params = geo.params(m, n, k, splits, chunk, slope, bias.is_some());
+    let mut params = geo.params(m, n, k, splits, chunk, slope, epi.bias.is_some());
+    params.extend([epi.scale.is_some() as u32, epi.residual.is_some() as u32]);
+    let dummy = dev.dummy(0);
+    let all = [
+        x_a.buffer(),
+        x_b.buffer(),
+        out.buffer(),
+        epi.bias.map_or(dummy, Tensor::buffer),
+        epi.scale.map_or(dummy, Tensor::buffer),
+        epi.residual.map_or(dummy, Tensor::buffer),
+    ];
+    // Only the forward write-out reads the residual, so only its layout has binding 6.
+    let buffers = if dir == Direction::Forward {
+        &all[..]
+    } else {
+        &all[..5]
+    };
     gemm::launch(
         dev,
         dir.kernel().name,
@@ -378,12 +406,7 @@ fn launch(
             params,
             row0_slot: 2,
             z0_slot: 3,
-            buffers: &[
-                x_a.buffer(),
-                x_b.buffer(),
-                out.buffer(),
-                bias.map_or(dev.dummy(0), |b| b.buffer()),
-            ],
+            buffers,
         },
     )
 }
@@ -403,45 +426,74 @@ impl Tensor {
         activation: Activation,
         opts: Conv2dOptions,
     ) -> Result<Tensor> {
+        self.conv2d_fused(
+            filter,
+            &ConvEpilogue {
+                bias,
+                activation,
+                ..Default::default()
+            },
+            opts,
+        )
+    }
+
+    /// `act(conv2d(self, filter) · scale + bias + residual)` in one kernel: see [`ConvEpilogue`].
+    pub fn conv2d_fused(
+        &self,
+        filter: &Tensor,
+        epi: &ConvEpilogue<'_>,
+        opts: Conv2dOptions,
+    ) -> Result<Tensor> {
         let op = "conv2d";
         check_f32(op, &[self, filter])?;
         let geo = Geometry::new(op, self.shape(), filter.shape(), opts)?;
-        if let Some(b) = bias {
-            check_f32(op, &[self, b])?;
-            if b.shape() != [geo.o] {
+        for (name, t) in [("bias", epi.bias), ("scale", epi.scale)] {
+            if let Some(t) = t {
+                check_f32(op, &[self, t])?;
+                if t.shape() != [geo.o] {
+                    return Err(Error::shape(
+                        op,
+                        format!("{name} must have shape [{}]", geo.o),
+                        &[t.shape()],
+                    ));
+                }
+            }
+        }
+        if let Some(r) = epi.residual {
+            check_f32(op, &[self, r])?;
+            if r.shape() != geo.output_shape() {
                 return Err(Error::shape(
                     op,
-                    format!("bias must have shape [{}]", geo.o),
-                    &[b.shape()],
+                    format!(
+                        "residual must have the output's shape {:?}",
+                        geo.output_shape()
+                    ),
+                    &[r.shape()],
                 ));
             }
         }
-        if geo.is_pointwise() {
+        if geo.is_pointwise() && epi.scale.is_none() && epi.residual.is_none() {
             let x = self.reshape(&[geo.n * geo.h * geo.w, geo.c])?;
             let w = filter.reshape(&[geo.c, geo.o])?;
-            return x
-                .matmul_with(
-                    &w,
-                    MatmulOptions {
-                        bias,
-                        activation,
-                        ..Default::default()
-                    },
-                )?
-                .reshape(&geo.output_shape());
+            let o = MatmulOptions {
+                bias: epi.bias,
+                activation: epi.activation,
+                ..Default::default()
+            };
+            return x.matmul_with(&w, o)?.reshape(&geo.output_shape());
         }
         let out = Tensor::uninit(self.device(), op, &geo.output_shape(), DType::F32)?;
         if out.numel() == 0 {
             return Ok(out);
         }
         let k = geo.kh * geo.kw * geo.cg();
-        let slope = activation.fused_slope().unwrap_or(1.0);
+        let slope = epi.activation.fused_slope().unwrap_or(1.0);
         launch(
             Direction::Forward,
             self,
             filter,
             &out,
-            bias,
+            epi,
             &geo,
             geo.n * geo.oh * geo.ow,
             geo.og(),
@@ -451,9 +503,9 @@ impl Tensor {
             k,
             slope,
         )?;
-        match activation.fused_slope() {
+        match epi.activation.fused_slope() {
             Some(_) => Ok(out),
-            None => out.unary(activation.unary_op().expect("non-identity activation")),
+            None => out.unary(epi.activation.unary_op().expect("non-identity activation")),
         }
     }
 
@@ -502,7 +554,7 @@ impl Tensor {
             self,
             &wt,
             &out,
-            None,
+            &ConvEpilogue::default(),
             &geo,
             geo.n * geo.h * geo.w,
             cg,
@@ -599,7 +651,7 @@ impl Tensor {
             &dyt,
             self,
             &partial,
-            None,
+            &ConvEpilogue::default(),
             &geo,
             rows,
             cols,

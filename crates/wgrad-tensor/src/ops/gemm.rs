@@ -129,12 +129,12 @@ pub(crate) fn blocked_entry(blk: Blocking, a_vec4: bool) -> String {
     }
     line("    }".into());
     for j in 0..vn {
-        line(format!("    let bias{j} = bias_at(z, col0 + {}u);", 4 * j));
+        line(format!("    let epi{j} = epi_at(z, col0 + {}u);", 4 * j));
     }
     for i in 0..rm {
         for j in 0..vn {
             line(format!(
-                "    write_out(z, row0 + {i}u, col0 + {}u, c{i}_{j}, bias{j});",
+                "    write_out(z, row0 + {i}u, col0 + {}u, c{i}_{j}, epi{j});",
                 4 * j
             ));
         }
