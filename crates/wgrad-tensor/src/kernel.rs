@@ -125,6 +125,7 @@ pub fn all_variants() -> Vec<(&'static Kernel, Spec)> {
     v.extend(crate::ops::random::variants());
     v.extend(crate::ops::matmul::variants());
     v.extend(crate::ops::conv::variants());
+    v.extend(crate::ops::depthwise::variants());
     v.extend(crate::ops::pool::variants());
     v.extend(crate::ops::upsample::variants());
     v.extend(crate::ops::batch_norm::variants());

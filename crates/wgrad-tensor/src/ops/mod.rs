@@ -6,6 +6,7 @@ pub mod batch_norm;
 pub mod binary;
 pub mod cast;
 pub mod conv;
+pub mod depthwise;
 pub mod fill;
 pub(crate) mod gemm;
 pub mod layout;

@@ -1,0 +1,289 @@
+//! Depthwise convolution (`groups == C`, any channel multiplier M = O / C) as direct window
+//! kernels (`shaders/depthwise.wgsl`): forward, input gradient (a gather) and filter gradient
+//! (chunked partial sums added by the reduce kernel).
+//!
+//! There is no public entry point here: `Tensor::conv2d`, `conv2d_backward_input` and
+//! `conv2d_backward_filter` route grouped convolutions with one input channel per group to
+//! these functions after their checks (ops/conv.rs). Through the grouped GEMM each group was a
+//! one-column product, which leaves most SIMD lanes idle; here every invocation owns 4
+//! neighbouring channels of one pixel whenever the channel counts allow.
+
+use super::conv::Conv2dOptions;
+use super::launch_1d;
+use super::matmul::Activation;
+use super::window::AxisGeometry;
+use crate::kernel::{shader, Kernel, Spec};
+use crate::{DType, Result, Tensor};
+
+pub static DEPTHWISE: Kernel = Kernel {
+    name: "depthwise",
+    file: "depthwise.wgsl",
+    source: shader!("depthwise.wgsl"),
+    helpers: &[shader!("common/activations.wgsl")],
+    entries: &["dw_fwd", "dw_bwi", "dw_bwf"],
+};
+
+/// Invocations per workgroup (the shader's `@workgroup_size`).
+const WG: u64 = 64;
+
+/// How an invocation's V lanes are loaded from one binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// V = 1: one scalar.
+    Scalar,
+    /// Four contiguous, 16-byte aligned channels: one vec4 load.
+    Vec,
+    /// Four lanes reading the same element (forward/filter gradient with M % 4 == 0): one
+    /// scalar load, splatted.
+    Splat,
+    /// Four scalars at arbitrary indices (other multipliers).
+    Gather,
+}
+
+impl Access {
+    fn elem(self) -> &'static str {
+        if self == Access::Vec {
+            "vec4<f32>"
+        } else {
+            "f32"
+        }
+    }
+
+    /// `fn {name}4(e: vec4<u32>) -> T` for binding `name`.
+    fn loader(self, name: &str) -> String {
+        let body = match self {
+            Access::Scalar => format!("{name}[e.x]"),
+            Access::Vec => format!("{name}[e.x / 4u]"),
+            Access::Splat => format!("T({name}[e.x])"),
+            Access::Gather => {
+                format!("vec4<f32>({name}[e.x], {name}[e.y], {name}[e.z], {name}[e.w])")
+            }
+        };
+        format!("fn {name}4(e: vec4<u32>) -> T {{ return {body}; }}")
+    }
+}
+
+/// The specialisation for the given src/aux access (both Scalar, or neither).
+fn spec(src: Access, aux: Access) -> Spec {
+    let v = if src == Access::Scalar { 1 } else { 4 };
+    Spec::new()
+        .u32("V", v)
+        .alias("T", if v == 4 { "vec4<f32>" } else { "f32" })
+        .alias("ST", src.elem())
+        .alias("AT", aux.elem())
+        .line(&src.loader("src"))
+        .line(&aux.loader("aux"))
+}
+
+pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
+    let mut v = vec![(&DEPTHWISE, spec(Access::Scalar, Access::Scalar))];
+    for src in [Access::Vec, Access::Splat, Access::Gather] {
+        for aux in [Access::Vec, Access::Gather] {
+            v.push((&DEPTHWISE, spec(src, aux)));
+        }
+    }
+    v
+}
+
+/// The shape of one depthwise convolution, taken from conv.rs's checked geometry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    /// Input [N, H, W, C].
+    pub x: [usize; 4],
+    /// Output [N, OH, OW, O].
+    pub y: [usize; 4],
+    pub kernel: [usize; 2],
+    pub rows: AxisGeometry,
+    pub cols: AxisGeometry,
+    pub opts: Conv2dOptions,
+}
+
+impl Geometry {
+    fn m(&self) -> usize {
+        self.y[3] / self.x[3]
+    }
+
+    /// Access for lanes = 4 output channels reading their input channels o / M.
+    fn by_output_channel(&self) -> Access {
+        match self.m() {
+            _ if !self.y[3].is_multiple_of(4) => Access::Scalar,
+            1 => Access::Vec,
+            m if m.is_multiple_of(4) => Access::Splat,
+            _ => Access::Gather,
+        }
+    }
+
+    /// The parameter block of shaders/depthwise.wgsl.
+    fn params(&self, threads: usize, lanes: usize, chunk: usize, slope: f32) -> Vec<u32> {
+        let o = &self.opts;
+        [
+            threads,
+            0,
+            self.x[0],
+            self.x[1],
+            self.x[2],
+            self.x[3],
+            self.y[1],
+            self.y[2],
+            self.y[3],
+            self.m(),
+            self.kernel[0],
+            self.kernel[1],
+            o.stride[0],
+            o.stride[1],
+            o.dilation[0],
+            o.dilation[1],
+            self.rows.pad_before,
+            self.cols.pad_before,
+            lanes,
+        ]
+        .iter()
+        .map(|&v| v as u32)
+        .chain([
+            pow2_log(o.stride[0]),
+            pow2_log(o.stride[1]),
+            chunk as u32,
+            (self.y[0] * self.y[1] * self.y[2]) as u32,
+            slope.to_bits(),
+            0,
+            0,
+            0,
+        ])
+        .collect()
+    }
+}
+
+/// log2 of a power-of-two stride, else all ones (the shader then divides).
+fn pow2_log(s: usize) -> u32 {
+    if s.is_power_of_two() {
+        s.trailing_zeros()
+    } else {
+        u32::MAX
+    }
+}
+
+fn launch(
+    t: &Tensor,
+    entry: &'static str,
+    spec: &Spec,
+    params: &mut [u32],
+    buffers: &[&wgpu::Buffer],
+) -> Result<()> {
+    let threads = params[0] as u64;
+    launch_1d(t.device(), &DEPTHWISE, entry, spec, params, 1, buffers, threads, WG)
+}
+
+/// `act(depthwise(x, filter) · scale + bias + residual)` (conv.rs's `ConvEpilogue`, checked
+/// there); `filter` is HWIO [KH, KW, 1, O]. Identity, ReLU and leaky ReLU are fused into the
+/// write-out, other activations run as one elementwise pass.
+pub(crate) fn forward(
+    x: &Tensor,
+    filter: &Tensor,
+    bias: Option<&Tensor>,
+    scale: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    activation: Activation,
+    geo: &Geometry,
+) -> Result<Tensor> {
+    let out = Tensor::uninit(x.device(), "conv2d", &geo.y, DType::F32)?;
+    if out.numel() == 0 {
+        return Ok(out);
+    }
+    let access = geo.by_output_channel();
+    let v = if access == Access::Scalar { 1 } else { 4 };
+    let aux = if v == 4 { Access::Vec } else { Access::Scalar };
+    let lanes = geo.y[3] / v;
+    let slope = activation.fused_slope().unwrap_or(1.0);
+    let mut p = geo.params(out.numel() / v, lanes, 0, slope);
+    let n = p.len();
+    p[n - 3] = bias.is_some() as u32;
+    p[n - 2] = scale.is_some() as u32;
+    p[n - 1] = residual.is_some() as u32;
+    let dummy = x.device().dummy(0);
+    launch(
+        x,
+        "dw_fwd",
+        &spec(access, aux),
+        &mut p,
+        &[
+            x.buffer(),
+            filter.buffer(),
+            out.buffer(),
+            bias.map_or(dummy, Tensor::buffer),
+            scale.map_or(dummy, Tensor::buffer),
+            residual.map_or(dummy, Tensor::buffer),
+        ],
+    )?;
+    match activation.fused_slope() {
+        Some(_) => Ok(out),
+        None => out.unary(activation.unary_op().expect("non-identity activation")),
+    }
+}
+
+/// Gradient with respect to the input: `dy` [N, OH, OW, O], result [N, H, W, C].
+pub(crate) fn backward_input(dy: &Tensor, filter: &Tensor, geo: &Geometry) -> Result<Tensor> {
+    let dx = Tensor::uninit(dy.device(), "conv2d_backward_input", &geo.x, DType::F32)?;
+    if dx.numel() == 0 {
+        return Ok(dx);
+    }
+    // Lanes are 4 input channels; their output channels c·M + m are contiguous only for M = 1.
+    let access = match geo.m() {
+        _ if !geo.x[3].is_multiple_of(4) => Access::Scalar,
+        1 => Access::Vec,
+        _ => Access::Gather,
+    };
+    let v = if access == Access::Scalar { 1 } else { 4 };
+    let mut p = geo.params(dx.numel() / v, geo.x[3] / v, 0, 1.0);
+    launch(
+        dy,
+        "dw_bwi",
+        &spec(access, access),
+        &mut p,
+        &[dy.buffer(), filter.buffer(), dx.buffer()],
+    )?;
+    Ok(dx)
+}
+
+/// Gradient with respect to the filter: `x` the forward input, `dy` [N, OH, OW, O]; result
+/// [KH, KW, 1, O].
+pub(crate) fn backward_filter(x: &Tensor, dy: &Tensor, geo: &Geometry) -> Result<Tensor> {
+    let op = "conv2d_backward_filter";
+    let filter_shape = [geo.kernel[0], geo.kernel[1], 1, geo.y[3]];
+    let npq = geo.y[0] * geo.y[1] * geo.y[2];
+    if npq == 0 {
+        return Tensor::zeros(x.device(), &filter_shape, DType::F32);
+    }
+    let access = geo.by_output_channel();
+    let v = if access == Access::Scalar { 1 } else { 4 };
+    let aux = if v == 4 { Access::Vec } else { Access::Scalar };
+    let lanes = geo.y[3] / v;
+    let taps = geo.kernel[0] * geo.kernel[1];
+    // The reduction over N·OH·OW is long and the output (taps × O) small: cut it into splits
+    // so that about TARGET_THREADS invocations run, none with fewer than MIN_CHUNK pixels
+    // (shorter chunks would spend more on the partial sums than they save).
+    const TARGET_THREADS: usize = 16384;
+    const MIN_CHUNK: usize = 64;
+    let per_split = lanes * taps;
+    let splits = (TARGET_THREADS / per_split).clamp(1, npq.div_ceil(MIN_CHUNK));
+    let chunk = npq.div_ceil(splits);
+    let splits = npq.div_ceil(chunk);
+    let partial = Tensor::uninit(
+        x.device(),
+        op,
+        &[splits, geo.kernel[0], geo.kernel[1], 1, geo.y[3]],
+        DType::F32,
+    )?;
+    let mut p = geo.params(splits * per_split, lanes, chunk, 1.0);
+    launch(
+        x,
+        "dw_bwf",
+        &spec(access, aux),
+        &mut p,
+        &[x.buffer(), dy.buffer(), partial.buffer()],
+    )?;
+    if splits == 1 {
+        partial.reshape(&filter_shape)
+    } else {
+        partial.sum(&[0], false)
+    }
+}
