@@ -270,6 +270,18 @@ impl Geometry {
         [self.n, self.h, self.w, self.c]
     }
 
+    /// One input channel per group: the direct depthwise kernels (ops/depthwise.rs) serve it.
+    fn depthwise(&self) -> Option<super::depthwise::Geometry> {
+        (self.groups == self.c && self.groups > 1).then_some(super::depthwise::Geometry {
+            x: self.input_shape(),
+            y: self.output_shape(),
+            kernel: [self.kh, self.kw],
+            rows: self.rows,
+            cols: self.cols,
+            opts: self.opts,
+        })
+    }
+
     /// The parameter block of shaders/conv.wgsl.
     #[allow(clippy::too_many_arguments)]
     fn params(
@@ -472,6 +484,10 @@ impl Tensor {
                 ));
             }
         }
+        if let Some(d) = geo.depthwise() {
+            let (b, s, r) = (epi.bias, epi.scale, epi.residual);
+            return super::depthwise::forward(self, filter, b, s, r, epi.activation, &d);
+        }
         if geo.is_pointwise() && epi.scale.is_none() && epi.residual.is_none() {
             let x = self.reshape(&[geo.n * geo.h * geo.w, geo.c])?;
             let w = filter.reshape(&[geo.c, geo.o])?;
@@ -529,6 +545,9 @@ impl Tensor {
                 ),
                 &[self.shape(), input_shape, filter.shape()],
             ));
+        }
+        if let Some(d) = geo.depthwise() {
+            return super::depthwise::backward_input(self, filter, &d);
         }
         if geo.is_pointwise() {
             let dy = self.reshape(&[geo.n * geo.h * geo.w, geo.o])?;
@@ -603,6 +622,9 @@ impl Tensor {
                 ),
                 &[self.shape(), grad_output.shape()],
             ));
+        }
+        if let Some(d) = geo.depthwise() {
+            return super::depthwise::backward_filter(self, grad_output, &d);
         }
         let npq = geo.n * geo.oh * geo.ow;
         if geo.is_pointwise() {
