@@ -1,1 +1,2 @@
 pub use wgrad_tensor::*;
+pub use wgrad_data as data;

@@ -1,0 +1,300 @@
+//! [`Dataset`]: an owned, in-memory set of images (f32, `N×H×W×C` row-major NHWC) and `u32`
+//! labels, with the small operations training code needs: indexing, a seeded train/validation
+//! split, truncation, per-image maps, and shape helpers (crop-or-pad, bilinear resize,
+//! grey→RGB) for feeding 28×28 MNIST to networks built for 32×32 RGB.
+
+use crate::error::{Error, Result};
+use crate::rng::{derive, Rng};
+use crate::transform;
+
+const SPLIT_KEY: u64 = 0x5911_7000;
+
+/// Which half of a dataset with a fixed train/test partition to load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+/// Images as f32 in NHWC order plus one `u32` label per image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    images: Vec<f32>,
+    labels: Vec<u32>,
+    shape: [usize; 3],
+    num_classes: usize,
+    class_names: Option<Vec<String>>,
+}
+
+impl Dataset {
+    /// Builds a dataset from `labels.len()` images of shape `[h, w, c]` stored back to back.
+    /// Fails with [`Error::Invalid`] when `images.len() != labels.len()·h·w·c` or a label is
+    /// not below `num_classes`.
+    pub fn new(
+        images: Vec<f32>,
+        image_shape: [usize; 3],
+        labels: Vec<u32>,
+        num_classes: usize,
+    ) -> Result<Self> {
+        let per: usize = image_shape.iter().product();
+        let expected = per.checked_mul(labels.len());
+        if expected != Some(images.len()) {
+            return Err(Error::Invalid {
+                reason: format!(
+                    "{} floats for {} images of shape {:?} (expected {})",
+                    images.len(),
+                    labels.len(),
+                    image_shape,
+                    expected.map_or("overflow".to_string(), |e| e.to_string())
+                ),
+            });
+        }
+        if let Some((i, &l)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= num_classes)
+        {
+            return Err(Error::Invalid {
+                reason: format!("label {l} of sample {i} is not below num_classes {num_classes}"),
+            });
+        }
+        Ok(Dataset {
+            images,
+            labels,
+            shape: image_shape,
+            num_classes,
+            class_names: None,
+        })
+    }
+
+    /// Attaches human-readable class names (index = class id).
+    pub fn with_class_names(mut self, names: Vec<String>) -> Self {
+        self.class_names = Some(names);
+        self
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// `[H, W, C]` of every image.
+    pub fn image_shape(&self) -> [usize; 3] {
+        self.shape
+    }
+
+    /// Floats per image (`H·W·C`).
+    pub fn image_len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    pub fn class_names(&self) -> Option<&[String]> {
+        self.class_names.as_deref()
+    }
+
+    /// All images, NHWC, back to back.
+    pub fn images(&self) -> &[f32] {
+        &self.images
+    }
+
+    pub fn labels(&self) -> &[u32] {
+        &self.labels
+    }
+
+    /// Image `i` (HWC) and its label, or `None` past the end.
+    pub fn get(&self, i: usize) -> Option<(&[f32], u32)> {
+        let label = *self.labels.get(i)?;
+        let n = self.image_len();
+        Some((&self.images[i * n..(i + 1) * n], label))
+    }
+
+    /// Takes the buffers apart: `(images, [H, W, C], labels)`.
+    pub fn into_parts(self) -> (Vec<f32>, [usize; 3], Vec<u32>) {
+        (self.images, self.shape, self.labels)
+    }
+
+    /// A new dataset made of the samples at `indices` (in that order; repeats allowed).
+    ///
+    /// # Panics
+    /// If an index is out of range.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let n = self.image_len();
+        let mut images = Vec::with_capacity(indices.len() * n);
+        let mut labels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            images.extend_from_slice(&self.images[i * n..(i + 1) * n]);
+            labels.push(self.labels[i]);
+        }
+        Dataset {
+            images,
+            labels,
+            shape: self.shape,
+            num_classes: self.num_classes,
+            class_names: self.class_names.clone(),
+        }
+    }
+
+    /// Shuffles with `seed` and cuts: the first `round(fraction·len)` samples become the
+    /// training part, the rest the validation part. Same seed, same split.
+    ///
+    /// # Panics
+    /// If `fraction` is not within `[0, 1]`.
+    pub fn split(&self, fraction: f64, seed: u64) -> (Dataset, Dataset) {
+        assert!(
+            (0.0..=1.0).contains(&fraction),
+            "split fraction must be within [0, 1], got {fraction}"
+        );
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        Rng::new(derive(seed, SPLIT_KEY)).shuffle(&mut order);
+        let cut = ((self.len() as f64) * fraction).round() as usize;
+        (self.subset(&order[..cut]), self.subset(&order[cut..]))
+    }
+
+    /// The first `min(n, len)` samples.
+    pub fn take(mut self, n: usize) -> Dataset {
+        let n = n.min(self.len());
+        self.images.truncate(n * self.image_len());
+        self.labels.truncate(n);
+        self
+    }
+
+    /// Applies `f` to every image in place (an `H·W·C` HWC slice), e.g. a rescale.
+    pub fn map(mut self, mut f: impl FnMut(&mut [f32])) -> Dataset {
+        let n = self.image_len();
+        if n > 0 {
+            self.images.chunks_exact_mut(n).for_each(&mut f);
+        }
+        self
+    }
+
+    /// Applies `f` to every pixel value, e.g. `|x| x * 2.0 - 1.0`.
+    pub fn map_pixels(mut self, f: impl Fn(f32) -> f32) -> Dataset {
+        self.images.iter_mut().for_each(|x| *x = f(*x));
+        self
+    }
+
+    /// Centre crop or zero-pad every image to `[h, w]` (28×28 MNIST → 32×32 adds 2 zero rows
+    /// and columns on each side). See [`transform::crop_or_pad`].
+    pub fn crop_or_pad(&self, h: usize, w: usize) -> Dataset {
+        self.reshape_each([h, w, self.shape[2]], |img, shape| {
+            transform::crop_or_pad(img, shape, [h, w])
+        })
+    }
+
+    /// Bilinear resize of every image to `[h, w]` (half-pixel centres, as TF/Keras
+    /// `resize(..., "bilinear")` without antialiasing).
+    pub fn resize(&self, h: usize, w: usize) -> Dataset {
+        self.reshape_each([h, w, self.shape[2]], |img, shape| {
+            transform::resize_bilinear(img, shape, [h, w])
+        })
+    }
+
+    /// Repeats a single channel three times (grey → RGB). Datasets that already have
+    /// three channels are returned unchanged.
+    ///
+    /// # Panics
+    /// If the images have neither 1 nor 3 channels.
+    pub fn gray_to_rgb(&self) -> Dataset {
+        match self.shape[2] {
+            3 => self.clone(),
+            1 => self.reshape_each([self.shape[0], self.shape[1], 3], |img, _| {
+                img.iter().flat_map(|&v| [v, v, v]).collect()
+            }),
+            c => panic!("gray_to_rgb needs 1 or 3 channels, got {c}"),
+        }
+    }
+
+    fn reshape_each(
+        &self,
+        new_shape: [usize; 3],
+        f: impl Fn(&[f32], [usize; 3]) -> Vec<f32>,
+    ) -> Dataset {
+        let n = self.image_len();
+        let mut images = Vec::with_capacity(self.len() * new_shape.iter().product::<usize>());
+        for i in 0..self.len() {
+            images.extend(f(&self.images[i * n..(i + 1) * n], self.shape));
+        }
+        Dataset {
+            images,
+            labels: self.labels.clone(),
+            shape: new_shape,
+            num_classes: self.num_classes,
+            class_names: self.class_names.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds(n: usize) -> Dataset {
+        let images = (0..n * 4).map(|v| v as f32).collect();
+        Dataset::new(images, [2, 2, 1], (0..n as u32).map(|i| i % 3).collect(), 3).unwrap()
+    }
+
+    #[test]
+    fn new_checks_lengths_and_labels() {
+        assert!(matches!(
+            Dataset::new(vec![0.0; 7], [2, 2, 1], vec![0, 1], 2),
+            Err(Error::Invalid { .. })
+        ));
+        assert!(matches!(
+            Dataset::new(vec![0.0; 8], [2, 2, 1], vec![0, 2], 2),
+            Err(Error::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn get_take_map_split() {
+        let d = ds(10);
+        assert_eq!(d.len(), 10);
+        assert_eq!(d.get(2), Some((&[8.0, 9.0, 10.0, 11.0][..], 2)));
+        assert_eq!(d.get(10), None);
+        let t = d.clone().take(3);
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.images().len(), 12);
+        let m = d.clone().map(|img| img[0] = -1.0);
+        assert_eq!(m.get(1).unwrap().0, &[-1.0, 5.0, 6.0, 7.0]);
+        let p = d.clone().map_pixels(|x| x / 2.0);
+        assert_eq!(p.get(0).unwrap().0, &[0.0, 0.5, 1.0, 1.5]);
+
+        let (a, b) = d.split(0.7, 5);
+        assert_eq!((a.len(), b.len()), (7, 3));
+        let mut firsts: Vec<f32> = a
+            .images()
+            .chunks(4)
+            .chain(b.images().chunks(4))
+            .map(|c| c[0])
+            .collect();
+        firsts.sort_by(f32::total_cmp);
+        assert_eq!(firsts, (0..10).map(|i| (i * 4) as f32).collect::<Vec<_>>());
+        assert_eq!(d.split(0.7, 5), (a.clone(), b));
+        assert_ne!(d.split(0.7, 6).0, a);
+    }
+
+    #[test]
+    fn shape_helpers() {
+        let d = ds(2);
+        let p = d.crop_or_pad(4, 4);
+        assert_eq!(p.image_shape(), [4, 4, 1]);
+        assert_eq!(
+            p.get(0).unwrap().0,
+            &[0., 0., 0., 0., 0., 0., 1., 0., 0., 2., 3., 0., 0., 0., 0., 0.]
+        );
+        let rgb = d.gray_to_rgb();
+        assert_eq!(rgb.image_shape(), [2, 2, 3]);
+        assert_eq!(&rgb.get(1).unwrap().0[..6], &[4., 4., 4., 5., 5., 5.]);
+        let r = d.resize(4, 4);
+        assert_eq!(r.image_shape(), [4, 4, 1]);
+        assert_eq!(r.get(0).unwrap().0[0], 0.0);
+        assert_eq!(r.get(0).unwrap().0[15], 3.0);
+    }
+}

@@ -1,0 +1,86 @@
+//! The crate's one error type. Every reader returns [`Error`] with the offending path, so a
+//! failure on user data is never a panic and always says which file was wrong and how.
+
+use std::path::PathBuf;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while finding, reading or assembling a dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The operating system refused a read (missing file, permissions, a directory listing).
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file exists but is not what it claims to be: bad magic number, impossible header,
+    /// corrupt gzip stream, undecodable image, out-of-range label, trailing bytes.
+    #[error("{}: {reason}", path.display())]
+    Format { path: PathBuf, reason: String },
+    /// The file is shorter than its header (or record size) says it must be.
+    #[error("{}: truncated: expected {expected} bytes, got {got}", path.display())]
+    Truncated {
+        path: PathBuf,
+        expected: u64,
+        got: u64,
+    },
+    /// An images file and its labels file disagree on the number of samples.
+    #[error("{images} images but {labels} labels")]
+    CountMismatch { images: usize, labels: usize },
+    /// No searched location holds the dataset's files.
+    #[error("dataset files not found; searched: {}. {hint}", list_paths(.searched))]
+    NotFound {
+        searched: Vec<PathBuf>,
+        hint: String,
+    },
+    /// Buffers handed to [`crate::Dataset::new`] do not describe a dataset (length not
+    /// N·H·W·C, label out of range).
+    #[error("invalid dataset: {reason}")]
+    Invalid { reason: String },
+}
+
+fn list_paths(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "(nothing)".to_string();
+    }
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn format(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Reads a whole file, gunzipping it when it starts with the gzip magic bytes `1f 8b`
+/// (detected by content, never by file name).
+pub(crate) fn read_maybe_gzip(path: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b {
+        let mut out = Vec::with_capacity(bytes.len() * 4);
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .map_err(|e| Error::format(path, format!("corrupt or truncated gzip stream: {e}")))?;
+        Ok(out)
+    } else {
+        Ok(bytes)
+    }
+}

@@ -1,0 +1,303 @@
+//! [`DataLoader`]: cuts a [`Dataset`] into [`Batch`]es — optionally shuffled per epoch,
+//! optionally dropping the last short batch, with per-sample [`Transform`]s — either on the
+//! calling thread or on a worker thread that prepares the next batches while the consumer
+//! trains (`std::thread` + a bounded `sync_channel`).
+//!
+//! Reproducibility: epoch `e` of a loader with seed `s` always yields the same batches. The
+//! order comes from a generator seeded with (`s`, `e`), so epochs differ from one another; each
+//! sample's augmentation draws from a generator seeded with (`s`, `e`, sample index), so the
+//! prefetching and synchronous paths produce identical batches.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::dataset::Dataset;
+use crate::rng::{derive, Rng};
+use crate::transform::Transform;
+
+const ORDER_KEY: u64 = 0x0DE2;
+const AUGMENT_KEY: u64 = 0xA06;
+
+/// One batch on the host, ready to upload: images NHWC (`shape = [N, H, W, C]`) and labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub images: Vec<f32>,
+    pub shape: [usize; 4],
+    pub labels: Vec<u32>,
+}
+
+impl Batch {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// Batches over a dataset; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct DataLoader {
+    dataset: Arc<Dataset>,
+    batch_size: usize,
+    drop_last: bool,
+    shuffle: bool,
+    seed: u64,
+    transforms: Arc<Vec<Transform>>,
+    prefetch: usize,
+}
+
+impl DataLoader {
+    /// A loader with no shuffle, seed 0, no transforms, keeping the last short batch, and a
+    /// prefetch depth of 2.
+    ///
+    /// # Panics
+    /// If `batch_size` is 0.
+    pub fn new(dataset: impl Into<Arc<Dataset>>, batch_size: usize) -> Self {
+        assert!(batch_size > 0, "batch_size must be positive");
+        DataLoader {
+            dataset: dataset.into(),
+            batch_size,
+            drop_last: false,
+            shuffle: false,
+            seed: 0,
+            transforms: Arc::new(Vec::new()),
+            prefetch: 2,
+        }
+    }
+
+    /// Shuffle the order every epoch (differently per epoch, reproducibly per seed).
+    pub fn shuffle(mut self, on: bool) -> Self {
+        self.shuffle = on;
+        self
+    }
+
+    /// Seed of the shuffle and of the random transforms.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Drop the last batch when it is shorter than `batch_size`.
+    pub fn drop_last(mut self, on: bool) -> Self {
+        self.drop_last = on;
+        self
+    }
+
+    /// Batches a worker thread may have ready ahead of the consumer; 0 makes [`epoch`]
+    /// synchronous.
+    ///
+    /// [`epoch`]: DataLoader::epoch
+    pub fn prefetch(mut self, depth: usize) -> Self {
+        self.prefetch = depth;
+        self
+    }
+
+    /// Appends a per-sample transform (applied in the order added).
+    ///
+    /// # Panics
+    /// If the transform does not fit the images (a `Normalize` with one entry per channel
+    /// of another channel count).
+    pub fn transform(mut self, t: Transform) -> Self {
+        let c = self.dataset.image_shape()[2];
+        assert!(
+            t.supports_channels(c),
+            "{t:?} does not apply to images with {c} channels"
+        );
+        Arc::make_mut(&mut self.transforms).push(t);
+        self
+    }
+
+    pub fn dataset(&self) -> &Dataset {
+        &self.dataset
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Batches per epoch.
+    pub fn num_batches(&self) -> usize {
+        let n = self.dataset.len();
+        if self.drop_last {
+            n / self.batch_size
+        } else {
+            n.div_ceil(self.batch_size)
+        }
+    }
+
+    /// The sample order of epoch `epoch` (identity when not shuffling).
+    pub fn order(&self, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
+        if self.shuffle {
+            Rng::new(derive(derive(self.seed, ORDER_KEY), epoch)).shuffle(&mut order);
+        }
+        order
+    }
+
+    fn plan(&self, epoch: u64) -> Plan {
+        Plan {
+            dataset: Arc::clone(&self.dataset),
+            transforms: Arc::clone(&self.transforms),
+            order: self.order(epoch),
+            batch_size: self.batch_size,
+            num_batches: self.num_batches(),
+            augment_seed: derive(derive(self.seed, AUGMENT_KEY), epoch),
+        }
+    }
+
+    /// The batches of epoch `epoch`: prepared on a worker thread when the prefetch depth is
+    /// above 0, else on the calling thread. Dropping the iterator early stops the worker.
+    pub fn epoch(&self, epoch: u64) -> Batches {
+        if self.prefetch == 0 {
+            self.epoch_sync(epoch)
+        } else {
+            self.epoch_prefetch(epoch, self.prefetch)
+        }
+    }
+
+    /// The batches of epoch `epoch`, prepared on the calling thread.
+    pub fn epoch_sync(&self, epoch: u64) -> Batches {
+        Batches {
+            next: 0,
+            total: self.num_batches(),
+            inner: Inner::Sync(self.plan(epoch)),
+        }
+    }
+
+    /// The batches of epoch `epoch`, prepared on a worker thread at most `depth` (≥ 1) ahead.
+    pub fn epoch_prefetch(&self, epoch: u64, depth: usize) -> Batches {
+        let plan = self.plan(epoch);
+        let total = plan.num_batches;
+        let (tx, rx) = sync_channel(depth.max(1));
+        let worker = std::thread::Builder::new()
+            .name("wgrad-data-prefetch".into())
+            .spawn(move || {
+                for k in 0..plan.num_batches {
+                    if tx.send(plan.batch(k)).is_err() {
+                        break; // consumer dropped the iterator
+                    }
+                }
+            });
+        match worker {
+            Ok(handle) => Batches {
+                next: 0,
+                total,
+                inner: Inner::Prefetch {
+                    rx: Some(rx),
+                    handle: Some(handle),
+                },
+            },
+            // No thread available: fall back to preparing batches on the caller.
+            Err(_) => self.epoch_sync(epoch),
+        }
+    }
+}
+
+/// Everything needed to build any batch of one epoch, shareable with a worker thread.
+struct Plan {
+    dataset: Arc<Dataset>,
+    transforms: Arc<Vec<Transform>>,
+    order: Vec<usize>,
+    batch_size: usize,
+    num_batches: usize,
+    augment_seed: u64,
+}
+
+impl Plan {
+    fn batch(&self, k: usize) -> Batch {
+        let start = k * self.batch_size;
+        let end = (start + self.batch_size).min(self.order.len());
+        let idx = &self.order[start..end];
+        let shape = self.dataset.image_shape();
+        let per = self.dataset.image_len();
+        let mut images = Vec::with_capacity(idx.len() * per);
+        let mut labels = Vec::with_capacity(idx.len());
+        let mut scratch = Vec::new();
+        for &i in idx {
+            let Some((img, label)) = self.dataset.get(i) else {
+                unreachable!("order holds indices below len")
+            };
+            let at = images.len();
+            images.extend_from_slice(img);
+            if !self.transforms.is_empty() {
+                let mut rng = Rng::new(derive(self.augment_seed, i as u64));
+                for t in self.transforms.iter() {
+                    t.apply(&mut images[at..], shape, &mut rng, &mut scratch);
+                }
+            }
+            labels.push(label);
+        }
+        Batch {
+            images,
+            shape: [idx.len(), shape[0], shape[1], shape[2]],
+            labels,
+        }
+    }
+}
+
+enum Inner {
+    Sync(Plan),
+    Prefetch {
+        rx: Option<Receiver<Batch>>,
+        handle: Option<JoinHandle<()>>,
+    },
+}
+
+/// Iterator over one epoch's batches (see [`DataLoader::epoch`]).
+pub struct Batches {
+    next: usize,
+    total: usize,
+    inner: Inner,
+}
+
+impl Iterator for Batches {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        if self.next >= self.total {
+            return None;
+        }
+        let batch = match &mut self.inner {
+            Inner::Sync(plan) => Some(plan.batch(self.next)),
+            Inner::Prefetch { rx, handle } => {
+                match rx.as_ref().and_then(|r| r.recv().ok()) {
+                    Some(b) => Some(b),
+                    None => {
+                        // The worker stopped early: it can only have panicked. Re-raise its
+                        // panic here instead of ending the epoch silently short.
+                        if let Some(h) = handle.take() {
+                            if let Err(p) = h.join() {
+                                std::panic::resume_unwind(p);
+                            }
+                        }
+                        None
+                    }
+                }
+            }
+        };
+        self.next += 1;
+        batch
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.total - self.next.min(self.total);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Batches {}
+
+impl Drop for Batches {
+    fn drop(&mut self) {
+        if let Inner::Prefetch { rx, handle } = &mut self.inner {
+            drop(rx.take()); // unblocks a worker waiting in send()
+            if let Some(h) = handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
