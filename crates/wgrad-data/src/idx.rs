@@ -12,6 +12,8 @@
 //! directory, `$WGRAD_DATA/<mnist|fashion-mnist>`, `$WGRAD_DATA`, for Fashion-MNIST
 //! `/usr/share/datasets/fashion-mnist` (Debian/Ubuntu package `dataset-fashion-mnist`), then
 //! the cache `~/.cache/wgrad/<name>`. Both files of a split must sit in the same directory.
+//! (The Debian package installs the four standard gzipped names, e.g.
+//! `/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz`.)
 //!
 //! Downloading is not implemented (TODO): when nothing is found the error lists every searched
 //! directory and says where to put the files and where to get them. A future

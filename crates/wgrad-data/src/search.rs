@@ -62,3 +62,28 @@ pub fn search_dirs(name: &str, user_dir: Option<&Path>, system_dir: Option<&Path
 pub(crate) fn find_file(dir: &Path, names: &[String]) -> Option<PathBuf> {
     names.iter().map(|n| dir.join(n)).find(|p| p.is_file())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Reads the environment but never sets it, so it is safe beside other tests.
+    #[test]
+    fn user_dir_first_system_before_cache_no_duplicates() {
+        let user = Path::new("/nonexistent/user");
+        let system = Path::new("/nonexistent/system");
+        let dirs = search_dirs("thing", Some(user), Some(system));
+        assert_eq!(dirs[0], user);
+        let sys_at = dirs.iter().position(|d| d == system).unwrap();
+        if let Some(cache) = cache_dir() {
+            assert_eq!(dirs.last().unwrap(), &cache.join("thing"));
+            assert!(sys_at < dirs.len() - 1);
+        }
+        let mut uniq = dirs.clone();
+        uniq.sort();
+        uniq.dedup();
+        assert_eq!(uniq.len(), dirs.len());
+        let twice = search_dirs("thing", Some(system), Some(system));
+        assert_eq!(twice.iter().filter(|d| *d == system).count(), 1);
+    }
+}

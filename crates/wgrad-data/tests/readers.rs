@@ -164,7 +164,7 @@ fn named_loader_searches_dirs_in_order() {
         }
         other => panic!("{other:?}"),
     }
-    // The Debian spelling variant `train-images.idx3-ubyte` is accepted too.
+    // The `train-images.idx3-ubyte` spelling of some archives is accepted too.
     second.write(
         "train-images.idx3-ubyte",
         &idx_images(1, 2, 2, &[0, 1, 2, 3]),
