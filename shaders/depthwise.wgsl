@@ -22,8 +22,10 @@
 // same input channel, M a multiple of 4), or a gather of four scalars (other multipliers).
 
 struct Params {
-    threads: u32,
-    row: u32,      // workgroups per grid row (2-D grids past 65,535 workgroups)
+    threads: u32,  // forward, input gradient: invocations per image row (W·lanes); filter
+                   // gradient: all invocations
+    row: u32,      // forward, input gradient: first image of this dispatch; filter gradient:
+                   // workgroups per grid row (2-D grids past 65,535 workgroups)
     n: u32,
     h: u32,        // input extents
     w: u32,
@@ -49,6 +51,7 @@ struct Params {
     has_bias: u32,
     has_scale: u32,
     has_residual: u32,
+    lanes_log: u32, // log2 of lanes when it is a power of two, else 0xffffffff
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -64,8 +67,26 @@ struct Params {
 
 const LANE4: vec4<u32> = vec4<u32>(0u, 1u, 2u, 3u);
 
+const NONE: u32 = 0xffffffffu;
+
 fn thread(wg: vec3<u32>, li: u32) -> u32 {
     return (wg.x + wg.y * p.row) * 64u + li;
+}
+
+// (lane, column) of a grid x index: lanes are the fastest axis. The forward and input-gradient
+// grids are (W·lanes, H, N), so this is their only division per invocation (integer division
+// by a run-time value is scalarised lane by lane on CPU adapters and, with the window loops
+// this short, per-invocation index arithmetic costs as much as the loads), and a shift when
+// lanes is a power of two.
+fn split_lanes(q: u32) -> vec2<u32> {
+    if (p.lanes_log != NONE) { return vec2<u32>(q & (p.lanes - 1u), q >> p.lanes_log); }
+    return vec2<u32>(q % p.lanes, q / p.lanes);
+}
+
+// ceil(a / d), without a division for d = 1 (undilated windows).
+fn div_ceil(a: u32, d: u32) -> u32 {
+    if (d == 1u) { return a; }
+    return (a + d - 1u) / d;
 }
 
 // Taps [lo, hi) of a window starting at `start` (may be negative) with dilation d that land
@@ -73,10 +94,10 @@ fn thread(wg: vec3<u32>, li: u32) -> u32 {
 // window loops below need no bounds tests (and divide by nothing).
 fn tap_range(start: i32, d: u32, k: u32, n: u32) -> vec2<u32> {
     var lo = 0u;
-    if (start < 0) { lo = (u32(-start) + d - 1u) / d; }
+    if (start < 0) { lo = div_ceil(u32(-start), d); }
     var hi = 0u;
     let top = i32(n) - 1 - start;
-    if (top >= 0) { hi = min(k, u32(top) / d + 1u); }
+    if (top >= 0) { hi = min(k, div_ceil(u32(top) + 1u, d)); }
     return vec2<u32>(min(lo, hi), hi);
 }
 
@@ -84,7 +105,7 @@ fn tap_range(start: i32, d: u32, k: u32, n: u32) -> vec2<u32> {
 // a mask: integer division by a run-time value is scalarised lane by lane on CPU adapters.
 fn stride_div(t: i32, stride: u32, log2: u32) -> i32 {
     if (t < 0) { return -1; }
-    if (log2 != 0xffffffffu) {
+    if (log2 != NONE) {
         if ((u32(t) & (stride - 1u)) != 0u) { return -1; }
         return i32(u32(t) >> log2);
     }
@@ -94,18 +115,18 @@ fn stride_div(t: i32, stride: u32, log2: u32) -> i32 {
 
 // One invocation per (output pixel, V output channels).
 @compute @workgroup_size(64)
-fn dw_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = thread(wg, li);
-    if (t >= p.threads) { return; }
-    let v = t % p.lanes;
-    let r = t / p.lanes;
-    let ox = r % p.ow;
-    let r2 = r / p.ow;
-    let oy = r2 % p.oh;
-    let n = r2 / p.oh;
+fn dw_fwd(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.threads) { return; }
+    let vx = split_lanes(gid.x);
+    let v = vx.x;
+    let ox = vx.y;
+    let oy = gid.y;
+    let n = gid.z + p.row;
+    let t = (n * p.oh + oy) * p.threads + gid.x;
     let o = v * V;
     // Input channel of each lane (lanes past V are never read).
-    let ci = (vec4<u32>(o) + LANE4) / p.m;
+    var ci = vec4<u32>(o) + LANE4;
+    if (p.m != 1u) { ci /= p.m; }
     let y0 = i32(oy * p.sh) - i32(p.pt);
     let x0 = i32(ox * p.sw) - i32(p.pl);
     let ky = tap_range(y0, p.dh, p.kh, p.h);
@@ -129,15 +150,14 @@ fn dw_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
 // One invocation per (input pixel, V input channels): the sum over every output position whose
 // window covers the pixel, and over the M output channels each input channel feeds.
 @compute @workgroup_size(64)
-fn dw_bwi(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = thread(wg, li);
-    if (t >= p.threads) { return; }
-    let v = t % p.lanes;
-    let r = t / p.lanes;
-    let ix = r % p.w;
-    let r2 = r / p.w;
-    let iy = r2 % p.h;
-    let n = r2 / p.h;
+fn dw_bwi(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.threads) { return; }
+    let vx = split_lanes(gid.x);
+    let v = vx.x;
+    let ix = vx.y;
+    let iy = gid.y;
+    let n = gid.z + p.row;
+    let t = (n * p.h + iy) * p.threads + gid.x;
     // First output channel of each lane's input channel: c·M.
     let co = (vec4<u32>(v * V) + LANE4) * p.m;
     var acc = T(0.0);
@@ -170,7 +190,8 @@ fn dw_bwf(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     let tap = r % taps;
     let split = r / taps;
     let o = v * V;
-    let ci = (vec4<u32>(o) + LANE4) / p.m;
+    var ci = vec4<u32>(o) + LANE4;
+    if (p.m != 1u) { ci /= p.m; }
     // Offsets of this tap from an output pixel's window origin.
     let ty = i32((tap / p.kw) * p.dh) - i32(p.pt);
     let tx = i32((tap % p.kw) * p.dw) - i32(p.pl);

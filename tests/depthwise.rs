@@ -26,7 +26,8 @@ fn depthwise_matches_tensorflow() {
                 let (s, d) = c.get(role);
                 Tensor::from_slice(&dev, d, s).unwrap()
             };
-            let want = |role: &str| -> Vec<f64> { c.get(role).1.iter().map(|&v| v as f64).collect() };
+            let want =
+                |role: &str| -> Vec<f64> { c.get(role).1.iter().map(|&v| v as f64).collect() };
             let (x, dy) = (up("input"), up("grad_output"));
             // Keras's (kh, kw, C, M) kernel is, in memory, HWIO [kh, kw, 1, C·M] with output
             // channel c·M + m.
@@ -48,10 +49,20 @@ fn depthwise_matches_tensorflow() {
             assert_eq!(y.shape(), c.get("output").0, "{ctx}");
             assert_close(&y.to_vec::<f32>().unwrap(), &want("output"), RTOL, ATOL);
             let dx = dy.conv2d_backward_input(&w, x.shape(), opts).unwrap();
-            assert_close(&dx.to_vec::<f32>().unwrap(), &want("grad_input"), RTOL, ATOL);
+            assert_close(
+                &dx.to_vec::<f32>().unwrap(),
+                &want("grad_input"),
+                RTOL,
+                ATOL,
+            );
             let dw = x.conv2d_backward_filter(&dy, [ws[0], ws[1]], opts).unwrap();
             assert_eq!(dw.shape(), w.shape(), "{ctx}");
-            assert_close(&dw.to_vec::<f32>().unwrap(), &want("grad_filter"), RTOL, ATOL);
+            assert_close(
+                &dw.to_vec::<f32>().unwrap(),
+                &want("grad_filter"),
+                RTOL,
+                ATOL,
+            );
         }
     }
 }
@@ -123,8 +134,7 @@ impl Case {
                                     - pad[0] as isize;
                                 let ix = (ox * opts.stride[1] + j * opts.dilation[1]) as isize
                                     - pad[1] as isize;
-                                if iy < 0 || ix < 0 || iy >= x[1] as isize || ix >= x[2] as isize
-                                {
+                                if iy < 0 || ix < 0 || iy >= x[1] as isize || ix >= x[2] as isize {
                                     continue;
                                 }
                                 let xi = ((n * x[1] + iy as usize) * x[2] + ix as usize) * c + ic;
@@ -165,16 +175,34 @@ impl Case {
         assert_eq!(y.shape(), &self.y, "{ctx}");
         let got = y.to_vec::<f32>().unwrap();
         let taps = (self.k[0] * self.k[1]) as f64;
-        check(&got, &self.want[0], 1e-4, 1e-5 * taps, &format!("{ctx}: forward"));
+        check(
+            &got,
+            &self.want[0],
+            1e-4,
+            1e-5 * taps,
+            &format!("{ctx}: forward"),
+        );
         let dx = tdy.conv2d_backward_input(&tw, &self.x, self.opts).unwrap();
         let got = dx.to_vec::<f32>().unwrap();
         let terms = taps * self.m as f64;
-        check(&got, &self.want[1], 1e-4, 1e-5 * terms, &format!("{ctx}: input grad"));
+        check(
+            &got,
+            &self.want[1],
+            1e-4,
+            1e-5 * terms,
+            &format!("{ctx}: input grad"),
+        );
         let dw = tx.conv2d_backward_filter(&tdy, self.k, self.opts).unwrap();
         assert_eq!(dw.shape(), &self.w_shape(), "{ctx}");
         let got = dw.to_vec::<f32>().unwrap();
         let npq = (self.y[0] * self.y[1] * self.y[2]) as f64;
-        check(&got, &self.want[2], 1e-4, 1e-5 * npq, &format!("{ctx}: filter grad"));
+        check(
+            &got,
+            &self.want[2],
+            1e-4,
+            1e-5 * npq,
+            &format!("{ctx}: filter grad"),
+        );
     }
 }
 
@@ -318,14 +346,22 @@ fn gradients_match_finite_differences() {
         p[i] += eps;
         m[i] -= eps;
         let fd = (loss(&p, &wv) - loss(&m, &wv)) / (2.0 * eps as f64);
-        assert!((fd - dx[i] as f64).abs() < 2e-3, "dx[{i}]: fd {fd} vs {}", dx[i]);
+        assert!(
+            (fd - dx[i] as f64).abs() < 2e-3,
+            "dx[{i}]: fd {fd} vs {}",
+            dx[i]
+        );
     }
     for i in 0..wv.len() {
         let (mut p, mut m) = (wv.clone(), wv.clone());
         p[i] += eps;
         m[i] -= eps;
         let fd = (loss(&xv, &p) - loss(&xv, &m)) / (2.0 * eps as f64);
-        assert!((fd - dw[i] as f64).abs() < 2e-3, "dw[{i}]: fd {fd} vs {}", dw[i]);
+        assert!(
+            (fd - dw[i] as f64).abs() < 2e-3,
+            "dw[{i}]: fd {fd} vs {}",
+            dw[i]
+        );
     }
 }
 
@@ -345,7 +381,8 @@ fn fused_epilogue() {
                 groups: c,
                 ..Default::default()
             };
-            let tx = Tensor::from_slice(&dev, &rng.vec(xs.iter().product(), -1.0, 1.0), &xs).unwrap();
+            let tx =
+                Tensor::from_slice(&dev, &rng.vec(xs.iter().product(), -1.0, 1.0), &xs).unwrap();
             let tw = Tensor::from_slice(&dev, &rng.vec(9 * o, -1.0, 1.0), &ws).unwrap();
             let bv = rng.vec(o, -1.0, 1.0);
             let sv = rng.vec(o, 0.5, 2.0);
@@ -398,9 +435,7 @@ fn fused_epilogue() {
                 let want: Vec<f64> = plain
                     .iter()
                     .enumerate()
-                    .map(|(i, &v)| {
-                        f(v as f64 * sv[i % o] as f64 + bv[i % o] as f64 + rv[i] as f64)
-                    })
+                    .map(|(i, &v)| f(v as f64 * sv[i % o] as f64 + bv[i % o] as f64 + rv[i] as f64))
                     .collect();
                 assert_close(&got, &want, 1e-5, 1e-5);
             }

@@ -12,6 +12,7 @@ use super::conv::Conv2dOptions;
 use super::launch_1d;
 use super::matmul::Activation;
 use super::window::AxisGeometry;
+use crate::device::Dispatch;
 use crate::kernel::{shader, Kernel, Spec};
 use crate::{DType, Result, Tensor};
 
@@ -148,6 +149,7 @@ impl Geometry {
             0,
             0,
             0,
+            pow2_log(lanes),
         ])
         .collect()
     }
@@ -162,6 +164,7 @@ fn pow2_log(s: usize) -> u32 {
     }
 }
 
+/// Launches the filter gradient: a 1-D grid over `params[0]` invocations.
 fn launch(
     t: &Tensor,
     entry: &'static str,
@@ -170,7 +173,59 @@ fn launch(
     buffers: &[&wgpu::Buffer],
 ) -> Result<()> {
     let threads = params[0] as u64;
-    launch_1d(t.device(), &DEPTHWISE, entry, spec, params, 1, buffers, threads, WG)
+    launch_1d(
+        t.device(),
+        &DEPTHWISE,
+        entry,
+        spec,
+        params,
+        1,
+        buffers,
+        threads,
+        WG,
+    )
+}
+
+/// Launches the forward or input gradient on a (row of `params[0]` invocations, `rows`,
+/// `images`) grid, so each invocation finds its pixel with one division (none when the lane
+/// count is a power of two) instead of three. Batches past the grid limit go as several
+/// dispatches, each told its first image (`params[1]`).
+fn launch_rows(
+    t: &Tensor,
+    entry: &'static str,
+    spec: &Spec,
+    params: &mut [u32],
+    buffers: &[&wgpu::Buffer],
+    rows: usize,
+    images: usize,
+) -> Result<()> {
+    let dev = t.device();
+    let max = dev.limits().max_compute_workgroups_per_dimension as usize;
+    let x = (params[0] as usize).div_ceil(WG as usize);
+    if x > max || rows > max {
+        return Err(crate::Error::invalid(
+            "depthwise conv2d",
+            format!(
+                "{rows} rows of {} invocations exceed the adapter's grid",
+                params[0]
+            ),
+        ));
+    }
+    let mut n0 = 0;
+    while n0 < images {
+        let zs = (images - n0).min(max);
+        params[1] = n0 as u32;
+        dev.dispatch(Dispatch {
+            kernel: &DEPTHWISE,
+            entry,
+            spec,
+            params,
+            buffers,
+            workgroups: [x as u32, rows as u32, zs as u32],
+        });
+        n0 += zs;
+    }
+    Ok(())
 }
 
 /// `act(depthwise(x, filter) · scale + bias + residual)` (conv.rs's `ConvEpilogue`, checked
@@ -194,13 +249,13 @@ pub(crate) fn forward(
     let aux = if v == 4 { Access::Vec } else { Access::Scalar };
     let lanes = geo.y[3] / v;
     let slope = activation.fused_slope().unwrap_or(1.0);
-    let mut p = geo.params(out.numel() / v, lanes, 0, slope);
-    let n = p.len();
-    p[n - 3] = bias.is_some() as u32;
-    p[n - 2] = scale.is_some() as u32;
-    p[n - 1] = residual.is_some() as u32;
+    let mut p = geo.params(geo.y[2] * lanes, lanes, 0, slope);
+    // has_bias, has_scale, has_residual: words 24..27 of the parameter block.
+    p[24] = bias.is_some() as u32;
+    p[25] = scale.is_some() as u32;
+    p[26] = residual.is_some() as u32;
     let dummy = x.device().dummy(0);
-    launch(
+    launch_rows(
         x,
         "dw_fwd",
         &spec(access, aux),
@@ -213,6 +268,8 @@ pub(crate) fn forward(
             scale.map_or(dummy, Tensor::buffer),
             residual.map_or(dummy, Tensor::buffer),
         ],
+        geo.y[1],
+        geo.y[0],
     )?;
     match activation.fused_slope() {
         Some(_) => Ok(out),
@@ -233,13 +290,16 @@ pub(crate) fn backward_input(dy: &Tensor, filter: &Tensor, geo: &Geometry) -> Re
         _ => Access::Gather,
     };
     let v = if access == Access::Scalar { 1 } else { 4 };
-    let mut p = geo.params(dx.numel() / v, geo.x[3] / v, 0, 1.0);
-    launch(
+    let lanes = geo.x[3] / v;
+    let mut p = geo.params(geo.x[2] * lanes, lanes, 0, 1.0);
+    launch_rows(
         dy,
         "dw_bwi",
         &spec(access, access),
         &mut p,
         &[dy.buffer(), filter.buffer(), dx.buffer()],
+        geo.x[1],
+        geo.x[0],
     )?;
     Ok(dx)
 }
