@@ -147,6 +147,16 @@ fn dw_fwd(@builtin(global_invocation_id) gid: vec3<u32>) {
     dst[t] = act_linear(z, p.slope);
 }
 
+// (first tap, tap step) of the taps k that can put padded position `a` on a stride, i.e.
+// a - k·d divisible by s. Undilated: k ≡ a (mod s), so only every s-th tap is visited (a
+// stride-2 input gradient skips 3 of 4 taps without testing them). Dilated: every tap, each
+// tested by stride_div.
+fn first_tap(a: u32, s: u32, log2: u32, d: u32) -> vec2<u32> {
+    if (d != 1u) { return vec2<u32>(0u, 1u); }
+    if (log2 != NONE) { return vec2<u32>(a & (s - 1u), s); }
+    return vec2<u32>(a % s, s);
+}
+
 // One invocation per (input pixel, V input channels): the sum over every output position whose
 // window covers the pixel, and over the M output channels each input channel feeds.
 @compute @workgroup_size(64)
@@ -161,11 +171,13 @@ fn dw_bwi(@builtin(global_invocation_id) gid: vec3<u32>) {
     // First output channel of each lane's input channel: c·M.
     let co = (vec4<u32>(v * V) + LANE4) * p.m;
     var acc = T(0.0);
-    for (var i = 0u; i < p.kh; i++) {
+    let ty = first_tap(iy + p.pt, p.sh, p.sh_log, p.dh);
+    let tx = first_tap(ix + p.pl, p.sw, p.sw_log, p.dw);
+    for (var i = ty.x; i < p.kh; i += ty.y) {
         let oy = stride_div(i32(iy + p.pt) - i32(i * p.dh), p.sh, p.sh_log);
         if (oy < 0 || oy >= i32(p.oh)) { continue; }
         let row = (n * p.oh + u32(oy)) * p.ow;
-        for (var j = 0u; j < p.kw; j++) {
+        for (var j = tx.x; j < p.kw; j += tx.y) {
             let ox = stride_div(i32(ix + p.pl) - i32(j * p.dw), p.sw, p.sw_log);
             if (ox < 0 || ox >= i32(p.ow)) { continue; }
             let pix = (row + u32(ox)) * p.o;
