@@ -1,6 +1,8 @@
-// Elementwise f32 -> f32 maps. The specialisation sets `T` (f32, or vec4<f32> when the length
-// is a multiple of 4: four lanes per invocation quadruple bandwidth on CPU adapters) and
-// `apply`, which names one of the functions below.
+// Elementwise f32 -> f32 maps and their gradients, side by side. The specialisation sets `T`
+// (f32, or vec4<f32> when the length is a multiple of 4: four lanes per invocation quadruple
+// bandwidth on CPU adapters), `apply` (naming one op_* below) and `grad_apply` (one d_*).
+// Each d_* takes the op's input x, its output y and the output's gradient g, and uses
+// whichever of x and y gives the cheaper and more exact derivative.
 
 struct Params {
     n: u32,      // elements of T
@@ -12,6 +14,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read_write> y: array<T>;
+@group(0) @binding(3) var<storage, read> fwd_out: array<T>;
+@group(0) @binding(4) var<storage, read> grad: array<T>;
 
 fn op_neg(v: T) -> T { return -v; }
 fn op_abs(v: T) -> T { return abs(v); }
@@ -53,4 +57,54 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let i = (wg.x + wg.y * p.row) * 256u + li;
     if (i >= p.n) { return; }
     y[i] = apply(x[i]);
+}
+
+// ---- gradients ----
+
+fn d_neg(x: T, y: T, g: T) -> T { return -g; }
+fn d_abs(x: T, y: T, g: T) -> T { return g * sign(x); }
+fn d_exp(x: T, y: T, g: T) -> T { return g * y; }
+fn d_log(x: T, y: T, g: T) -> T { return g / x; }
+fn d_sqrt(x: T, y: T, g: T) -> T { return g * 0.5 / y; }
+fn d_rsqrt(x: T, y: T, g: T) -> T { return -0.5 * g * y * y * y; }
+fn d_square(x: T, y: T, g: T) -> T { return 2.0 * g * x; }
+fn d_reciprocal(x: T, y: T, g: T) -> T { return -g * y * y; }
+fn d_relu(x: T, y: T, g: T) -> T { return select(T(0.0), g, x > T(0.0)); }
+fn d_leaky_relu(x: T, y: T, g: T) -> T { return select(g * p.alpha, g, x > T(0.0)); }
+// For x <= 0, y = a(e^x - 1), so dy/dx = a·e^x = y + a.
+fn d_elu(x: T, y: T, g: T) -> T { return select(g * (y + p.alpha), g, x > T(0.0)); }
+fn d_selu(x: T, y: T, g: T) -> T {
+    let scale = 1.0507009873554805;
+    return select(g * (y + scale * 1.6732632423543772), g * scale, x > T(0.0));
+}
+// d/dx [x·Φ(x)] = Φ(x) + x·φ(x).
+fn d_gelu(x: T, y: T, g: T) -> T {
+    let cdf = 0.5 * (T(1.0) + erf_approx(x * 0.7071067811865476));
+    let pdf = exp(-0.5 * x * x) * 0.3989422804014327;
+    return g * (cdf + x * pdf);
+}
+fn d_sigmoid(x: T, y: T, g: T) -> T { return g * y * (T(1.0) - y); }
+fn d_tanh(x: T, y: T, g: T) -> T { return g * (T(1.0) - y * y); }
+fn d_softplus(x: T, y: T, g: T) -> T { return g * act_sigmoid(x, 0.0); }
+fn d_affine(x: T, y: T, g: T) -> T { return g * p.alpha; }
+fn d_div_scalar(x: T, y: T, g: T) -> T { return g / p.alpha; }
+fn d_rdiv_scalar(x: T, y: T, g: T) -> T { return -g * y / x; }
+// Ties (x equal to the bound) send the gradient through, as TensorFlow's maximum does for
+// its first operand.
+fn d_maximum_scalar(x: T, y: T, g: T) -> T { return select(T(0.0), g, x >= T(p.alpha)); }
+fn d_minimum_scalar(x: T, y: T, g: T) -> T { return select(T(0.0), g, x <= T(p.alpha)); }
+fn d_clip(x: T, y: T, g: T) -> T { return select(T(0.0), g, (x >= T(p.alpha)) & (x <= T(p.beta))); }
+fn d_pow_scalar(x: T, y: T, g: T) -> T {
+    if (p.alpha == 0.0) { return T(0.0); }
+    // a·x^(a-1) with x^(a-1) = y / x where x != 0, which keeps op_pow_scalar's sign rules.
+    let direct = p.alpha * pow(abs(x), T(p.alpha - 1.0));
+    return g * select(p.alpha * y / x, direct, x == T(0.0));
+}
+
+@compute @workgroup_size(256)
+fn grad_main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = (wg.x + wg.y * p.row) * 256u + li;
+    if (i >= p.n) { return; }
+    // Every binding is read, so one layout serves every derivative.
+    y[i] = grad_apply(x[i], fwd_out[i], grad[i]);
 }

@@ -9,7 +9,7 @@ pub static UNARY: Kernel = Kernel {
     file: "unary.wgsl",
     source: shader!("unary.wgsl"),
     helpers: &[shader!("common/activations.wgsl")],
-    entries: &["main"],
+    entries: &["main", "grad_main"],
 };
 
 /// An elementwise f32 map. Parameters ride in the op: `LeakyRelu(slope)`, `Affine(a, b)` is
@@ -104,6 +104,9 @@ fn spec(name: &str, vec4: bool) -> Spec {
     Spec::new()
         .alias("T", if vec4 { "vec4<f32>" } else { "f32" })
         .line(&format!("fn apply(v: T) -> T {{ return op_{name}(v); }}"))
+        .line(&format!(
+            "fn grad_apply(x: T, y: T, g: T) -> T {{ return d_{name}(x, y, g); }}"
+        ))
 }
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
@@ -134,6 +137,42 @@ impl Tensor {
             &mut params,
             1,
             &[self.buffer(), out.buffer()],
+            lanes,
+            256,
+        )?;
+        Ok(out)
+    }
+
+    /// Gradient of `op` at input `x` with forward output `y` (`x.unary(op)`), given the output
+    /// gradient `self`: one kernel, `self · op'(x)`.
+    pub fn unary_backward(&self, op: UnaryOp, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let name = "unary_backward";
+        super::same_device(name, &[self, x, y])?;
+        for t in [self, x, y] {
+            t.expect_dtype(name, DType::F32)?;
+        }
+        if x.shape() != self.shape() || y.shape() != self.shape() {
+            return Err(crate::Error::shape(
+                name,
+                "gradient, input and output must have one shape",
+                &[self.shape(), x.shape(), y.shape()],
+            ));
+        }
+        let (fname, alpha, beta) = op.wgsl();
+        let out = Tensor::uninit(self.device(), name, self.shape(), DType::F32)?;
+        let n = self.numel() as u64;
+        let vec4 = n.is_multiple_of(4);
+        let lanes = if vec4 { n / 4 } else { n };
+        let mut params = [lanes as u32, 0, alpha.to_bits(), beta.to_bits()];
+        let buffers = [x.buffer(), out.buffer(), y.buffer(), self.buffer()];
+        launch_1d(
+            self.device(),
+            &UNARY,
+            "grad_main",
+            &spec(fname, vec4),
+            &mut params,
+            1,
+            &buffers,
             lanes,
             256,
         )?;
