@@ -5,7 +5,7 @@
 mod common;
 use common::Rng;
 use wgrad::graph::{self, ops, Var};
-use wgrad::{Activation, BinaryOp, Conv2dOptions, DType, Device, Padding, Tensor, UnaryOp};
+use wgrad::{Activation, BinaryOp, Conv2dOptions, Device, Padding, Tensor, UnaryOp};
 
 /// Checks d(Σ f(x)·R)/dx for every input against central differences (a sample of elements).
 fn check(

@@ -31,6 +31,7 @@ pub use ops::batch_norm::{batch_norm_update_moving, BatchNormTrain};
 pub use ops::binary::BinaryOp;
 pub use ops::conv::{Conv2dOptions, ConvEpilogue};
 pub use ops::matmul::Activation;
+pub use ops::optim::Update;
 pub use ops::reduce::ReduceOp;
 pub use ops::unary::UnaryOp;
 pub use ops::upsample::Upsample;

@@ -11,6 +11,7 @@ pub mod fill;
 pub(crate) mod gemm;
 pub mod layout;
 pub mod matmul;
+pub mod optim;
 pub mod pool;
 pub mod random;
 pub mod reduce;
