@@ -100,8 +100,10 @@ fn same_bits<T: Sample>(ctx: &str, t: &Tensor, want: &[T], shape: &[usize]) {
     assert_eq!(got, want, "{ctx}");
 }
 
-const SHAPES: [&[usize]; 6] = [
+const SHAPES: [&[usize]; 7] = [
     &[7],
+    // Several 32×32 workgroups of the tiled transpose, each edge cut mid-tile.
+    &[2, 37, 70],
     &[3, 5],
     &[2, 3, 5],
     &[3, 1, 4, 5],

@@ -361,6 +361,8 @@ pub fn dense(x: &Var, w: &Var, b: Option<&Var>, act: Activation) -> Result<Var> 
     let (xv, wv) = (x.value().clone(), w.value().clone());
     let zs = z.clone();
     let has_bias = b.is_some();
+    // The input's gradient is a GEMM as large as the forward one: skip it for data.
+    let need_x = x.requires_grad();
     let mut inputs = vec![x, w];
     if let Some(b) = b {
         inputs.push(b);
@@ -370,13 +372,17 @@ pub fn dense(x: &Var, w: &Var, b: Option<&Var>, act: Activation) -> Result<Var> 
             Some(op) => g.unary_backward(op, &zs, &zs)?,
             None => g.clone(),
         };
-        let gx = gz.matmul_with(
-            &wv,
-            MatmulOptions {
-                transpose_b: true,
-                ..Default::default()
-            },
-        )?;
+        let gx = if need_x {
+            Some(gz.matmul_with(
+                &wv,
+                MatmulOptions {
+                    transpose_b: true,
+                    ..Default::default()
+                },
+            )?)
+        } else {
+            None
+        };
         let gw = xv.matmul_with(
             &gz,
             MatmulOptions {
@@ -384,7 +390,7 @@ pub fn dense(x: &Var, w: &Var, b: Option<&Var>, act: Activation) -> Result<Var> 
                 ..Default::default()
             },
         )?;
-        let mut out = vec![Some(gx), Some(gw)];
+        let mut out = vec![gx, Some(gw)];
         if has_bias {
             out.push(Some(gz.sum(&[0], false)?));
         }
@@ -416,6 +422,8 @@ pub fn conv2d(
     let (xv, wv) = (x.value().clone(), w.value().clone());
     let zs = z.clone();
     let has_bias = b.is_some();
+    // A first layer's input is data: its gradient (a GEMM as large as the forward) is skipped.
+    let need_x = x.requires_grad();
     let mut inputs = vec![x, w];
     if let Some(b) = b {
         inputs.push(b);
@@ -425,9 +433,13 @@ pub fn conv2d(
             Some(op) => g.unary_backward(op, &zs, &zs)?,
             None => g.clone(),
         };
-        let gx = gz.conv2d_backward_input(&wv, xv.shape(), opts)?;
+        let gx = if need_x {
+            Some(gz.conv2d_backward_input(&wv, xv.shape(), opts)?)
+        } else {
+            None
+        };
         let gw = xv.conv2d_backward_filter(&gz, [wv.shape()[0], wv.shape()[1]], opts)?;
-        let mut out = vec![Some(gx), Some(gw)];
+        let mut out = vec![gx, Some(gw)];
         if has_bias {
             out.push(Some(gz.sum(&[0, 1, 2], false)?));
         }

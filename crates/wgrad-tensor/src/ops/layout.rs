@@ -11,7 +11,7 @@ pub static LAYOUT: Kernel = Kernel {
     file: "layout.wgsl",
     source: shader!("layout.wgsl"),
     helpers: &[],
-    entries: &["copy", "copy_half"],
+    entries: &["copy", "copy_half", "transpose"],
 };
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
@@ -60,6 +60,36 @@ fn strided_copy(
     )
 }
 
+/// The tiled kernel for a permutation that swaps the last two axes and keeps the others in
+/// place (a batched matrix transpose). Returns false, launching nothing, for any other
+/// permutation, for f16 (two values per word), or for a grid past the dispatch limits.
+fn transpose_last_two(src: &Tensor, dst: &Tensor, perm: &[usize]) -> Result<bool> {
+    let r = perm.len();
+    let swaps = r >= 2
+        && perm[r - 2] == r - 1
+        && perm[r - 1] == r - 2
+        && perm[..r - 2].iter().enumerate().all(|(i, &p)| i == p);
+    if !swaps || src.dtype() == DType::F16 || src.numel() == 0 {
+        return Ok(false);
+    }
+    let (rows, cols) = (src.shape()[r - 2], src.shape()[r - 1]);
+    let batch: usize = src.shape()[..r - 2].iter().product();
+    let max = src.device().limits().max_compute_workgroups_per_dimension as usize;
+    let grid = [cols.div_ceil(32), rows.div_ceil(32), batch];
+    if grid.iter().any(|&g| g > max) {
+        return Ok(false);
+    }
+    src.device().dispatch(crate::device::Dispatch {
+        kernel: &LAYOUT,
+        entry: "transpose",
+        spec: &Spec::new(),
+        params: &[rows as u32, cols as u32, 0, 0],
+        buffers: &[src.buffer(), dst.buffer()],
+        workgroups: [grid[0] as u32, grid[1] as u32, grid[2] as u32],
+    });
+    Ok(true)
+}
+
 impl Tensor {
     /// Reorders axes: output axis `i` is input axis `perm[i]`.
     pub fn permute(&self, perm: &[usize]) -> Result<Tensor> {
@@ -80,7 +110,9 @@ impl Tensor {
         let own = strides(self.shape());
         let src_strides: Vec<usize> = perm.iter().map(|&p| own[p]).collect();
         let out = Tensor::uninit(self.device(), name, &shape, self.dtype())?;
-        strided_copy(self, &out, &shape, &src_strides, 0, &strides(&shape), 0)?;
+        if !transpose_last_two(self, &out, perm)? {
+            strided_copy(self, &out, &shape, &src_strides, 0, &strides(&shape), 0)?;
+        }
         Ok(out)
     }
 

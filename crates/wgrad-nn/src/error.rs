@@ -1,0 +1,49 @@
+//! The one error type of wgrad-nn.
+
+use std::path::PathBuf;
+
+/// Errors raised while building, training, saving or loading models.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A device, shape or dtype error from a tensor op.
+    #[error(transparent)]
+    Tensor(#[from] wgrad_tensor::Error),
+
+    /// A layer was configured or connected in a way it cannot work.
+    #[error("{layer}: {reason}")]
+    Config { layer: String, reason: String },
+
+    /// A batch does not fit the model (input shape, label count, label range).
+    #[error("{what}: {reason}")]
+    Input { what: &'static str, reason: String },
+
+    /// A weights or checkpoint file is malformed, or does not match the model.
+    #[error("{path}: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
+
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Result with wgrad-nn's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn config(layer: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::Config {
+            layer: layer.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn checkpoint(path: &std::path::Path, reason: impl Into<String>) -> Error {
+        Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The [`Layer`] trait every layer (and every user's custom layer) implements, and the
+//! per-call context a forward pass gets.
+
+use wgrad_graph::{ops, Var};
+use wgrad_tensor::Device;
+
+use crate::{Param, Result};
+
+/// What a forward pass needs besides its input.
+pub struct Ctx {
+    /// Training mode: dropout drops, batch norm uses batch statistics and updates its moving
+    /// averages. Off for `evaluate` and `predict`.
+    pub training: bool,
+    seed: u64,
+    calls: u64,
+}
+
+impl Ctx {
+    /// A context for one step; `seed` makes the step's random draws (dropout masks)
+    /// reproducible.
+    pub fn new(training: bool, seed: u64) -> Ctx {
+        Ctx {
+            training,
+            seed,
+            calls: 0,
+        }
+    }
+
+    /// A fresh seed for each random draw of this step.
+    pub fn next_seed(&mut self) -> u64 {
+        self.calls += 1;
+        splitmix(self.seed ^ splitmix(self.calls))
+    }
+}
+
+/// SplitMix64's finaliser: decorrelates nearby seeds.
+pub(crate) fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A layer: built once for an input shape, then called on batches.
+///
+/// Shapes exclude the batch axis (`[28, 28, 1]` for an MNIST image), as in Keras's
+/// `summary()`. Implement it for a custom layer: build its sublayers and weights in `build`,
+/// compose graph ops (or other layers' `forward`) in `forward`, and list the weights in
+/// `params`/`params_mut` (sublayers' weights included, under prefixed names).
+pub trait Layer: Send {
+    /// Keras's class name (`Conv2D`, `Dense`…), for `summary()`.
+    fn kind(&self) -> &'static str;
+
+    /// Creates the weights for inputs of `input_shape` and returns the output shape. `seed`
+    /// makes the initial weights reproducible.
+    fn build(&mut self, dev: &Device, input_shape: &[usize], seed: u64) -> Result<Vec<usize>>;
+
+    /// The layer applied to a batch `[N, ...input_shape]`.
+    fn forward(&mut self, x: &Var, ctx: &mut Ctx) -> Result<Var>;
+
+    /// The layer's weights and state, in a fixed order.
+    fn params(&self) -> Vec<&Param> {
+        Vec::new()
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        Vec::new()
+    }
+
+    /// One line of configuration for `summary()` (kernel size, strides…), if any.
+    fn describe(&self) -> String {
+        String::new()
+    }
+
+    /// Every weight under a name unique in the layer (`kernel`; a container prefixes its
+    /// sublayers' names: `conv2d/kernel`), in the order of `params`.
+    fn named_params(&self) -> Vec<(String, &Param)> {
+        self.params()
+            .into_iter()
+            .map(|p| (p.name().to_string(), p))
+            .collect()
+    }
+
+    /// Freezes (`false`) or unfreezes every weight of the layer; state stays untrainable.
+    fn freeze(&mut self, trainable: bool) {
+        for p in self.params_mut() {
+            p.set_trainable(trainable);
+        }
+    }
+}
+
+/// A layer's activation: Keras's `activation=` strings.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Act {
+    #[default]
+    Linear,
+    Relu,
+    LeakyRelu(f32),
+    Elu(f32),
+    Selu,
+    Gelu,
+    Sigmoid,
+    Tanh,
+    Softplus,
+    /// Softmax over the last axis.
+    Softmax,
+}
+
+impl Act {
+    /// The activation the tensor kernels know (fused into a write-out where they can);
+    /// `None` for softmax, which runs as its own op.
+    pub(crate) fn kernel(self) -> Option<wgrad_tensor::Activation> {
+        use wgrad_tensor::Activation as A;
+        Some(match self {
+            Act::Linear => A::Identity,
+            Act::Relu => A::Relu,
+            Act::LeakyRelu(s) => A::LeakyRelu(s),
+            Act::Elu(a) => A::Elu(a),
+            Act::Selu => A::Selu,
+            Act::Gelu => A::Gelu,
+            Act::Sigmoid => A::Sigmoid,
+            Act::Tanh => A::Tanh,
+            Act::Softplus => A::Softplus,
+            Act::Softmax => return None,
+        })
+    }
+
+    pub(crate) fn apply(self, x: &Var) -> Result<Var> {
+        Ok(match self.kernel() {
+            Some(a) => ops::activation(x, a)?,
+            None => ops::softmax(x, -1)?,
+        })
+    }
+
+    /// Keras's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Act::Linear => "linear",
+            Act::Relu => "relu",
+            Act::LeakyRelu(_) => "leaky_relu",
+            Act::Elu(_) => "elu",
+            Act::Selu => "selu",
+            Act::Gelu => "gelu",
+            Act::Sigmoid => "sigmoid",
+            Act::Tanh => "tanh",
+            Act::Softplus => "softplus",
+            Act::Softmax => "softmax",
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `Conv2D`: the 2-D convolution layer (NHWC input, HWIO kernel).
+
+use wgrad_graph::{ops, Var};
+use wgrad_tensor::ops::window::geometry_2d;
+use wgrad_tensor::{Conv2dOptions, Device, Padding};
+
+use super::{built, expect_rank};
+use crate::{Act, Ctx, Error, Initializer, Layer, Param, Result};
+
+/// Keras's `Conv2D(filters, kernel_size, strides, padding, dilation_rate, groups, activation,
+/// use_bias, kernel_initializer, bias_initializer)`. ReLU and leaky ReLU are fused into the
+/// convolution's write-out.
+#[derive(Debug)]
+pub struct Conv2D {
+    filters: usize,
+    kernel_size: [usize; 2],
+    opts: Conv2dOptions,
+    act: Act,
+    use_bias: bool,
+    kernel_init: Initializer,
+    bias_init: Initializer,
+    kernel: Option<Param>,
+    bias: Option<Param>,
+}
+
+impl Conv2D {
+    /// `filters` output channels, a square `kernel_size` window; stride 1, valid padding.
+    pub fn new(filters: usize, kernel_size: usize) -> Conv2D {
+        Conv2D {
+            filters,
+            kernel_size: [kernel_size; 2],
+            opts: Conv2dOptions::default(),
+            act: Act::Linear,
+            use_bias: true,
+            kernel_init: Initializer::GlorotUniform,
+            bias_init: Initializer::Zeros,
+            kernel: None,
+            bias: None,
+        }
+    }
+
+    pub fn kernel_size(mut self, kh: usize, kw: usize) -> Self {
+        self.kernel_size = [kh, kw];
+        self
+    }
+    pub fn strides(mut self, s: usize) -> Self {
+        self.opts.stride = [s, s];
+        self
+    }
+    pub fn strides_hw(mut self, sh: usize, sw: usize) -> Self {
+        self.opts.stride = [sh, sw];
+        self
+    }
+    pub fn padding(mut self, p: Padding) -> Self {
+        self.opts.padding = p;
+        self
+    }
+    pub fn same(self) -> Self {
+        self.padding(Padding::Same)
+    }
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.opts.dilation = [d, d];
+        self
+    }
+    pub fn groups(mut self, g: usize) -> Self {
+        self.opts.groups = g;
+        self
+    }
+    pub fn activation(mut self, a: Act) -> Self {
+        self.act = a;
+        self
+    }
+    pub fn use_bias(mut self, on: bool) -> Self {
+        self.use_bias = on;
+        self
+    }
+    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
+        self.kernel_init = i;
+        self
+    }
+    pub fn bias_initializer(mut self, i: Initializer) -> Self {
+        self.bias_init = i;
+        self
+    }
+}
+
+impl Layer for Conv2D {
+    fn kind(&self) -> &'static str {
+        "Conv2D"
+    }
+
+    fn build(&mut self, dev: &Device, input: &[usize], seed: u64) -> Result<Vec<usize>> {
+        let [h, w, c] = expect_rank::<3>("Conv2D", input, "[H, W, C] images")?;
+        let g = self.opts.groups;
+        if g == 0 || c % g != 0 || self.filters % g != 0 {
+            return Err(Error::config(
+                "Conv2D",
+                format!(
+                    "groups = {g} must divide the input channels ({c}) and filters ({})",
+                    self.filters
+                ),
+            ));
+        }
+        let [kh, kw] = self.kernel_size;
+        let geo = geometry_2d(
+            "Conv2D",
+            [h, w],
+            self.kernel_size,
+            self.opts.stride,
+            self.opts.dilation,
+            self.opts.padding,
+        )?;
+        let shape = [kh, kw, c / g, self.filters];
+        let fan_in = kh * kw * c / g;
+        let fan_out = kh * kw * self.filters / g;
+        self.kernel = Some(Param::new(
+            "kernel",
+            self.kernel_init.init(dev, &shape, fan_in, fan_out, seed)?,
+        ));
+        self.bias = if self.use_bias {
+            let b = self
+                .bias_init
+                .init(dev, &[self.filters], fan_in, fan_out, seed ^ 1)?;
+            Some(Param::new("bias", b))
+        } else {
+            None
+        };
+        Ok(vec![geo[0].output, geo[1].output, self.filters])
+    }
+
+    fn forward(&mut self, x: &Var, _ctx: &mut Ctx) -> Result<Var> {
+        let k = built("Conv2D", &self.kernel)?;
+        let b = self.bias.as_ref().map(|b| b.var());
+        Ok(match self.act.kernel() {
+            Some(a) => ops::conv2d(x, k.var(), b, a, self.opts)?,
+            None => {
+                let z = ops::conv2d(x, k.var(), b, wgrad_tensor::Activation::Identity, self.opts)?;
+                self.act.apply(&z)?
+            }
+        })
+    }
+
+    fn params(&self) -> Vec<&Param> {
+        self.kernel.iter().chain(self.bias.iter()).collect()
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        self.kernel.iter_mut().chain(self.bias.iter_mut()).collect()
+    }
+
+    fn describe(&self) -> String {
+        let [kh, kw] = self.kernel_size;
+        let mut s = format!("{kh}x{kw}");
+        if self.opts.stride != [1, 1] {
+            s += &format!("/{}", self.opts.stride[0]);
+        }
+        if self.opts.padding == Padding::Same {
+            s += " same";
+        }
+        if self.act != Act::Linear {
+            s += &format!(" {}", self.act.name());
+        }
+        s
+    }
+}

@@ -1,0 +1,33 @@
+//! The built-in layers, Keras's names and defaults.
+
+mod conv;
+mod core;
+mod norm;
+mod pool;
+
+pub use self::conv::Conv2D;
+pub use self::core::{Activation, Dense, Dropout, Flatten, Rescaling, Reshape};
+pub use self::norm::BatchNormalization;
+pub use self::pool::{AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D};
+
+use crate::{Error, Result};
+
+/// Checks a built input shape's rank and returns it as an array.
+pub(crate) fn expect_rank<const R: usize>(
+    layer: &str,
+    shape: &[usize],
+    what: &str,
+) -> Result<[usize; R]> {
+    shape.try_into().map_err(|_| {
+        Error::config(
+            layer,
+            format!("expects {what} (rank {R} without the batch), got input shape {shape:?}"),
+        )
+    })
+}
+
+/// The weights of a built layer, or the error that says it was not built.
+pub(crate) fn built<'a, T>(layer: &str, w: &'a Option<T>) -> Result<&'a T> {
+    w.as_ref()
+        .ok_or_else(|| Error::config(layer, "called before build(): add it to a model first"))
+}

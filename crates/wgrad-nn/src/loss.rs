@@ -1,0 +1,153 @@
+//! Losses: each is the batch mean of a per-sample loss, composed from graph ops so its
+//! gradient comes from the ops' backward rules (the cross-entropies from logits use one fused
+//! rule, softmax − one-hot, which is exact and stable for any logits).
+
+use wgrad_graph::{ops, Var};
+use wgrad_tensor::{DType, Tensor, UnaryOp};
+
+use crate::{Error, Result};
+
+/// Keras's clipping of probabilities before a log (`backend.epsilon()`).
+const EPSILON: f32 = 1e-7;
+
+/// A training loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Loss {
+    /// Integer class labels (u32 `[N]`) against `[N, C]` scores: logits when `from_logits`,
+    /// otherwise probabilities (a softmax output).
+    SparseCategoricalCrossentropy {
+        from_logits: bool,
+    },
+    /// One-hot (or soft) f32 targets `[N, C]`.
+    CategoricalCrossentropy {
+        from_logits: bool,
+    },
+    /// f32 targets in [0, 1] of the prediction's shape.
+    BinaryCrossentropy {
+        from_logits: bool,
+    },
+    MeanSquaredError,
+    MeanAbsoluteError,
+    /// Quadratic within `delta` of the target, linear beyond (Keras default delta 1).
+    Huber {
+        delta: f32,
+    },
+}
+
+impl Loss {
+    pub fn sparse_categorical_crossentropy(from_logits: bool) -> Loss {
+        Loss::SparseCategoricalCrossentropy { from_logits }
+    }
+
+    /// Whether the targets are u32 class labels (otherwise f32 of the prediction's shape).
+    pub fn sparse(&self) -> bool {
+        matches!(self, Loss::SparseCategoricalCrossentropy { .. })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Loss::SparseCategoricalCrossentropy { .. } => "sparse_categorical_crossentropy",
+            Loss::CategoricalCrossentropy { .. } => "categorical_crossentropy",
+            Loss::BinaryCrossentropy { .. } => "binary_crossentropy",
+            Loss::MeanSquaredError => "mean_squared_error",
+            Loss::MeanAbsoluteError => "mean_absolute_error",
+            Loss::Huber { .. } => "huber",
+        }
+    }
+
+    /// The mean loss of `pred` against `target` (a scalar `Var`).
+    pub fn compute(&self, pred: &Var, target: &Tensor) -> Result<Var> {
+        self.check(pred, target)?;
+        let t = || Var::new(target.clone());
+        Ok(match *self {
+            Loss::SparseCategoricalCrossentropy { from_logits: true } => {
+                ops::sparse_softmax_cross_entropy(pred, target)?
+            }
+            Loss::SparseCategoricalCrossentropy { from_logits: false } => {
+                let c = pred.shape()[1];
+                let onehot = Var::new(ops::one_hot(target, c)?);
+                crossentropy_from_probs(pred, &onehot)?
+            }
+            Loss::CategoricalCrossentropy { from_logits } => {
+                let logp = if from_logits {
+                    ops::log_softmax(pred, -1)?
+                } else {
+                    return crossentropy_from_probs(pred, &t());
+                };
+                per_sample_mean(&ops::neg(&ops::sum(&ops::mul(&logp, &t())?, &[-1])?)?)?
+            }
+            Loss::BinaryCrossentropy { from_logits: true } => {
+                // max(x, 0) − x·t + log(1 + e^−|x|): never overflows.
+                let x = pred;
+                let a = ops::relu(x)?;
+                let b = ops::mul(x, &t())?;
+                let c = ops::unary(&ops::neg(&ops::unary(x, UnaryOp::Abs)?)?, UnaryOp::Softplus)?;
+                ops::mean(&ops::add(&ops::sub(&a, &b)?, &c)?, &[])?
+            }
+            Loss::BinaryCrossentropy { from_logits: false } => {
+                let p = ops::unary(pred, UnaryOp::Clip(EPSILON, 1.0 - EPSILON))?;
+                let one_minus = |v: &Var| ops::add_scalar(&ops::neg(v)?, 1.0);
+                let pos = ops::mul(&t(), &ops::log(&p)?)?;
+                let neg = ops::mul(&one_minus(&t())?, &ops::log(&one_minus(&p)?)?)?;
+                ops::neg(&ops::mean(&ops::add(&pos, &neg)?, &[])?)?
+            }
+            Loss::MeanSquaredError => ops::mse(pred, &t())?,
+            Loss::MeanAbsoluteError => {
+                ops::mean(&ops::unary(&ops::sub(pred, &t())?, UnaryOp::Abs)?, &[])?
+            }
+            Loss::Huber { delta } => {
+                // q = min(|d|, δ): 0.5·q² + δ·(|d| − q) is 0.5·d² inside δ and δ(|d| − δ/2) beyond.
+                let a = ops::unary(&ops::sub(pred, &t())?, UnaryOp::Abs)?;
+                let q = ops::unary(&a, UnaryOp::MinimumScalar(delta))?;
+                let quad = ops::mul_scalar(&ops::square(&q)?, 0.5)?;
+                let lin = ops::mul_scalar(&ops::sub(&a, &q)?, delta)?;
+                ops::mean(&ops::add(&quad, &lin)?, &[])?
+            }
+        })
+    }
+
+    fn check(&self, pred: &Var, target: &Tensor) -> Result<()> {
+        let bad = |reason: String| {
+            Err(Error::Input {
+                what: "loss",
+                reason,
+            })
+        };
+        if self.sparse() {
+            let [n, _] = pred.shape() else {
+                return bad(format!(
+                    "{} needs [N, classes] predictions, got {:?}",
+                    self.name(),
+                    pred.shape()
+                ));
+            };
+            if target.dtype() != DType::U32 || target.shape() != [*n] {
+                return bad(format!(
+                    "{} needs u32 labels of shape [{n}], got {:?} {:?}",
+                    self.name(),
+                    target.dtype(),
+                    target.shape()
+                ));
+            }
+        } else if target.dtype() != DType::F32 || target.shape() != pred.shape() {
+            return bad(format!(
+                "{} needs f32 targets of the prediction's shape {:?}, got {:?} {:?}",
+                self.name(),
+                pred.shape(),
+                target.dtype(),
+                target.shape()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// −Σ t·log(clip(p)) per sample, averaged over the batch.
+fn crossentropy_from_probs(p: &Var, t: &Var) -> Result<Var> {
+    let p = ops::unary(p, UnaryOp::Clip(EPSILON, 1.0 - EPSILON))?;
+    per_sample_mean(&ops::neg(&ops::sum(&ops::mul(&ops::log(&p)?, t)?, &[-1])?)?)
+}
+
+fn per_sample_mean(v: &Var) -> Result<Var> {
+    Ok(ops::mean(v, &[])?)
+}

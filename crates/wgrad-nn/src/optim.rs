@@ -1,0 +1,326 @@
+//! Optimizers and learning-rate schedules. Each step runs one fused update kernel per
+//! parameter tensor ([`wgrad_tensor::Update`]); every step-dependent scalar is computed here on
+//! the host, so a step never waits for the device.
+
+use std::collections::HashMap;
+
+use wgrad_tensor::{DType, Tensor, Update};
+
+use crate::{Param, Result};
+
+/// A learning rate as a function of the step (Keras's `LearningRateSchedule`s).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Schedule {
+    Constant(f32),
+    /// `initial · rate^(step / decay_steps)` (the exponent floored when `staircase`).
+    ExponentialDecay {
+        initial: f32,
+        decay_steps: u64,
+        rate: f32,
+        staircase: bool,
+    },
+    /// `initial / (1 + rate · step / decay_steps)`: Keras's legacy `decay=` argument is
+    /// `InverseTimeDecay { decay_steps: 1, rate: decay }`.
+    InverseTimeDecay {
+        initial: f32,
+        decay_steps: u64,
+        rate: f32,
+    },
+    /// `values[i]` while `step < boundaries[i]`, `values.last()` after the last boundary.
+    PiecewiseConstant {
+        boundaries: Vec<u64>,
+        values: Vec<f32>,
+    },
+    /// Cosine from `initial` to `initial · alpha` over `decay_steps`, then flat.
+    CosineDecay {
+        initial: f32,
+        decay_steps: u64,
+        alpha: f32,
+    },
+}
+
+impl Schedule {
+    /// The learning rate at `step` (0 for the first update).
+    pub fn at(&self, step: u64) -> f32 {
+        match self {
+            Schedule::Constant(lr) => *lr,
+            Schedule::ExponentialDecay {
+                initial,
+                decay_steps,
+                rate,
+                staircase,
+            } => {
+                let mut e = step as f64 / (*decay_steps).max(1) as f64;
+                if *staircase {
+                    e = e.floor();
+                }
+                (*initial as f64 * (*rate as f64).powf(e)) as f32
+            }
+            Schedule::InverseTimeDecay {
+                initial,
+                decay_steps,
+                rate,
+            } => initial / (1.0 + rate * step as f32 / (*decay_steps).max(1) as f32),
+            Schedule::PiecewiseConstant { boundaries, values } => {
+                let i = boundaries.iter().take_while(|&&b| step >= b).count();
+                values[i.min(values.len() - 1)]
+            }
+            Schedule::CosineDecay {
+                initial,
+                decay_steps,
+                alpha,
+            } => {
+                let t = (step.min(*decay_steps) as f64) / (*decay_steps).max(1) as f64;
+                let c = 0.5 * (1.0 + (std::f64::consts::PI * t).cos());
+                (*initial as f64 * ((1.0 - *alpha as f64) * c + *alpha as f64)) as f32
+            }
+        }
+    }
+}
+
+impl From<f32> for Schedule {
+    fn from(lr: f32) -> Schedule {
+        Schedule::Constant(lr)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rule {
+    Sgd {
+        momentum: f32,
+        nesterov: bool,
+    },
+    RmsProp {
+        rho: f32,
+        epsilon: f32,
+    },
+    Adam {
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+        decoupled: bool,
+    },
+}
+
+/// An optimizer: a rule, a learning-rate schedule, weight decay, and per-parameter slots
+/// (velocity, moments) created at the first step.
+#[derive(Debug)]
+pub struct Optimizer {
+    rule: Rule,
+    lr: Schedule,
+    weight_decay: f32,
+    iterations: u64,
+    /// Slots by the parameter's position in the model's parameter list.
+    slots: HashMap<usize, Vec<Tensor>>,
+}
+
+impl Optimizer {
+    fn with(rule: Rule, lr: impl Into<Schedule>) -> Optimizer {
+        Optimizer {
+            rule,
+            lr: lr.into(),
+            weight_decay: 0.0,
+            iterations: 0,
+            slots: HashMap::new(),
+        }
+    }
+
+    /// Plain SGD (add `.momentum(0.9)`, `.nesterov(true)` as Keras's arguments).
+    pub fn sgd(lr: impl Into<Schedule>) -> Optimizer {
+        Self::with(
+            Rule::Sgd {
+                momentum: 0.0,
+                nesterov: false,
+            },
+            lr,
+        )
+    }
+
+    /// RMSprop with Keras's defaults: rho 0.9, epsilon 1e-7.
+    pub fn rmsprop(lr: impl Into<Schedule>) -> Optimizer {
+        Self::with(
+            Rule::RmsProp {
+                rho: 0.9,
+                epsilon: 1e-7,
+            },
+            lr,
+        )
+    }
+
+    /// Adam with Keras's defaults: beta1 0.9, beta2 0.999, epsilon 1e-7.
+    pub fn adam(lr: impl Into<Schedule>) -> Optimizer {
+        Self::with(
+            Rule::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-7,
+                decoupled: false,
+            },
+            lr,
+        )
+    }
+
+    /// AdamW: Adam with decoupled weight decay (Keras's default 0.004).
+    pub fn adamw(lr: impl Into<Schedule>, weight_decay: f32) -> Optimizer {
+        let mut o = Self::with(
+            Rule::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-7,
+                decoupled: true,
+            },
+            lr,
+        );
+        o.weight_decay = weight_decay;
+        o
+    }
+
+    pub fn momentum(mut self, m: f32) -> Self {
+        if let Rule::Sgd { momentum, .. } = &mut self.rule {
+            *momentum = m;
+        }
+        self
+    }
+
+    pub fn nesterov(mut self, on: bool) -> Self {
+        if let Rule::Sgd { nesterov, .. } = &mut self.rule {
+            *nesterov = on;
+        }
+        self
+    }
+
+    /// RMSprop's rho or Adam's beta2 stay at their defaults unless set here.
+    pub fn betas(mut self, b1: f32, b2: f32) -> Self {
+        if let Rule::Adam { beta1, beta2, .. } = &mut self.rule {
+            (*beta1, *beta2) = (b1, b2);
+        }
+        self
+    }
+
+    pub fn rho(mut self, r: f32) -> Self {
+        if let Rule::RmsProp { rho, .. } = &mut self.rule {
+            *rho = r;
+        }
+        self
+    }
+
+    pub fn epsilon(mut self, e: f32) -> Self {
+        match &mut self.rule {
+            Rule::RmsProp { epsilon, .. } | Rule::Adam { epsilon, .. } => *epsilon = e,
+            Rule::Sgd { .. } => {}
+        }
+        self
+    }
+
+    /// L2 weight decay for SGD and RMSprop (added to the gradient); AdamW's decoupled decay.
+    pub fn weight_decay(mut self, wd: f32) -> Self {
+        self.weight_decay = wd;
+        self
+    }
+
+    pub fn schedule(mut self, s: Schedule) -> Self {
+        self.lr = s;
+        self
+    }
+
+    /// Updates taken so far.
+    pub fn iterations(&self) -> u64 {
+        self.iterations
+    }
+
+    /// The learning rate the next step uses.
+    pub fn learning_rate(&self) -> f32 {
+        self.lr.at(self.iterations)
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self.rule {
+            Rule::Sgd { .. } => "SGD",
+            Rule::RmsProp { .. } => "RMSprop",
+            Rule::Adam {
+                decoupled: false, ..
+            } => "Adam",
+            Rule::Adam {
+                decoupled: true, ..
+            } => "AdamW",
+        }
+    }
+
+    fn update(&self) -> Update {
+        let lr = self.learning_rate();
+        let decay = self.weight_decay;
+        match self.rule {
+            Rule::Sgd { momentum: 0.0, .. } => Update::Sgd { lr, decay },
+            Rule::Sgd { momentum, nesterov } => Update::SgdMomentum {
+                lr,
+                momentum,
+                nesterov,
+                decay,
+            },
+            Rule::RmsProp { rho, epsilon } => Update::RmsProp {
+                lr,
+                rho,
+                epsilon,
+                decay,
+            },
+            Rule::Adam {
+                beta1,
+                beta2,
+                epsilon,
+                decoupled,
+            } => {
+                let t = (self.iterations + 1) as f64;
+                let (b1, b2) = (beta1 as f64, beta2 as f64);
+                let lr_t = lr as f64 * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
+                Update::Adam {
+                    lr: lr_t as f32,
+                    beta1,
+                    beta2,
+                    epsilon,
+                    decay: if decoupled { lr * decay } else { 0.0 },
+                }
+            }
+        }
+    }
+
+    /// One update of every trainable parameter that has a gradient (`params` in the model's
+    /// fixed order); the gradients are consumed with the old leaves.
+    pub fn step(&mut self, params: Vec<&mut Param>) -> Result<()> {
+        let update = self.update();
+        for (i, p) in params.into_iter().enumerate() {
+            if !p.trainable() {
+                continue;
+            }
+            let Some(g) = p.grad() else { continue };
+            let slots = match self.slots.remove(&i) {
+                Some(s) => s,
+                None => (0..update.slots())
+                    .map(|_| Tensor::zeros(p.value().device(), p.shape(), DType::F32))
+                    .collect::<wgrad_tensor::Result<Vec<_>>>()?,
+            };
+            let refs: Vec<&Tensor> = slots.iter().collect();
+            let (new, new_slots) = p.value().optimizer_update(&g, &refs, update)?;
+            p.set(new);
+            if !new_slots.is_empty() {
+                self.slots.insert(i, new_slots);
+            }
+        }
+        self.iterations += 1;
+        Ok(())
+    }
+
+    /// The slots of parameter `index` (for checkpoints).
+    pub(crate) fn slots(&self) -> &HashMap<usize, Vec<Tensor>> {
+        &self.slots
+    }
+
+    pub(crate) fn restore(&mut self, iterations: u64, slots: HashMap<usize, Vec<Tensor>>) {
+        self.iterations = iterations;
+        self.slots = slots;
+    }
+
+    /// How many slot tensors each parameter keeps under this rule.
+    pub(crate) fn slots_per_param(&self) -> usize {
+        self.update().slots()
+    }
+}

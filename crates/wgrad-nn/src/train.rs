@@ -1,0 +1,525 @@
+//! Training: Keras's `compile` (a [`Trainer`] owns a model, a loss and an optimizer), `fit`,
+//! `evaluate`, `predict`, callbacks and the progress bar.
+//!
+//! A step records forward, backward and the optimizer's fused updates into the device's open
+//! command batch and never waits: the loss and the accuracy accumulate in device scalars that
+//! are read once per `log_every` steps (for the progress bar) and at the end of an epoch.
+
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use wgrad_data::{Batch, DataLoader};
+use wgrad_graph::{no_grad, Var};
+use wgrad_tensor::{DType, Device, Tensor};
+
+use crate::layer::splitmix;
+use crate::{Ctx, Error, Layer, Loss, Optimizer, Result};
+
+/// What one epoch (or one evaluation) measured.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss: f32,
+    /// Fraction of samples whose arg-max prediction equals the label (classification losses).
+    pub accuracy: Option<f32>,
+    pub val_loss: Option<f32>,
+    pub val_accuracy: Option<f32>,
+    pub seconds: f64,
+    pub images_per_second: f64,
+    pub learning_rate: f32,
+}
+
+impl EpochLog {
+    /// A metric by Keras's name (`loss`, `accuracy`, `val_loss`, `val_accuracy`).
+    pub fn get(&self, metric: &str) -> Option<f32> {
+        match metric {
+            "loss" => Some(self.loss),
+            "accuracy" => self.accuracy,
+            "val_loss" => self.val_loss,
+            "val_accuracy" => self.val_accuracy,
+            _ => None,
+        }
+    }
+}
+
+/// Every epoch's log, as Keras's `History`.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    pub epochs: Vec<EpochLog>,
+}
+
+impl History {
+    /// One metric over the epochs (`None` entries where it was not measured are skipped).
+    pub fn series(&self, metric: &str) -> Vec<f32> {
+        self.epochs.iter().filter_map(|e| e.get(metric)).collect()
+    }
+}
+
+/// What a callback tells `fit` after an epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+/// Called after every epoch with its log and the model (Keras's `Callback.on_epoch_end`).
+pub trait Callback {
+    fn on_epoch_end(&mut self, log: &EpochLog, model: &dyn Layer) -> Result<Control>;
+}
+
+/// Any closure `|log| -> Control` is a callback, e.g. the seeds' "stop at 99 % accuracy".
+impl<F: FnMut(&EpochLog) -> Control> Callback for F {
+    fn on_epoch_end(&mut self, log: &EpochLog, _: &dyn Layer) -> Result<Control> {
+        Ok(self(log))
+    }
+}
+
+/// Stops when `monitor` has not improved by `min_delta` for `patience` epochs. Metrics whose
+/// name ends in `loss` improve downwards, the others upwards.
+#[derive(Clone, Debug)]
+pub struct EarlyStopping {
+    pub monitor: String,
+    pub patience: usize,
+    pub min_delta: f32,
+    best: Option<f32>,
+    waited: usize,
+}
+
+impl EarlyStopping {
+    pub fn new(monitor: &str, patience: usize) -> EarlyStopping {
+        EarlyStopping {
+            monitor: monitor.into(),
+            patience,
+            min_delta: 0.0,
+            best: None,
+            waited: 0,
+        }
+    }
+}
+
+impl Callback for EarlyStopping {
+    fn on_epoch_end(&mut self, log: &EpochLog, _: &dyn Layer) -> Result<Control> {
+        let Some(v) = log.get(&self.monitor) else {
+            return Err(Error::Input {
+                what: "EarlyStopping",
+                reason: format!(
+                    "metric {:?} was not measured (is there validation data?)",
+                    self.monitor
+                ),
+            });
+        };
+        let lower = self.monitor.ends_with("loss");
+        let better = match self.best {
+            None => true,
+            Some(b) if lower => v < b - self.min_delta,
+            Some(b) => v > b + self.min_delta,
+        };
+        if better {
+            self.best = Some(v);
+            self.waited = 0;
+        } else {
+            self.waited += 1;
+        }
+        Ok(if self.waited > self.patience {
+            Control::Stop
+        } else {
+            Control::Continue
+        })
+    }
+}
+
+/// Saves the model's weights (safetensors, written atomically) after each epoch, or only when
+/// `monitor` improved when `save_best_only`.
+#[derive(Clone, Debug)]
+pub struct ModelCheckpoint {
+    pub path: std::path::PathBuf,
+    pub monitor: String,
+    pub save_best_only: bool,
+    best: Option<f32>,
+}
+
+impl ModelCheckpoint {
+    pub fn new(path: impl Into<std::path::PathBuf>) -> ModelCheckpoint {
+        ModelCheckpoint {
+            path: path.into(),
+            monitor: "val_loss".into(),
+            save_best_only: false,
+            best: None,
+        }
+    }
+
+    pub fn best_only(mut self, monitor: &str) -> Self {
+        self.monitor = monitor.into();
+        self.save_best_only = true;
+        self
+    }
+}
+
+impl Callback for ModelCheckpoint {
+    fn on_epoch_end(&mut self, log: &EpochLog, model: &dyn Layer) -> Result<Control> {
+        if self.save_best_only {
+            let v = log.get(&self.monitor).unwrap_or(log.loss);
+            let lower = self.monitor.ends_with("loss");
+            let better = self.best.is_none_or(|b| if lower { v < b } else { v > b });
+            if !better {
+                return Ok(Control::Continue);
+            }
+            self.best = Some(v);
+        }
+        crate::checkpoint::save_weights(model, &self.path)?;
+        Ok(Control::Continue)
+    }
+}
+
+/// How `fit` runs.
+pub struct FitOptions<'a> {
+    pub epochs: usize,
+    /// Evaluated after every epoch.
+    pub validation: Option<&'a DataLoader>,
+    /// Stop each epoch after this many steps (`None`: the whole loader).
+    pub steps_per_epoch: Option<usize>,
+    /// Progress bar and a Keras-like line per epoch.
+    pub verbose: bool,
+    /// Steps between progress-bar readings of the loss (each is one small readback).
+    pub log_every: usize,
+    pub callbacks: Vec<&'a mut dyn Callback>,
+    /// The first epoch's number (for resuming from a checkpoint).
+    pub initial_epoch: usize,
+}
+
+impl<'a> FitOptions<'a> {
+    pub fn epochs(epochs: usize) -> FitOptions<'a> {
+        FitOptions {
+            epochs,
+            validation: None,
+            steps_per_epoch: None,
+            verbose: true,
+            log_every: 20,
+            callbacks: Vec::new(),
+            initial_epoch: 0,
+        }
+    }
+    pub fn validation(mut self, v: &'a DataLoader) -> Self {
+        self.validation = Some(v);
+        self
+    }
+    pub fn steps_per_epoch(mut self, n: usize) -> Self {
+        self.steps_per_epoch = Some(n);
+        self
+    }
+    pub fn verbose(mut self, on: bool) -> Self {
+        self.verbose = on;
+        self
+    }
+    pub fn callback(mut self, c: &'a mut dyn Callback) -> Self {
+        self.callbacks.push(c);
+        self
+    }
+    pub fn initial_epoch(mut self, e: usize) -> Self {
+        self.initial_epoch = e;
+        self
+    }
+}
+
+/// Running sums of one epoch, kept on the device.
+struct Sums {
+    loss: Tensor,
+    correct: Tensor,
+    samples: usize,
+}
+
+impl Sums {
+    fn new(dev: &Device) -> Result<Sums> {
+        Ok(Sums {
+            loss: Tensor::zeros(dev, &[1], DType::F32)?,
+            correct: Tensor::zeros(dev, &[1], DType::F32)?,
+            samples: 0,
+        })
+    }
+
+    /// Adds one batch's mean loss and its correct predictions (device ops only).
+    fn add(&mut self, loss: &Tensor, pred: &Tensor, labels: Option<&Tensor>) -> Result<()> {
+        let n = pred.shape()[0];
+        self.loss = self.loss.add(&loss.reshape(&[1])?.mul_scalar(n as f32)?)?;
+        if let Some(l) = labels {
+            let hit = pred
+                .argmax(-1, false)?
+                .to_dtype(DType::F32)?
+                .eq(&l.to_dtype(DType::F32)?)?;
+            self.correct = self
+                .correct
+                .add(&hit.to_dtype(DType::F32)?.sum(&[], false)?.reshape(&[1])?)?;
+        }
+        self.samples += n;
+        Ok(())
+    }
+
+    /// (mean loss, accuracy): one readback of both sums.
+    fn read(&self) -> Result<(f32, f32)> {
+        let v = Tensor::concat(&[&self.loss, &self.correct], 0)?.to_vec::<f32>()?;
+        let n = self.samples.max(1) as f32;
+        Ok((v[0] / n, v[1] / n))
+    }
+}
+
+/// A model with its loss and optimizer: Keras's compiled model.
+pub struct Trainer<M: Layer> {
+    pub model: M,
+    pub optimizer: Optimizer,
+    pub loss: Loss,
+    seed: u64,
+    steps: u64,
+    epochs_done: usize,
+}
+
+impl<M: Layer> Trainer<M> {
+    /// `model.compile(optimizer, loss)`; accuracy is measured for the categorical losses.
+    pub fn new(model: M, optimizer: Optimizer, loss: Loss) -> Trainer<M> {
+        Trainer {
+            model,
+            optimizer,
+            loss,
+            seed: 0,
+            steps: 0,
+            epochs_done: 0,
+        }
+    }
+
+    /// The seed of dropout masks and other per-step randomness.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Training steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Epochs completed so far (restored from a checkpoint).
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+
+    fn classifies(&self) -> bool {
+        matches!(
+            self.loss,
+            Loss::SparseCategoricalCrossentropy { .. } | Loss::CategoricalCrossentropy { .. }
+        )
+    }
+
+    /// Uploads a host batch; returns the images and the loss's targets.
+    fn upload(&self, dev: &Device, b: &Batch) -> Result<(Tensor, Tensor, Tensor)> {
+        let x = Tensor::from_slice(dev, &b.images, &b.shape)?;
+        let labels = Tensor::from_slice(dev, &b.labels, &[b.labels.len()])?;
+        let target = match self.loss {
+            Loss::SparseCategoricalCrossentropy { .. } => labels.clone(),
+            _ => {
+                return Err(Error::Input {
+                    what: "fit",
+                    reason: format!(
+                        "{} needs float targets of the prediction's shape, and a DataLoader gives class labels: use sparse_categorical_crossentropy, or call train_step with the targets",
+                        self.loss.name()
+                    ),
+                })
+            }
+        };
+        Ok((x, target, labels))
+    }
+
+    /// One training step on device tensors: forward, loss, backward, optimizer update.
+    /// Records work without waiting; returns the mean loss and the predictions (on the device).
+    pub fn train_step(&mut self, x: &Tensor, target: &Tensor) -> Result<(Tensor, Tensor)> {
+        let mut ctx = Ctx::new(true, splitmix(self.seed ^ splitmix(self.steps)));
+        let pred = self.model.forward(&Var::new(x.clone()), &mut ctx)?;
+        let loss = self.loss.compute(&pred, target)?;
+        loss.backward()?;
+        self.optimizer.step(self.model.params_mut())?;
+        self.steps += 1;
+        Ok((loss.into_value(), pred.into_value()))
+    }
+
+    /// Trains for `opts.epochs` epochs over `train`, evaluating on `opts.validation` after
+    /// each; returns the history. The progress bar shows loss, accuracy and images/second.
+    pub fn fit(&mut self, train: &DataLoader, mut opts: FitOptions<'_>) -> Result<History> {
+        let dev = self.device()?;
+        let mut history = History::default();
+        let steps = opts
+            .steps_per_epoch
+            .map_or(train.num_batches(), |s| s.min(train.num_batches()));
+        if steps == 0 {
+            return Err(Error::Input {
+                what: "fit",
+                reason: "the training loader yields no batch (empty dataset, or drop_last with fewer samples than a batch)".into(),
+            });
+        }
+        let first = opts.initial_epoch.max(self.epochs_done);
+        for epoch in first..opts.epochs {
+            let start = Instant::now();
+            let lr = self.optimizer.learning_rate();
+            let bar = progress(opts.verbose, steps as u64, epoch, opts.epochs);
+            let mut sums = Sums::new(&dev)?;
+            for (i, batch) in train.epoch(epoch as u64).take(steps).enumerate() {
+                let (x, target, labels) = self.upload(&dev, &batch)?;
+                let (loss, pred) = self.train_step(&x, &target)?;
+                sums.add(&loss, &pred, self.classifies().then_some(&labels))?;
+                // Start the device on this step while the host records the next.
+                dev.flush();
+                if (i + 1) % opts.log_every.max(1) == 0 || i + 1 == steps {
+                    let (l, a) = sums.read()?;
+                    let rate = sums.samples as f64 / start.elapsed().as_secs_f64();
+                    bar.set_message(metrics_line(l, self.classifies().then_some(a), rate));
+                }
+                bar.inc(1);
+            }
+            let (loss, acc) = sums.read()?;
+            let seconds = start.elapsed().as_secs_f64();
+            let mut log = EpochLog {
+                epoch,
+                loss,
+                accuracy: self.classifies().then_some(acc),
+                seconds,
+                images_per_second: sums.samples as f64 / seconds,
+                learning_rate: lr,
+                ..Default::default()
+            };
+            if let Some(v) = opts.validation {
+                let e = self.evaluate(v)?;
+                log.val_loss = Some(e.loss);
+                log.val_accuracy = e.accuracy;
+            }
+            bar.finish_and_clear();
+            if opts.verbose {
+                println!("{}", epoch_line(&log, opts.epochs));
+            }
+            self.epochs_done = epoch + 1;
+            history.epochs.push(log.clone());
+            let mut stop = false;
+            for c in opts.callbacks.iter_mut() {
+                stop |= c.on_epoch_end(&log, &self.model)? == Control::Stop;
+            }
+            if stop {
+                break;
+            }
+        }
+        Ok(history)
+    }
+
+    /// Mean loss (and accuracy) over `data`, in inference mode without recording a graph.
+    pub fn evaluate(&mut self, data: &DataLoader) -> Result<EpochLog> {
+        let dev = self.device()?;
+        let start = Instant::now();
+        let mut sums = Sums::new(&dev)?;
+        for batch in data.epoch(0) {
+            let (x, target, labels) = self.upload(&dev, &batch)?;
+            no_grad(|| -> Result<()> {
+                let mut ctx = Ctx::new(false, 0);
+                let pred = self.model.forward(&Var::new(x), &mut ctx)?;
+                let loss = self.loss.compute(&pred, &target)?;
+                sums.add(
+                    loss.value(),
+                    pred.value(),
+                    self.classifies().then_some(&labels),
+                )
+            })?;
+            dev.flush();
+        }
+        if sums.samples == 0 {
+            return Err(Error::Input {
+                what: "evaluate",
+                reason: "the loader yields no batch".into(),
+            });
+        }
+        let (loss, acc) = sums.read()?;
+        let seconds = start.elapsed().as_secs_f64();
+        Ok(EpochLog {
+            loss,
+            accuracy: self.classifies().then_some(acc),
+            seconds,
+            images_per_second: sums.samples as f64 / seconds,
+            ..Default::default()
+        })
+    }
+
+    /// The model's outputs for `x` (`[N, ...input]`), in inference mode, `batch` samples at a
+    /// time; only the live activations of one batch are kept.
+    pub fn predict(&mut self, x: &Tensor, batch: usize) -> Result<Tensor> {
+        predict(&mut self.model, x, batch)
+    }
+
+    fn device(&self) -> Result<Device> {
+        self.model
+            .params()
+            .first()
+            .map(|p| p.value().device().clone())
+            .ok_or_else(|| Error::config(self.model.kind(), "has no weights to train"))
+    }
+
+    pub(crate) fn restore(&mut self, steps: u64, epochs_done: usize) {
+        self.steps = steps;
+        self.epochs_done = epochs_done;
+    }
+}
+
+/// Inference over `x` in slices of `batch` samples, joined along the batch axis.
+pub fn predict(model: &mut dyn Layer, x: &Tensor, batch: usize) -> Result<Tensor> {
+    let n = x.shape().first().copied().unwrap_or(0);
+    if n == 0 || batch == 0 {
+        return Err(Error::Input {
+            what: "predict",
+            reason: format!(
+                "needs a non-empty batch and batch size; got {n} samples, batch {batch}"
+            ),
+        });
+    }
+    no_grad(|| {
+        let mut outs = Vec::new();
+        let mut ctx = Ctx::new(false, 0);
+        for s in (0..n).step_by(batch) {
+            let xs = x.slice(0, s, (s + batch).min(n))?;
+            outs.push(model.forward(&Var::new(xs), &mut ctx)?.into_value());
+        }
+        let refs: Vec<&Tensor> = outs.iter().collect();
+        Ok(Tensor::concat(&refs, 0)?)
+    })
+}
+
+fn progress(verbose: bool, len: u64, epoch: usize, epochs: usize) -> ProgressBar {
+    if !verbose {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30.cyan/blue}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("Epoch {}/{epochs}", epoch + 1));
+    bar
+}
+
+fn metrics_line(loss: f32, acc: Option<f32>, rate: f64) -> String {
+    let mut s = format!("loss: {loss:.4}");
+    if let Some(a) = acc {
+        s += &format!(" - accuracy: {a:.4}");
+    }
+    s + &format!(" - {rate:.0} img/s")
+}
+
+fn epoch_line(log: &EpochLog, epochs: usize) -> String {
+    let mut s = format!(
+        "Epoch {}/{epochs} - {:.1}s - {}",
+        log.epoch + 1,
+        log.seconds,
+        metrics_line(log.loss, log.accuracy, log.images_per_second)
+    );
+    if let Some(v) = log.val_loss {
+        s += &format!(" - val_loss: {v:.4}");
+    }
+    if let Some(v) = log.val_accuracy {
+        s += &format!(" - val_accuracy: {v:.4}");
+    }
+    s
+}

@@ -1,0 +1,180 @@
+//! Fused optimizer updates (`shaders/optim.wgsl`): one dispatch per parameter tensor computes
+//! the new parameter and the new optimizer slots from the old ones and the gradient.
+//!
+//! The updates are functional — they return fresh tensors and leave their inputs untouched —
+//! so a tensor that a recorded graph or the user still holds never changes under it; the
+//! buffer pool makes the fresh outputs as cheap as in-place writes.
+
+use super::{launch_1d, same_device};
+use crate::kernel::{shader, Kernel, Spec};
+use crate::{DType, Error, Result, Tensor};
+
+pub static OPTIM: Kernel = Kernel {
+    name: "optim",
+    file: "optim.wgsl",
+    source: shader!("optim.wgsl"),
+    helpers: &[],
+    entries: &["sgd", "sgd_momentum", "rmsprop", "adam"],
+};
+
+fn spec(vec4: bool) -> Spec {
+    Spec::new().alias("T", if vec4 { "vec4<f32>" } else { "f32" })
+}
+
+pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
+    vec![(&OPTIM, spec(false)), (&OPTIM, spec(true))]
+}
+
+/// One update rule and its step's scalars (computed on the host: schedules and Adam's bias
+/// corrections never read the device).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Update {
+    /// `w ← w − lr·(g + decay·w)`.
+    Sgd { lr: f32, decay: f32 },
+    /// Keras's momentum SGD: `v ← μ·v − lr·g`, `w ← w + v` (Nesterov: `w + μ·v − lr·g`),
+    /// with `g` including `decay·w`. Slot: velocity.
+    SgdMomentum {
+        lr: f32,
+        momentum: f32,
+        nesterov: bool,
+        decay: f32,
+    },
+    /// `s ← ρ·s + (1 − ρ)·g²`, `w ← w − lr·g/(√s + ε)`, `g` including `decay·w`. Slot: `s`.
+    RmsProp {
+        lr: f32,
+        rho: f32,
+        epsilon: f32,
+        decay: f32,
+    },
+    /// Adam with its bias corrections folded into `lr` (`lr·√(1−β2ᵗ)/(1−β1ᵗ)`) and AdamW's
+    /// decoupled decay as the factor `w·(1 − decay)`. Slots: first and second moments.
+    Adam {
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+        decay: f32,
+    },
+}
+
+impl Update {
+    /// How many slot tensors (each of the parameter's shape) the rule keeps.
+    pub fn slots(&self) -> usize {
+        match self {
+            Update::Sgd { .. } => 0,
+            Update::SgdMomentum { .. } | Update::RmsProp { .. } => 1,
+            Update::Adam { .. } => 2,
+        }
+    }
+
+    fn entry(&self) -> &'static str {
+        match self {
+            Update::Sgd { .. } => "sgd",
+            Update::SgdMomentum { .. } => "sgd_momentum",
+            Update::RmsProp { .. } => "rmsprop",
+            Update::Adam { .. } => "adam",
+        }
+    }
+
+    /// `[lr, decay, a, b, eps, flag]` as the shader's parameter words.
+    fn words(&self) -> [u32; 6] {
+        let (lr, decay, a, b, eps, flag) = match *self {
+            Update::Sgd { lr, decay } => (lr, decay, 0.0, 0.0, 0.0, 0),
+            Update::SgdMomentum {
+                lr,
+                momentum,
+                nesterov,
+                decay,
+            } => (lr, decay, momentum, 0.0, 0.0, nesterov as u32),
+            Update::RmsProp {
+                lr,
+                rho,
+                epsilon,
+                decay,
+            } => (lr, decay, rho, 0.0, epsilon, 0),
+            Update::Adam {
+                lr,
+                beta1,
+                beta2,
+                epsilon,
+                decay,
+            } => (lr, decay, beta1, beta2, epsilon, 0),
+        };
+        [
+            lr.to_bits(),
+            decay.to_bits(),
+            a.to_bits(),
+            b.to_bits(),
+            eps.to_bits(),
+            flag,
+        ]
+    }
+}
+
+impl Tensor {
+    /// Applies `update` to this parameter with gradient `grad` and the rule's `slots` (as
+    /// many as [`Update::slots`], each of the parameter's shape; zeros before the first
+    /// step). Returns the new parameter and the new slots.
+    pub fn optimizer_update(
+        &self,
+        grad: &Tensor,
+        slots: &[&Tensor],
+        update: Update,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let op = "optimizer_update";
+        let mut all = vec![self, grad];
+        all.extend_from_slice(slots);
+        same_device(op, &all)?;
+        for t in &all {
+            t.expect_dtype(op, DType::F32)?;
+            if t.shape() != self.shape() {
+                let shapes: Vec<&[usize]> = all.iter().map(|t| t.shape()).collect();
+                return Err(Error::shape(
+                    op,
+                    "parameter, gradient and optimizer slots must have one shape",
+                    &shapes,
+                ));
+            }
+        }
+        if slots.len() != update.slots() {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "{} takes {} slot tensor(s), {} given",
+                    update.entry(),
+                    update.slots(),
+                    slots.len()
+                ),
+            ));
+        }
+        let dev = self.device();
+        let out = Tensor::uninit(dev, op, self.shape(), DType::F32)?;
+        let new_slots = slots
+            .iter()
+            .map(|_| Tensor::uninit(dev, op, self.shape(), DType::F32))
+            .collect::<Result<Vec<_>>>()?;
+        let n = self.numel() as u64;
+        let vec4 = n.is_multiple_of(4);
+        let lanes = if vec4 { n / 4 } else { n };
+        let w = update.words();
+        let mut params = [lanes as u32, 0, w[0], w[1], w[2], w[3], w[4], w[5]];
+        // Bindings follow the shader: param, grad, param_out, then (slot, slot_out) pairs.
+        let mut buffers = vec![self.buffer(), grad.buffer(), out.buffer()];
+        for (s, o) in slots.iter().zip(&new_slots) {
+            buffers.push(s.buffer());
+            buffers.push(o.buffer());
+        }
+        launch_1d(
+            dev,
+            &OPTIM,
+            update.entry(),
+            &spec(vec4),
+            &mut params,
+            1,
+            &buffers,
+            lanes,
+            256,
+        )?;
+        Ok((out, new_slots))
+    }
+}

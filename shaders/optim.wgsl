@@ -1,0 +1,87 @@
+// Optimizer updates: one elementwise pass per parameter tensor that reads the parameter, its
+// gradient and the optimizer's slots, and writes the new parameter and new slots. Fusing the
+// whole update into one dispatch moves each value through memory once per step, instead of the
+// five or six passes the same update costs as separate elementwise ops.
+//
+// The specialisation sets `T` (f32, or vec4<f32> when the length is a multiple of 4). Every
+// step-dependent scalar (the learning rate of the schedule, Adam's bias corrections) is
+// computed on the host and arrives in the parameter block, so a step never reads the device.
+
+struct Params {
+    n: u32,        // elements of T
+    row: u32,      // workgroups per grid row (the grid folds into y past 65,535)
+    lr: f32,       // learning rate for this step (Adam: with the bias corrections folded in)
+    decay: f32,    // weight decay applied to the parameter (AdamW's decoupled form; L2 for SGD)
+    a: f32,        // SGD: momentum · Adam/RMSprop: beta1 / rho
+    b: f32,        // Adam: beta2
+    eps: f32,
+    flag: u32,     // SGD: Nesterov · RMSprop: centred (unused) · Adam: 0
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> param: array<T>;
+@group(0) @binding(2) var<storage, read> grad: array<T>;
+@group(0) @binding(3) var<storage, read_write> param_out: array<T>;
+@group(0) @binding(4) var<storage, read> slot1: array<T>;
+@group(0) @binding(5) var<storage, read_write> slot1_out: array<T>;
+@group(0) @binding(6) var<storage, read> slot2: array<T>;
+@group(0) @binding(7) var<storage, read_write> slot2_out: array<T>;
+
+fn index(wg: vec3<u32>, li: u32) -> u32 {
+    return (wg.x + wg.y * p.row) * 256u + li;
+}
+
+// Plain SGD; the decay is an L2 term added to the gradient, as Keras's `weight_decay` does
+// for SGD.
+@compute @workgroup_size(256)
+fn sgd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = index(wg, li);
+    if (i >= p.n) { return; }
+    let w = param[i];
+    let g = grad[i] + p.decay * w;
+    param_out[i] = w - p.lr * g;
+}
+
+// Keras's momentum form: v' = μ·v − lr·g; w' = w + v', or with Nesterov w' = w + μ·v' − lr·g.
+@compute @workgroup_size(256)
+fn sgd_momentum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = index(wg, li);
+    if (i >= p.n) { return; }
+    let w = param[i];
+    let g = grad[i] + p.decay * w;
+    let v = p.a * slot1[i] - p.lr * g;
+    slot1_out[i] = v;
+    if (p.flag != 0u) {
+        param_out[i] = w + p.a * v - p.lr * g;
+    } else {
+        param_out[i] = w + v;
+    }
+}
+
+// RMSprop: s' = ρ·s + (1 − ρ)·g²; w' = w − lr·g / (√s' + ε).
+@compute @workgroup_size(256)
+fn rmsprop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = index(wg, li);
+    if (i >= p.n) { return; }
+    let w = param[i];
+    let g = grad[i] + p.decay * w;
+    let s = p.a * slot1[i] + (1.0 - p.a) * g * g;
+    slot1_out[i] = s;
+    param_out[i] = w - p.lr * g / (sqrt(s) + p.eps);
+}
+
+// Adam with the bias corrections folded into lr on the host (Kingma & Ba's "efficient"
+// form, as Keras): m' = β1·m + (1 − β1)·g; v' = β2·v + (1 − β2)·g²;
+// w' = w·(1 − decay) − lr_t·m' / (√v' + ε). decay is AdamW's decoupled weight decay
+// (lr·wd, computed on the host); 0 for Adam.
+@compute @workgroup_size(256)
+fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = index(wg, li);
+    if (i >= p.n) { return; }
+    let g = grad[i];
+    let m = p.a * slot1[i] + (1.0 - p.a) * g;
+    let v = p.b * slot2[i] + (1.0 - p.b) * g * g;
+    slot1_out[i] = m;
+    slot2_out[i] = v;
+    param_out[i] = param[i] * (1.0 - p.decay) - p.lr * m / (sqrt(v) + p.eps);
+}

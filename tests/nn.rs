@@ -1,0 +1,662 @@
+//! wgrad-nn: every layer's and loss's gradient against finite differences, summary parameter
+//! counts against Keras's, training that learns, a step that never waits, and safetensors
+//! weights and checkpoints (round trips, typed errors, resuming to the same result).
+
+mod common;
+use common::Rng;
+use wgrad::data::{DataLoader, Dataset};
+use wgrad::graph::{self, ops, Var};
+use wgrad::nn::layers::*;
+use wgrad::nn::{
+    load_weights, save_weights, Act, Ctx, FitOptions, Layer, Loss, Optimizer, Schedule, Sequential,
+    Trainer,
+};
+use wgrad::{DType, Device, Padding, Tensor};
+
+/// d(Σ layer(x)·R)/d(x and every trainable weight) against central differences, in
+/// training mode with a fixed step seed (so dropout draws the same mask every call).
+fn check_layer(name: &str, mut layer: impl Layer, input: &[usize], tol: f64) {
+    let dev = common::device();
+    let out_shape = layer.build(&dev, &input[1..], 7).unwrap();
+    let mut rng = Rng::new(3);
+    let x0 = away_from_zero(&mut rng, input.iter().product());
+    let y_numel = input[0] * out_shape.iter().product::<usize>();
+    let r = rng.vec(y_numel, -1.0, 1.0);
+    let rv = Tensor::from_slice(&dev, &r, &[y_numel]).unwrap();
+    let run = |layer: &mut dyn Layer, x: &Var| -> Var {
+        let y = layer.forward(x, &mut Ctx::new(true, 5)).unwrap();
+        assert_eq!(
+            &y.shape()[1..],
+            out_shape.as_slice(),
+            "{name}: output shape"
+        );
+        let flat = ops::reshape(&y, &[y_numel]).unwrap();
+        ops::sum(&ops::mul(&flat, &Var::new(rv.clone())).unwrap(), &[]).unwrap()
+    };
+    let x = Var::param(Tensor::from_slice(&dev, &x0, input).unwrap());
+    run(&mut layer, &x).backward().unwrap();
+    // Small enough that few ReLU pre-activations cross zero, large enough for f32 sums.
+    let eps = 2e-3f32;
+    let value = |layer: &mut dyn Layer, xs: &[f32]| -> f64 {
+        let xv = Var::new(Tensor::from_slice(&dev, xs, input).unwrap());
+        graph::no_grad(|| run(layer, &xv))
+            .value()
+            .to_vec::<f32>()
+            .unwrap()[0] as f64
+    };
+    // The input gradient.
+    let gx = x.grad().expect("input gradient").to_vec::<f32>().unwrap();
+    for i in (0..x0.len()).step_by((x0.len() / 10).max(1)) {
+        let (mut p, mut m) = (x0.clone(), x0.clone());
+        p[i] += eps;
+        m[i] -= eps;
+        let fd = (value(&mut layer, &p) - value(&mut layer, &m)) / (2.0 * eps as f64);
+        assert!(
+            (fd - gx[i] as f64).abs() <= tol * (1.0 + fd.abs()),
+            "{name}: d/dx[{i}] = {}, finite differences {fd}",
+            gx[i]
+        );
+    }
+    // Each trainable weight's gradient.
+    let grads: Vec<Option<Vec<f32>>> = layer
+        .params()
+        .iter()
+        .map(|p| {
+            p.trainable()
+                .then(|| p.grad().expect("weight gradient").to_vec::<f32>().unwrap())
+        })
+        .collect();
+    for (k, g) in grads.iter().enumerate() {
+        let Some(g) = g else { continue };
+        let w0 = layer.params()[k].value().to_vec::<f32>().unwrap();
+        let shape = layer.params()[k].shape().to_vec();
+        for i in (0..w0.len()).step_by((w0.len() / 8).max(1)) {
+            let mut at = |d: f32| {
+                let mut w = w0.clone();
+                w[i] += d;
+                layer.params_mut()[k].set(Tensor::from_slice(&dev, &w, &shape).unwrap());
+                value(&mut layer, &x0)
+            };
+            let fd = (at(eps) - at(-eps)) / (2.0 * eps as f64);
+            assert!(
+                (fd - g[i] as f64).abs() <= tol * (1.0 + fd.abs()),
+                "{name}: d/d{}[{i}] = {}, finite differences {fd}",
+                layer.params()[k].name(),
+                g[i]
+            );
+        }
+        layer.params_mut()[k].set(Tensor::from_slice(&dev, &w0, &shape).unwrap());
+    }
+}
+
+/// Values in ±[0.1, 1): away from the kinks of ReLU and max pooling's ties.
+fn away_from_zero(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let v = rng.uniform(0.1, 1.0);
+            if rng.next_u64() % 2 == 0 {
+                v
+            } else {
+                -v
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn layer_gradients() {
+    check_layer(
+        "Conv2D",
+        Conv2D::new(4, 3).same().strides(2).activation(Act::Tanh),
+        &[2, 7, 6, 3],
+        2e-2,
+    );
+    check_layer(
+        "Conv2D relu",
+        Conv2D::new(5, 2).activation(Act::Relu),
+        &[1, 5, 5, 2],
+        2e-2,
+    );
+    check_layer(
+        "Conv2D groups",
+        Conv2D::new(4, 3).groups(2).use_bias(false),
+        &[1, 5, 5, 4],
+        2e-2,
+    );
+    check_layer(
+        "Dense",
+        Dense::new(5).activation(Act::Sigmoid),
+        &[3, 7],
+        2e-2,
+    );
+    check_layer(
+        "Dense softmax",
+        Dense::new(4).activation(Act::Softmax),
+        &[3, 6],
+        2e-2,
+    );
+    check_layer("MaxPool2D", MaxPool2D::new(2), &[2, 6, 6, 3], 2e-2);
+    check_layer(
+        "AvgPool2D same",
+        AvgPool2D::new(3).strides(2).same(),
+        &[2, 7, 5, 2],
+        2e-2,
+    );
+    check_layer(
+        "GlobalAvgPool2D",
+        GlobalAvgPool2D::new(),
+        &[2, 3, 4, 5],
+        2e-2,
+    );
+    check_layer(
+        "GlobalMaxPool2D",
+        GlobalMaxPool2D::new(),
+        &[2, 3, 4, 5],
+        2e-2,
+    );
+    check_layer(
+        "BatchNormalization",
+        BatchNormalization::new(),
+        &[4, 3, 3, 5],
+        3e-2,
+    );
+    check_layer("Dropout", Dropout::new(0.4), &[3, 20], 2e-2);
+    check_layer("Flatten", Flatten::new(), &[2, 3, 2, 2], 1e-2);
+    check_layer("Reshape", Reshape::new(&[6, 2]), &[2, 3, 4], 1e-2);
+    check_layer("Activation elu", Activation(Act::Elu(1.0)), &[2, 9], 2e-2);
+    check_layer(
+        "Rescaling",
+        Rescaling::new(1.0 / 255.0, -0.5),
+        &[2, 5],
+        1e-2,
+    );
+}
+
+/// Each loss's gradient by finite differences, and its value against an f64 formula.
+#[test]
+fn loss_values_and_gradients() {
+    let dev = common::device();
+    let (n, c) = (4usize, 5usize);
+    let mut rng = Rng::new(11);
+    let logits = rng.vec(n * c, -2.0, 2.0);
+    let labels = [3u32, 0, 4, 1];
+    let lt = Tensor::from_slice(&dev, &labels, &[n]).unwrap();
+    let probs: Vec<f32> = logits
+        .chunks(c)
+        .flat_map(|r| {
+            let m = r.iter().cloned().fold(f32::MIN, f32::max);
+            let e: Vec<f32> = r.iter().map(|v| (v - m).exp()).collect();
+            let s: f32 = e.iter().sum();
+            e.into_iter().map(move |v| v / s)
+        })
+        .collect();
+    let xent: f64 = labels
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| -(probs[i * c + l as usize] as f64).ln())
+        .sum::<f64>()
+        / n as f64;
+    let targets01 = rng.vec(n * c, 0.0, 1.0);
+    let t01 = Tensor::from_slice(&dev, &targets01, &[n, c]).unwrap();
+    let onehot: Vec<f32> = (0..n * c)
+        .map(|k| (labels[k / c] as usize == k % c) as u8 as f32)
+        .collect();
+    let oh = Tensor::from_slice(&dev, &onehot, &[n, c]).unwrap();
+    let sig = |v: f32| 1.0 / (1.0 + (-v as f64).exp());
+    let bce_logits: f64 = logits
+        .iter()
+        .zip(&targets01)
+        .map(|(&x, &t)| -(t as f64 * sig(x).ln() + (1.0 - t as f64) * (1.0 - sig(x)).ln()))
+        .sum::<f64>()
+        / (n * c) as f64;
+    let mse: f64 = logits
+        .iter()
+        .zip(&targets01)
+        .map(|(&x, &t)| ((x - t) as f64).powi(2))
+        .sum::<f64>()
+        / (n * c) as f64;
+    let mae: f64 = logits
+        .iter()
+        .zip(&targets01)
+        .map(|(&x, &t)| ((x - t) as f64).abs())
+        .sum::<f64>()
+        / (n * c) as f64;
+    let huber: f64 = logits
+        .iter()
+        .zip(&targets01)
+        .map(|(&x, &t)| {
+            let d = ((x - t) as f64).abs();
+            if d <= 1.0 {
+                0.5 * d * d
+            } else {
+                d - 0.5
+            }
+        })
+        .sum::<f64>()
+        / (n * c) as f64;
+    let cases: Vec<(Loss, bool, &Tensor, f64)> = vec![
+        (
+            Loss::SparseCategoricalCrossentropy { from_logits: true },
+            false,
+            &lt,
+            xent,
+        ),
+        (
+            Loss::SparseCategoricalCrossentropy { from_logits: false },
+            true,
+            &lt,
+            xent,
+        ),
+        (
+            Loss::CategoricalCrossentropy { from_logits: true },
+            false,
+            &oh,
+            xent,
+        ),
+        (
+            Loss::CategoricalCrossentropy { from_logits: false },
+            true,
+            &oh,
+            xent,
+        ),
+        (
+            Loss::BinaryCrossentropy { from_logits: true },
+            false,
+            &t01,
+            bce_logits,
+        ),
+        (Loss::MeanSquaredError, false, &t01, mse),
+        (Loss::MeanAbsoluteError, false, &t01, mae),
+        (Loss::Huber { delta: 1.0 }, false, &t01, huber),
+    ];
+    for (loss, softmax_first, target, want) in cases {
+        let name = format!("{loss:?}");
+        let f = |x: &Var| -> Var {
+            let p = if softmax_first {
+                ops::softmax(x, -1).unwrap()
+            } else {
+                x.clone()
+            };
+            loss.compute(&p, target).unwrap()
+        };
+        let x = Var::param(Tensor::from_slice(&dev, &logits, &[n, c]).unwrap());
+        let l = f(&x);
+        let got = l.value().to_vec::<f32>().unwrap()[0] as f64;
+        assert!(
+            (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+            "{name}: loss {got}, want {want}"
+        );
+        l.backward().unwrap();
+        let g = x.grad().unwrap().to_vec::<f32>().unwrap();
+        let eps = 1e-2;
+        for i in 0..n * c {
+            let at = |d: f32| {
+                let mut v = logits.clone();
+                v[i] += d;
+                let xv = Var::new(Tensor::from_slice(&dev, &v, &[n, c]).unwrap());
+                graph::no_grad(|| f(&xv)).value().to_vec::<f32>().unwrap()[0] as f64
+            };
+            let fd = (at(eps) - at(-eps)) / (2.0 * eps as f64);
+            assert!(
+                (fd - g[i] as f64).abs() <= 2e-2 * (1.0 + fd.abs()),
+                "{name}: d/dx[{i}] = {}, fd {fd}",
+                g[i]
+            );
+        }
+    }
+    // Wrong targets are typed errors.
+    let x = Var::new(Tensor::from_slice(&dev, &logits, &[n, c]).unwrap());
+    for (loss, t) in [
+        (
+            Loss::SparseCategoricalCrossentropy { from_logits: true },
+            &t01,
+        ),
+        (Loss::MeanSquaredError, &lt),
+    ] {
+        assert!(
+            matches!(loss.compute(&x, t), Err(wgrad::nn::Error::Input { .. })),
+            "{loss:?}"
+        );
+    }
+}
+
+fn course_model(dev: &Device) -> Sequential {
+    Sequential::new(dev, &[28, 28, 1])
+        .add(Conv2D::new(64, 3).activation(Act::Relu))
+        .unwrap()
+        .add(MaxPool2D::new(2))
+        .unwrap()
+        .add(Flatten::new())
+        .unwrap()
+        .add(Dense::new(128).activation(Act::Relu))
+        .unwrap()
+        .add(Dense::new(10))
+        .unwrap()
+}
+
+/// Parameter counts as Keras's `summary()` reports them for the same models.
+#[test]
+fn summary_counts_match_keras() {
+    let dev = common::device();
+    let m = course_model(&dev);
+    assert_eq!(m.param_counts(), (1_386_506, 0));
+    assert_eq!(
+        m.layer_names(),
+        ["conv2d", "max_pooling2d", "flatten", "dense", "dense_1"]
+    );
+    let s = m.summary(32);
+    assert!(
+        s.contains("(None, 26, 26, 64)") && s.contains("1,386,506"),
+        "{s}"
+    );
+    // Chollet's MNIST convnet: 93,322 parameters in the book.
+    let chollet = Sequential::new(&dev, &[28, 28, 1])
+        .add(Conv2D::new(32, 3).activation(Act::Relu))
+        .unwrap()
+        .add(MaxPool2D::new(2))
+        .unwrap()
+        .add(Conv2D::new(64, 3).activation(Act::Relu))
+        .unwrap()
+        .add(MaxPool2D::new(2))
+        .unwrap()
+        .add(Conv2D::new(64, 3).activation(Act::Relu))
+        .unwrap()
+        .add(Flatten::new())
+        .unwrap()
+        .add(Dense::new(64).activation(Act::Relu))
+        .unwrap()
+        .add(Dense::new(10).activation(Act::Softmax))
+        .unwrap();
+    assert_eq!(chollet.param_counts(), (93_322, 0));
+    // Batch norm: gamma and beta train, the moving statistics do not.
+    let bn = Sequential::new(&dev, &[4, 4, 3])
+        .add(Conv2D::new(8, 3).same().use_bias(false))
+        .unwrap()
+        .add(BatchNormalization::new())
+        .unwrap();
+    assert_eq!(bn.param_counts(), (3 * 3 * 3 * 8 + 16, 16));
+    // Misconfigured layers name themselves.
+    let err = Sequential::new(&dev, &[5, 5, 3])
+        .add(Conv2D::new(4, 7))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, wgrad::nn::Error::Config { .. }) && err.to_string().contains("conv2d"),
+        "{err}"
+    );
+    let err = Sequential::new(&dev, &[5, 5, 3])
+        .add(Dense::new(4))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("Flatten"), "{err}");
+}
+
+/// Two Gaussian blobs per class in 6×6×1 "images": a small CNN must separate four classes.
+fn blobs(n: usize, seed: u64) -> Dataset {
+    let mut rng = Rng::new(seed);
+    let mut images = Vec::with_capacity(n * 36);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let class = (i % 4) as u32;
+        let (cy, cx) = [(1.5, 1.5), (1.5, 4.5), (4.5, 1.5), (4.5, 4.5)][class as usize];
+        for y in 0..6 {
+            for x in 0..6 {
+                let d2 = (y as f32 - cy).powi(2) + (x as f32 - cx).powi(2);
+                images.push((-d2 / 2.0).exp() + rng.uniform(-0.3, 0.3));
+            }
+        }
+        labels.push(class);
+    }
+    Dataset::new(images, [6, 6, 1], labels, 4).unwrap()
+}
+
+fn blob_model(dev: &Device, seed: u64) -> Sequential {
+    Sequential::new(dev, &[6, 6, 1])
+        .seed(seed)
+        .add(Conv2D::new(8, 3).same().activation(Act::Relu))
+        .unwrap()
+        .add(BatchNormalization::new())
+        .unwrap()
+        .add(MaxPool2D::new(2))
+        .unwrap()
+        .add(Flatten::new())
+        .unwrap()
+        .add(Dropout::new(0.2))
+        .unwrap()
+        .add(Dense::new(4))
+        .unwrap()
+}
+
+#[test]
+fn fit_learns_with_every_optimizer() {
+    let dev = common::device();
+    let train = DataLoader::new(blobs(256, 1), 32).shuffle(true).seed(3);
+    let test = DataLoader::new(blobs(128, 2), 64);
+    let optimizers = [
+        Optimizer::sgd(0.03).momentum(0.9).nesterov(true),
+        Optimizer::rmsprop(3e-3),
+        Optimizer::adam(1e-2),
+        Optimizer::adamw(1e-2, 1e-3),
+        Optimizer::sgd(Schedule::ExponentialDecay {
+            initial: 0.2,
+            decay_steps: 8,
+            rate: 0.9,
+            staircase: false,
+        }),
+    ];
+    for opt in optimizers {
+        let name = opt.name();
+        let mut t = Trainer::new(
+            blob_model(&dev, 9),
+            opt,
+            Loss::sparse_categorical_crossentropy(true),
+        );
+        let h = t
+            .fit(
+                &train,
+                FitOptions::epochs(10).validation(&test).verbose(false),
+            )
+            .unwrap();
+        let first = h.epochs[0].loss;
+        let last = h.epochs.last().unwrap();
+        assert!(
+            last.loss < 0.5 * first,
+            "{name}: loss {first} -> {}",
+            last.loss
+        );
+        assert!(
+            last.val_accuracy.unwrap() > 0.9,
+            "{name}: val accuracy {:?}",
+            last.val_accuracy
+        );
+        // evaluate agrees with the epoch's validation figures and with predict's arg-max.
+        let e = t.evaluate(&test).unwrap();
+        assert!((e.loss - last.val_loss.unwrap()).abs() < 1e-5);
+        let ds = blobs(128, 2);
+        let x = Tensor::from_slice(&dev, ds.images(), &[128, 6, 6, 1]).unwrap();
+        let pred = t
+            .predict(&x, 50)
+            .unwrap()
+            .argmax(-1, false)
+            .unwrap()
+            .to_vec::<u32>()
+            .unwrap();
+        let acc = pred.iter().zip(ds.labels()).filter(|(a, b)| a == b).count() as f32 / 128.0;
+        assert!(
+            (acc - e.accuracy.unwrap()).abs() < 1e-6,
+            "{name}: predict {acc} vs evaluate {:?}",
+            e.accuracy
+        );
+    }
+}
+
+/// A training step records its work and never waits: no submit, no readback.
+#[test]
+fn a_training_step_makes_no_host_round_trip() {
+    // A device of its own: the shared one counts other tests' submits too.
+    let dev = Device::new().unwrap();
+    let mut t = Trainer::new(
+        blob_model(&dev, 1),
+        Optimizer::adam(1e-3),
+        Loss::sparse_categorical_crossentropy(true),
+    );
+    let ds = blobs(16, 4);
+    let x = Tensor::from_slice(&dev, ds.images(), &[16, 6, 6, 1]).unwrap();
+    let y = Tensor::from_slice(&dev, ds.labels(), &[16]).unwrap();
+    t.train_step(&x, &y).unwrap(); // first step: slots are created
+    dev.sync().unwrap();
+    let c0 = dev.counters();
+    for _ in 0..3 {
+        t.train_step(&x, &y).unwrap();
+    }
+    let c1 = dev.counters();
+    assert_eq!(
+        (c1.submits, c1.readbacks),
+        (c0.submits, c0.readbacks),
+        "three steps, no wait"
+    );
+    assert!(c1.dispatches > c0.dispatches);
+}
+
+#[test]
+fn callbacks_stop_training() {
+    let dev = common::device();
+    let train = DataLoader::new(blobs(64, 1), 32);
+    let mut t = Trainer::new(
+        blob_model(&dev, 2),
+        Optimizer::adam(1e-2),
+        Loss::sparse_categorical_crossentropy(true),
+    );
+    // The seeds' "stop when accuracy passes a threshold" as a closure.
+    let mut stop_at_first = |_: &wgrad::nn::EpochLog| wgrad::nn::Control::Stop;
+    let h = t
+        .fit(
+            &train,
+            FitOptions::epochs(5)
+                .verbose(false)
+                .callback(&mut stop_at_first),
+        )
+        .unwrap();
+    assert_eq!(h.epochs.len(), 1);
+    let mut es = wgrad::nn::EarlyStopping::new("val_loss", 0);
+    let err = t
+        .fit(
+            &train,
+            FitOptions::epochs(3).verbose(false).callback(&mut es),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("val_loss"), "{err}");
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("wgrad-nn-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn weights(m: &dyn Layer) -> Vec<Vec<f32>> {
+    m.params()
+        .iter()
+        .map(|p| p.value().to_vec::<f32>().unwrap())
+        .collect()
+}
+
+#[test]
+fn weights_round_trip_and_mismatches_are_typed_errors() {
+    let dev = common::device();
+    let a = blob_model(&dev, 1);
+    let mut b = blob_model(&dev, 2);
+    assert_ne!(weights(&a), weights(&b));
+    let path = tmp("blob.safetensors");
+    save_weights(&a, &path).unwrap();
+    load_weights(&mut b, &path).unwrap();
+    assert_eq!(weights(&a), weights(&b));
+    // No temporary file is left beside it.
+    let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty());
+    // Another architecture: the error names what is missing and what is extra.
+    let mut other = Sequential::new(&dev, &[6, 6, 1])
+        .add(Conv2D::new(3, 3))
+        .unwrap();
+    let err = load_weights(&mut other, &path).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, wgrad::nn::Error::Checkpoint { .. }), "{msg}");
+    assert!(
+        msg.contains("conv2d/kernel") && msg.contains("dense/kernel"),
+        "{msg}"
+    );
+    // Truncated and garbage files.
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = tmp("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(matches!(
+        load_weights(&mut b, &cut),
+        Err(wgrad::nn::Error::Checkpoint { .. })
+    ));
+    std::fs::write(&cut, b"not a safetensors file at all").unwrap();
+    assert!(matches!(
+        load_weights(&mut b, &cut),
+        Err(wgrad::nn::Error::Checkpoint { .. })
+    ));
+    assert!(matches!(
+        load_weights(&mut b, tmp("absent.safetensors")),
+        Err(wgrad::nn::Error::Io { .. })
+    ));
+    let _ = (DType::F32, Padding::Valid);
+}
+
+/// Two epochs straight and one epoch + checkpoint + a fresh trainer resuming for the second
+/// end with the same weights (same seeds, same adapter).
+#[test]
+fn checkpoints_resume_to_the_same_result() {
+    let dev = common::device();
+    let train = DataLoader::new(blobs(96, 5), 32).shuffle(true).seed(8);
+    let make = || {
+        Trainer::new(
+            blob_model(&dev, 4),
+            Optimizer::adam(1e-2),
+            Loss::sparse_categorical_crossentropy(true),
+        )
+        .seed(6)
+    };
+    let mut straight = make();
+    straight
+        .fit(&train, FitOptions::epochs(2).verbose(false))
+        .unwrap();
+
+    let mut first = make();
+    first
+        .fit(&train, FitOptions::epochs(1).verbose(false))
+        .unwrap();
+    let path = tmp("ckpt.safetensors");
+    first.save_checkpoint(&path).unwrap();
+    let mut resumed = make();
+    resumed.load_checkpoint(&path).unwrap();
+    assert_eq!(
+        (resumed.epochs_done(), resumed.optimizer.iterations()),
+        (1, 3)
+    );
+    resumed
+        .fit(&train, FitOptions::epochs(2).verbose(false))
+        .unwrap();
+    let (a, b) = (weights(&straight.model), weights(&resumed.model));
+    for (x, y) in a.iter().zip(&b) {
+        for (u, v) in x.iter().zip(y) {
+            assert!((u - v).abs() <= 1e-6 * (1.0 + u.abs()), "{u} vs {v}");
+        }
+    }
+    // A checkpoint of another optimizer is refused.
+    let mut sgd = Trainer::new(
+        blob_model(&dev, 4),
+        Optimizer::sgd(0.1),
+        Loss::sparse_categorical_crossentropy(true),
+    );
+    assert!(matches!(
+        sgd.load_checkpoint(&path),
+        Err(wgrad::nn::Error::Checkpoint { .. })
+    ));
+}
