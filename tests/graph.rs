@@ -82,7 +82,13 @@ fn away_from_zero(seed: u64, shape: &[usize]) -> (Vec<f32>, Vec<usize>) {
     let mut r = Rng::new(seed + 1);
     (
         d.into_iter()
-            .map(|v| if r.next_u64() % 2 == 0 { v } else { -v })
+            .map(|v| {
+                if r.next_u64().is_multiple_of(2) {
+                    v
+                } else {
+                    -v
+                }
+            })
             .collect(),
         s,
     )
@@ -365,28 +371,28 @@ fn pooling_resize_norm_dropout_rules() {
     let x = (distinct, vec![2, 6, 6, 3]);
     check(
         "max_pool2d",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         |v| ops::max_pool2d(&v[0], [3, 3], [2, 2], Padding::Same),
         1e-3,
         1e-2,
     );
     check(
         "avg_pool2d",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         |v| ops::avg_pool2d(&v[0], [2, 2], [2, 2], Padding::Same),
         1e-2,
         1e-3,
     );
     check(
         "global_avg_pool2d",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         |v| ops::global_avg_pool2d(&v[0]),
         1e-2,
         1e-3,
     );
     check(
         "global_max_pool2d",
-        &[x.clone()],
+        std::slice::from_ref(&x),
         |v| ops::global_max_pool2d(&v[0]),
         1e-3,
         1e-2,

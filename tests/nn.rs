@@ -94,7 +94,7 @@ fn away_from_zero(rng: &mut Rng, n: usize) -> Vec<f32> {
     (0..n)
         .map(|_| {
             let v = rng.uniform(0.1, 1.0);
-            if rng.next_u64() % 2 == 0 {
+            if rng.next_u64().is_multiple_of(2) {
                 v
             } else {
                 -v
@@ -170,6 +170,63 @@ fn layer_gradients() {
         &[2, 5],
         1e-2,
     );
+    check_layer(
+        "DepthwiseConv2D",
+        DepthwiseConv2D::new(3).depth_multiplier(2).same(),
+        &[2, 5, 4, 3],
+        2e-2,
+    );
+    check_layer(
+        "SeparableConv2D",
+        SeparableConv2D::new(4, 3).strides(2).activation(Act::Relu),
+        &[1, 7, 7, 3],
+        2e-2,
+    );
+    check_layer(
+        "Conv2DTranspose",
+        Conv2DTranspose::new(3, 3).strides(2).same(),
+        &[2, 3, 4, 2],
+        2e-2,
+    );
+    check_layer(
+        "UpSampling2D bilinear",
+        UpSampling2D::new(2).bilinear(),
+        &[1, 3, 4, 2],
+        1e-2,
+    );
+    check_layer(
+        "ZeroPadding2D",
+        ZeroPadding2D::sides(1, 0, 2, 1),
+        &[2, 3, 3, 2],
+        1e-2,
+    );
+    check_layer("CenterCrop", CenterCrop::new(3, 2), &[2, 6, 5, 2], 1e-2);
+}
+
+/// Keras's parameter counts and output shapes of the other convolution layers.
+#[test]
+fn separable_and_transposed_layer_shapes() {
+    let dev = common::device();
+    let m = Sequential::new(&dev, &[32, 32, 3])
+        .add(DepthwiseConv2D::new(3).depth_multiplier(2).same())
+        .unwrap() // 3·3·3·2 + 6
+        .add(SeparableConv2D::new(16, 3).strides(2).same())
+        .unwrap() // 3·3·6 + 6·16 + 16
+        .add(Conv2DTranspose::new(8, 4).strides(2).same())
+        .unwrap() // 4·4·8·16 + 8
+        .add(ZeroPadding2D::new(1))
+        .unwrap()
+        .add(CenterCrop::new(30, 30))
+        .unwrap()
+        .add(UpSampling2D::new(2))
+        .unwrap();
+    assert_eq!(m.param_counts().0, (54 + 6) + (54 + 96 + 16) + (2048 + 8));
+    assert_eq!(m.output_shape(), &[60, 60, 8]);
+    let err = Sequential::new(&dev, &[4, 4, 3])
+        .add(CenterCrop::new(5, 5))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("center_crop"), "{err}");
 }
 
 /// Each loss's gradient by finite differences, and its value against an f64 formula.

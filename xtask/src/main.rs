@@ -1,13 +1,14 @@
 //! `cargo xtask <command>`: the project's tasks, std only.
 //!
 //! ```text
-//! cargo xtask demo            # make sure an adapter exists, then run examples/demo.rs
+//! cargo xtask demo [ARGS]     # adapter + Fashion-MNIST data, then train examples/fashion_mnist.rs
 //! cargo xtask test [ARGS]     # make sure an adapter exists, then `cargo test --workspace ARGS`
 //! cargo xtask bench [NAME] [ARGS]  # `cargo bench [--bench NAME] ARGS`
 //! ```
 //! "Make sure an adapter exists" runs `examples/devices.rs --check`; when it reports none (exit
 //! status 2) on a Debian/Ubuntu machine, the software adapter (Mesa's lavapipe, package
-//! `mesa-vulkan-drivers`) is installed with apt-get, as root or through `sudo -n`.
+//! `mesa-vulkan-drivers`) is installed with apt-get, as root or through `sudo -n`; the demo's
+//! data set likewise comes from Debian's `dataset-fashion-mnist` when it is nowhere else.
 
 use std::ffi::OsString;
 use std::process::{exit, Command};
@@ -15,15 +16,20 @@ use std::process::{exit, Command};
 const USAGE: &str = "usage: cargo xtask <command> [args]
 
 commands:
-  demo                 run the demo (fused matmul on the default adapter, checked and timed)
+  demo [ARGS]          the main job: train a CNN on Fashion-MNIST and report test accuracy
+                       (examples/fashion_mnist.rs; ARGS go to it, e.g. --epochs 1)
   test [ARGS]          run the whole test suite: cargo test --workspace ARGS
   bench [NAME] [ARGS]  run the criterion benches: cargo bench [--bench NAME] ARGS
 
 demo, test and bench first make sure a GPU adapter exists, installing the software one
-(apt-get install mesa-vulkan-drivers) when there is none.";
+(apt-get install mesa-vulkan-drivers) when there is none; demo installs the data set
+(apt-get install dataset-fashion-mnist) when it is not in $WGRAD_DATA or the system folder.";
 
 /// The package that provides the software adapter (lavapipe) on Debian and Ubuntu.
 const SOFTWARE_ADAPTER: &str = "mesa-vulkan-drivers";
+/// Debian's Fashion-MNIST package and the folder it installs (wgrad-data looks there).
+const FASHION_MNIST: &str = "dataset-fashion-mnist";
+const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 fn main() {
     let env = Env::new();
@@ -45,7 +51,8 @@ fn run(env: &Env) -> Result<i32, i32> {
     match cmd.to_str() {
         Some("demo") => {
             env.ensure_adapter(true)?;
-            let mut c = env.cargo(&["run", "--release", "--example", "demo"]);
+            env.ensure_fashion_mnist()?;
+            let mut c = env.cargo(&["run", "--release", "--example", "fashion_mnist"]);
             if !rest.is_empty() {
                 c.arg("--").args(&rest);
             }
@@ -148,7 +155,10 @@ impl Env {
             }
         }
         println!("xtask: no adapter found; installing the software adapter ({SOFTWARE_ADAPTER})");
-        self.install_software_adapter()?;
+        self.apt_install(
+            SOFTWARE_ADAPTER,
+            "install a GPU driver (Vulkan, Metal or DX12) or the software adapter",
+        )?;
         println!("xtask: looking for a GPU adapter again");
         if self.probe(release) != 0 {
             eprintln!(
@@ -159,10 +169,34 @@ impl Env {
         Ok(())
     }
 
-    fn install_software_adapter(&self) -> Result<(), i32> {
+    /// Fashion-MNIST's IDX files in `$WGRAD_DATA`, `$WGRAD_DATA/fashion-mnist` or Debian's
+    /// folder; otherwise Debian's package is installed.
+    fn ensure_fashion_mnist(&self) -> Result<(), i32> {
+        let file = "train-images-idx3-ubyte.gz";
+        let mut dirs = vec![std::path::PathBuf::from(FASHION_MNIST_DIR)];
+        if let Some(d) = std::env::var_os("WGRAD_DATA") {
+            let d = std::path::PathBuf::from(d);
+            dirs.push(d.join("fashion-mnist"));
+            dirs.push(d);
+        }
+        let present = |d: &std::path::PathBuf| {
+            d.join(file).exists() || d.join(file.trim_end_matches(".gz")).exists()
+        };
+        if dirs.iter().any(present) {
+            return Ok(());
+        }
+        println!("xtask: Fashion-MNIST not found; installing Debian's {FASHION_MNIST}");
+        self.apt_install(
+            FASHION_MNIST,
+            "put the four Fashion-MNIST IDX files in a folder named by $WGRAD_DATA, or install the data set",
+        )
+    }
+
+    /// `apt-get install -y PACKAGE`, as root or through password-less sudo; `what` says what
+    /// to do by hand when that is impossible.
+    fn apt_install(&self, package: &str, what: &str) -> Result<(), i32> {
         let manual = format!(
-            "install a GPU driver (Vulkan, Metal or DX12) or the software adapter, e.g. on \
-             Debian/Ubuntu:\n    sudo apt-get install -y {SOFTWARE_ADAPTER}\nthen run this command again"
+            "{what}, e.g. on Debian/Ubuntu:\n    sudo apt-get install -y {package}\nthen run this command again"
         );
         if !cfg!(target_os = "linux") || !self.succeeds(self.cmd("apt-get", &["--version"])) {
             eprintln!("xtask: no apt-get here; {manual}");
@@ -184,7 +218,7 @@ impl Env {
                 "install",
                 "-y",
                 "--no-install-recommends",
-                SOFTWARE_ADAPTER,
+                package,
             ],
         ] {
             let argv: Vec<&str> = prefix.iter().chain(args).copied().collect();

@@ -53,7 +53,9 @@ impl Sequential {
         self
     }
 
-    /// Appends `layer`, built for the current output shape.
+    /// Appends `layer`, built for the current output shape (Keras's `model.add`, hence the
+    /// name that clippy would keep for `std::ops::Add`).
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, layer: impl Layer + 'static) -> Result<Self> {
         self.add_boxed(Box::new(layer))
     }
@@ -260,7 +262,7 @@ pub(crate) fn group(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

@@ -92,7 +92,7 @@ impl Layer for Conv2D {
     fn build(&mut self, dev: &Device, input: &[usize], seed: u64) -> Result<Vec<usize>> {
         let [h, w, c] = expect_rank::<3>("Conv2D", input, "[H, W, C] images")?;
         let g = self.opts.groups;
-        if g == 0 || c % g != 0 || self.filters % g != 0 {
+        if g == 0 || !c.is_multiple_of(g) || !self.filters.is_multiple_of(g) {
             return Err(Error::config(
                 "Conv2D",
                 format!(

@@ -4,11 +4,15 @@ mod conv;
 mod core;
 mod norm;
 mod pool;
+mod separable;
+mod spatial;
 
 pub use self::conv::Conv2D;
 pub use self::core::{Activation, Dense, Dropout, Flatten, Rescaling, Reshape};
 pub use self::norm::BatchNormalization;
 pub use self::pool::{AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D};
+pub use self::separable::{Conv2DTranspose, DepthwiseConv2D, SeparableConv2D};
+pub use self::spatial::{CenterCrop, UpSampling2D, ZeroPadding2D};
 
 use crate::{Error, Result};
 

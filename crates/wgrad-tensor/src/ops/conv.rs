@@ -730,7 +730,9 @@ impl Tensor {
     }
 }
 
-fn transpose_output_shape(
+/// The output shape `[N, OH, OW, out]` of [`Tensor::conv2d_transpose`] for an input and a
+/// `[KH, KW, out, in]` filter shape (layers use it to know their output before any data).
+pub fn transpose_output_shape(
     op: &'static str,
     input: &[usize],
     filter: &[usize],
