@@ -717,3 +717,133 @@ fn checkpoints_resume_to_the_same_result() {
         Err(wgrad::nn::Error::Checkpoint { .. })
     ));
 }
+
+/// A residual block and a squeeze-and-excitation block as functional graphs.
+fn residual_block(dev: &Device) -> wgrad::nn::Functional {
+    use wgrad::nn::{Add, Functional};
+    let mut g = Functional::new(dev).seed(3);
+    let x = g.input(&[5, 5, 3]);
+    let h = g
+        .apply(Conv2D::new(3, 3).same().activation(Act::Tanh), x)
+        .unwrap();
+    let h = g.apply(Conv2D::new(3, 3).same(), h).unwrap();
+    let y = g.merge(Add, &[h, x]).unwrap();
+    let y = g.apply(Activation(Act::Elu(1.0)), y).unwrap();
+    g.outputs(&[y]);
+    g
+}
+
+fn se_block(dev: &Device) -> wgrad::nn::Functional {
+    use wgrad::nn::{Functional, Multiply};
+    let mut g = Functional::new(dev).seed(4);
+    let x = g.input(&[4, 4, 6]);
+    let s = g.apply(GlobalAvgPool2D::new(), x).unwrap();
+    let s = g.apply(Dense::new(3).activation(Act::Relu), s).unwrap();
+    let s = g.apply(Dense::new(6).activation(Act::Sigmoid), s).unwrap();
+    let s = g.apply(Reshape::new(&[1, 1, 6]), s).unwrap();
+    let y = g.merge(Multiply, &[x, s]).unwrap();
+    g.outputs(&[y]);
+    g
+}
+
+#[test]
+fn functional_graphs_have_gradients_and_summaries() {
+    let dev = common::device();
+    check_layer("residual block", residual_block(&dev), &[2, 5, 5, 3], 2e-2);
+    check_layer(
+        "squeeze-and-excitation",
+        se_block(&dev),
+        &[2, 4, 4, 6],
+        2e-2,
+    );
+    let r = residual_block(&dev);
+    assert_eq!(r.param_counts(), (2 * (3 * 3 * 3 * 3 + 3), 0));
+    let s = r.summary(4);
+    assert!(
+        s.contains("Connected to") && s.contains("conv2d_1, input_layer"),
+        "{s}"
+    );
+    // Two inputs joined by Concatenate, run with forward_multi: the output is the two
+    // inputs side by side.
+    use wgrad::nn::{Concatenate, Functional};
+    let mut g = Functional::new(&dev);
+    let a = g.input(&[3, 3, 2]);
+    let b = g.input(&[3, 3, 1]);
+    let c = g.merge(Concatenate::default(), &[a, b]).unwrap();
+    assert_eq!(g.shape(c), &[3, 3, 3]);
+    g.outputs(&[c, a]);
+    let xa: Vec<f32> = (0..18).map(|v| v as f32).collect();
+    let xb: Vec<f32> = (0..9).map(|v| 100.0 + v as f32).collect();
+    let va = Var::new(Tensor::from_slice(&dev, &xa, &[1, 3, 3, 2]).unwrap());
+    let vb = Var::new(Tensor::from_slice(&dev, &xb, &[1, 3, 3, 1]).unwrap());
+    let outs = g.forward_multi(&[va, vb], &mut Ctx::new(false, 0)).unwrap();
+    assert_eq!(outs.len(), 2);
+    let got = outs[0].value().to_vec::<f32>().unwrap();
+    let want: Vec<f32> = (0..9)
+        .flat_map(|p| [xa[2 * p], xa[2 * p + 1], xb[p]])
+        .collect();
+    assert_eq!(got, want);
+    // Joins that cannot work name the layer.
+    let mut bad = Functional::new(&dev);
+    let p = bad.input(&[3, 3, 2]);
+    let q = bad.input(&[3, 3, 1]);
+    let err = bad.merge(wgrad::nn::Add, &[p, q]).unwrap_err();
+    assert!(err.to_string().contains("add (Add)"), "{err}");
+    let err = bad
+        .forward(
+            &Var::new(Tensor::zeros(&dev, &[1, 3, 3, 2], DType::F32).unwrap()),
+            &mut Ctx::new(false, 0),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("output"), "{err}");
+}
+
+#[test]
+fn a_functional_model_trains_and_saves() {
+    use wgrad::nn::{Add, Functional};
+    let dev = common::device();
+    let mut g = Functional::new(&dev).seed(5);
+    let x = g.input(&[6, 6, 1]);
+    let h = g
+        .apply(Conv2D::new(4, 3).same().activation(Act::Relu), x)
+        .unwrap();
+    let k = g.apply(Conv2D::new(4, 1), x).unwrap();
+    let h = g.merge(Add, &[h, k]).unwrap();
+    // The classes differ by where the blob is: keep positions (Flatten, not global pooling).
+    let h = g.apply(Flatten::new(), h).unwrap();
+    let y = g.apply(Dense::new(4), h).unwrap();
+    g.outputs(&[y]);
+    let train = DataLoader::new(blobs(256, 1), 32).shuffle(true).seed(1);
+    let test = DataLoader::new(blobs(128, 2), 64);
+    let mut t = Trainer::new(
+        g,
+        Optimizer::adam(2e-2),
+        Loss::sparse_categorical_crossentropy(true),
+    );
+    let h = t
+        .fit(
+            &train,
+            FitOptions::epochs(10).validation(&test).verbose(false),
+        )
+        .unwrap();
+    assert!(
+        h.epochs.last().unwrap().val_accuracy.unwrap() > 0.9,
+        "{:?}",
+        h.epochs.last()
+    );
+    let path = tmp("functional.safetensors");
+    save_weights(&t.model, &path).unwrap();
+    let names: Vec<String> = t.model.named_params().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "conv2d/kernel",
+            "conv2d/bias",
+            "conv2d_1/kernel",
+            "conv2d_1/bias",
+            "dense/kernel",
+            "dense/bias"
+        ]
+    );
+    load_weights(&mut t.model, &path).unwrap();
+}

@@ -40,6 +40,15 @@ impl Error {
         }
     }
 
+    /// A build error re-addressed to the model's name for the layer (`conv2d_1 (Conv2D)`).
+    pub(crate) fn in_layer(self, name: &str, kind: &str) -> Error {
+        match self {
+            Error::Config { reason, .. } => Error::config(format!("{name} ({kind})"), reason),
+            Error::Tensor(t) => Error::config(format!("{name} ({kind})"), t.to_string()),
+            other => other,
+        }
+    }
+
     pub(crate) fn checkpoint(path: &std::path::Path, reason: impl Into<String>) -> Error {
         Error::Checkpoint {
             path: path.to_path_buf(),

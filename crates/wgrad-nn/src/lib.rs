@@ -23,16 +23,19 @@
 
 pub mod checkpoint;
 mod error;
+mod functional;
 mod layer;
 pub mod layers;
 mod loss;
 mod optim;
 mod param;
 mod sequential;
+mod summary;
 mod train;
 
 pub use checkpoint::{load_weights, save_weights};
 pub use error::{Error, Result};
+pub use functional::{Add, Concatenate, Functional, Merge, Multiply, Tap};
 pub use layer::{Act, Ctx, Layer};
 pub use loss::Loss;
 pub use optim::{Optimizer, Schedule};

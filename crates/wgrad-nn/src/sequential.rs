@@ -1,10 +1,9 @@
 //! `Sequential`: a stack of layers, each built for the previous one's output shape.
 
-use std::fmt::Write;
-
 use wgrad_graph::Var;
 use wgrad_tensor::Device;
 
+use crate::summary;
 use crate::{Ctx, Error, Layer, Param, Result};
 
 struct Entry {
@@ -66,15 +65,7 @@ impl Sequential {
         let seed = crate::layer::splitmix(self.seed ^ (self.layers.len() as u64 + 1));
         let output_shape = layer
             .build(&self.device, &input, seed)
-            .map_err(|e| match e {
-                Error::Config { reason, .. } => {
-                    Error::config(format!("{name} ({})", layer.kind()), reason)
-                }
-                Error::Tensor(t) => {
-                    Error::config(format!("{name} ({})", layer.kind()), t.to_string())
-                }
-                other => other,
-            })?;
+            .map_err(|e| e.in_layer(&name, layer.kind()))?;
         self.layers.push(Entry {
             name,
             layer,
@@ -83,26 +74,13 @@ impl Sequential {
         Ok(self)
     }
 
-    /// Keras's naming: the class name in snake case, `_1`, `_2`… for repeats.
     fn unique_name(&self, kind: &str) -> String {
-        let mut base = String::new();
-        for (i, ch) in kind.chars().enumerate() {
-            let prev_lower = i > 0 && kind.as_bytes()[i - 1].is_ascii_lowercase();
-            if ch.is_ascii_uppercase() && prev_lower {
-                base.push('_');
-            }
-            base.push(ch.to_ascii_lowercase());
-        }
-        let n = self
+        let seen = self
             .layers
             .iter()
             .filter(|e| e.layer.kind() == kind)
             .count();
-        if n == 0 {
-            base
-        } else {
-            format!("{base}_{n}")
-        }
+        crate::summary::layer_name(kind, seen)
     }
 
     pub fn device(&self) -> &Device {
@@ -143,144 +121,35 @@ impl Sequential {
 
     /// (trainable, non-trainable) parameter counts.
     pub fn param_counts(&self) -> (usize, usize) {
-        let mut c = (0, 0);
-        for p in self.params() {
-            if p.trainable() {
-                c.0 += p.numel();
-            } else {
-                c.1 += p.numel();
-            }
-        }
-        c
+        summary::param_counts(&self.params())
     }
 
     /// Keras's `summary()`, plus what Keras lacks: each layer's activation memory for a batch
     /// of `batch`, and an estimate of the memory one training step needs.
     pub fn summary(&self, batch: usize) -> String {
-        let mut s = String::new();
-        let rule = "─".repeat(92);
-        let _ = writeln!(
-            s,
-            "Model: \"sequential\"  (batch {batch} for the memory columns)"
-        );
-        let _ = writeln!(s, "{rule}");
-        let _ = writeln!(
-            s,
-            "{:<34}{:<24}{:>12}  {:>18}",
-            "Layer (type)", "Output Shape", "Param #", "Activations"
-        );
-        let _ = writeln!(s, "{rule}");
-        let mut act_bytes = 0u64;
-        for e in &self.layers {
-            let shape = format!(
-                "(None, {})",
-                e.output_shape
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            let params: usize = e.layer.params().iter().map(|p| p.numel()).sum();
-            let bytes = 4 * batch as u64 * e.output_shape.iter().product::<usize>() as u64;
-            act_bytes += bytes;
-            let mut label = format!("{} ({})", e.name, e.layer.kind());
-            let d = e.layer.describe();
-            if !d.is_empty() {
-                label = format!("{label} {d}");
-            }
-            let _ = writeln!(
-                s,
-                "{:<34}{:<24}{:>12}  {:>18}",
-                truncate(&label, 33),
-                shape,
-                group(params),
-                human(bytes)
-            );
-        }
-        let _ = writeln!(s, "{rule}");
-        let (tr, non) = self.param_counts();
-        let _ = writeln!(
-            s,
-            "Total params: {} ({})",
-            group(tr + non),
-            human(4 * (tr + non) as u64)
-        );
-        let _ = writeln!(
-            s,
-            "Trainable params: {} ({})",
-            group(tr),
-            human(4 * tr as u64)
-        );
-        let _ = writeln!(
-            s,
-            "Non-trainable params: {} ({})",
-            group(non),
-            human(4 * non as u64)
-        );
-        let _ = writeln!(s, "Activations, batch {batch}: {}", human(act_bytes));
-        let est = self.training_memory_estimate(batch, 2);
-        let _ = writeln!(
-            s,
-            "Estimated training memory, batch {batch}: {} (weights, gradients, 2 optimizer slots, saved activations and their gradients)",
-            human(est)
-        );
-        s
-    }
-
-    /// Bytes one training step holds at its peak, estimated: weights, their gradients and
-    /// `slots` optimizer slots per trainable weight, every layer's output for the batch (kept
-    /// for backward) and, at the peak of backward, gradients of the same size as the largest
-    /// two activations.
-    pub fn training_memory_estimate(&self, batch: usize, slots: usize) -> u64 {
-        let (tr, non) = self.param_counts();
-        let weights = 4 * (tr + non) as u64 + 4 * tr as u64 * (1 + slots as u64);
-        let mut acts: Vec<u64> = self
+        let rows: Vec<summary::Row> = self
             .layers
             .iter()
-            .map(|e| 4 * batch as u64 * e.output_shape.iter().product::<usize>() as u64)
+            .map(|e| summary::Row {
+                label: summary::label(&e.name, &*e.layer),
+                shape: e.output_shape.clone(),
+                params: e.layer.params().iter().map(|p| p.numel()).sum(),
+                connected: None,
+            })
             .collect();
-        let input = 4 * batch as u64 * self.input_shape.iter().product::<usize>() as u64;
-        let saved: u64 = acts.iter().sum::<u64>() + input;
-        acts.sort_unstable_by(|a, b| b.cmp(a));
-        let grads: u64 = acts.iter().take(2).sum();
-        weights + saved + grads
+        let est = self.training_memory_estimate(batch, 2);
+        summary::render("sequential", batch, &rows, self.param_counts(), est)
     }
-}
 
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n - 1).collect();
-        t.push('…');
-        t
-    }
-}
-
-/// 1234567 → "1,234,567".
-pub(crate) fn group(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
-
-/// Bytes in KiB/MiB/GiB.
-pub(crate) fn human(b: u64) -> String {
-    let f = b as f64;
-    if f >= (1u64 << 30) as f64 {
-        format!("{:.2} GiB", f / (1u64 << 30) as f64)
-    } else if f >= (1 << 20) as f64 {
-        format!("{:.2} MiB", f / (1 << 20) as f64)
-    } else if f >= 1024.0 {
-        format!("{:.1} KiB", f / 1024.0)
-    } else {
-        format!("{b} B")
+    /// Bytes one training step holds at its peak, estimated (see `summary()`), with `slots`
+    /// optimizer slots per trainable weight (Adam: 2, SGD with momentum: 1).
+    pub fn training_memory_estimate(&self, batch: usize, slots: usize) -> u64 {
+        let outs: Vec<&[usize]> = self
+            .layers
+            .iter()
+            .map(|e| e.output_shape.as_slice())
+            .collect();
+        summary::training_memory(self.param_counts(), &self.input_shape, &outs, batch, slots)
     }
 }
 
@@ -335,9 +204,9 @@ impl Layer for Sequential {
             .iter()
             .flat_map(|e| {
                 e.layer
-                    .params()
+                    .named_params()
                     .into_iter()
-                    .map(move |p| (format!("{}/{}", e.name, p.name()), p))
+                    .map(move |(n, p)| (format!("{}/{n}", e.name), p))
             })
             .collect()
     }

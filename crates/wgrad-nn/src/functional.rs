@@ -1,0 +1,480 @@
+//! `Functional`: a graph of layers with several inputs, branches and joins — ResNet skips,
+//! Inception branches, squeeze-and-excitation — as Keras's functional API.
+//!
+//! ```no_run
+//! use wgrad_nn::{layers::*, Act, Functional};
+//! # fn main() -> wgrad_nn::Result<()> {
+//! let dev = wgrad_tensor::Device::new()?;
+//! let mut g = Functional::new(&dev);
+//! let x = g.input(&[32, 32, 16]);
+//! let h = g.apply(Conv2D::new(16, 3).same().activation(Act::Relu), x)?;
+//! let h = g.apply(Conv2D::new(16, 3).same(), h)?;
+//! let y = g.merge(Add, &[h, x])?;                 // the residual skip
+//! let y = g.apply(Activation(Act::Relu), y)?;
+//! g.outputs(&[y]);
+//! println!("{}", g.summary(8));
+//! # Ok(()) }
+//! ```
+
+use wgrad_graph::{ops, Var};
+use wgrad_tensor::Device;
+
+use crate::summary;
+use crate::{Ctx, Error, Layer, Param, Result};
+
+/// A symbolic tensor of a [`Functional`] model: the output of one of its nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tap(usize);
+
+/// A layer that joins several tensors (Keras's merge layers).
+pub trait Merge: Send {
+    fn kind(&self) -> &'static str;
+    /// The output shape for these input shapes (no batch axis), or why they do not fit.
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>>;
+    fn forward(&mut self, inputs: &[Var]) -> Result<Var>;
+}
+
+/// Elementwise sum of inputs of one shape.
+#[derive(Clone, Copy, Debug)]
+pub struct Add;
+
+/// Elementwise product with broadcasting (a squeeze-and-excitation scale `[1, 1, C]` times
+/// the feature map `[H, W, C]`).
+#[derive(Clone, Copy, Debug)]
+pub struct Multiply;
+
+/// Joins inputs along an axis of the sample (`-1`, the channels, by default as Keras).
+#[derive(Clone, Copy, Debug)]
+pub struct Concatenate {
+    pub axis: isize,
+}
+
+impl Default for Concatenate {
+    fn default() -> Self {
+        Concatenate { axis: -1 }
+    }
+}
+
+fn at_least_two(kind: &str, inputs: &[&[usize]]) -> Result<()> {
+    if inputs.len() < 2 {
+        return Err(Error::config(kind, "joins at least two inputs"));
+    }
+    Ok(())
+}
+
+impl Merge for Add {
+    fn kind(&self) -> &'static str {
+        "Add"
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+        at_least_two("Add", inputs)?;
+        if inputs.iter().any(|s| *s != inputs[0]) {
+            return Err(Error::config(
+                "Add",
+                format!("inputs must have one shape, got {inputs:?}"),
+            ));
+        }
+        Ok(inputs[0].to_vec())
+    }
+    fn forward(&mut self, inputs: &[Var]) -> Result<Var> {
+        let mut y = inputs[0].clone();
+        for x in &inputs[1..] {
+            y = ops::add(&y, x)?;
+        }
+        Ok(y)
+    }
+}
+
+impl Merge for Multiply {
+    fn kind(&self) -> &'static str {
+        "Multiply"
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+        at_least_two("Multiply", inputs)?;
+        let rank = inputs[0].len();
+        if inputs.iter().any(|s| s.len() != rank) {
+            return Err(Error::config(
+                "Multiply",
+                format!("inputs must have one rank, got {inputs:?}"),
+            ));
+        }
+        (0..rank)
+            .map(|d| {
+                let big = inputs.iter().map(|s| s[d]).max().unwrap_or(1);
+                if inputs.iter().all(|s| s[d] == big || s[d] == 1) {
+                    Ok(big)
+                } else {
+                    Err(Error::config(
+                        "Multiply",
+                        format!("shapes {inputs:?} do not broadcast"),
+                    ))
+                }
+            })
+            .collect()
+    }
+    fn forward(&mut self, inputs: &[Var]) -> Result<Var> {
+        let mut y = inputs[0].clone();
+        for x in &inputs[1..] {
+            y = ops::mul(&y, x)?;
+        }
+        Ok(y)
+    }
+}
+
+impl Concatenate {
+    fn sample_axis(&self, rank: usize) -> Result<usize> {
+        let a = if self.axis < 0 {
+            self.axis + rank as isize
+        } else {
+            self.axis
+        };
+        if a < 0 || a as usize >= rank {
+            return Err(Error::config(
+                "Concatenate",
+                format!("axis {} outside a rank-{rank} sample", self.axis),
+            ));
+        }
+        Ok(a as usize)
+    }
+}
+
+impl Merge for Concatenate {
+    fn kind(&self) -> &'static str {
+        "Concatenate"
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+        at_least_two("Concatenate", inputs)?;
+        let a = self.sample_axis(inputs[0].len())?;
+        let mut out = inputs[0].to_vec();
+        for s in &inputs[1..] {
+            let same_rest = s.len() == out.len() && (0..s.len()).all(|d| d == a || s[d] == out[d]);
+            if !same_rest {
+                return Err(Error::config(
+                    "Concatenate",
+                    format!(
+                        "inputs must match except along axis {}: {inputs:?}",
+                        self.axis
+                    ),
+                ));
+            }
+            out[a] += s[a];
+        }
+        Ok(out)
+    }
+    fn forward(&mut self, inputs: &[Var]) -> Result<Var> {
+        // +1: the batch axis in front of the sample's axes.
+        let a = self.sample_axis(inputs[0].shape().len() - 1)? + 1;
+        let refs: Vec<&Var> = inputs.iter().collect();
+        Ok(ops::concat(&refs, a as isize)?)
+    }
+}
+
+enum Op {
+    Input(usize),
+    Layer(Box<dyn Layer>, Tap),
+    Merge(Box<dyn Merge>, Vec<Tap>),
+}
+
+struct Node {
+    name: String,
+    op: Op,
+    shape: Vec<usize>,
+}
+
+/// A model as a graph of layers (Keras's functional API). Nodes are added in a topological
+/// order by construction: a layer can only read taps that exist.
+pub struct Functional {
+    device: Device,
+    nodes: Vec<Node>,
+    inputs: Vec<Tap>,
+    outputs: Vec<Tap>,
+    seed: u64,
+}
+
+impl Functional {
+    pub fn new(device: &Device) -> Functional {
+        Functional {
+            device: device.clone(),
+            nodes: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            seed: 0,
+        }
+    }
+
+    /// The seed of the initial weights of layers added afterwards.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    fn push(&mut self, name: String, op: Op, shape: Vec<usize>) -> Tap {
+        self.nodes.push(Node { name, op, shape });
+        Tap(self.nodes.len() - 1)
+    }
+
+    fn seen(&self, kind: &str) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| match &n.op {
+                Op::Input(_) => kind == "InputLayer",
+                Op::Layer(l, _) => l.kind() == kind,
+                Op::Merge(m, _) => m.kind() == kind,
+            })
+            .count()
+    }
+
+    fn check(&self, t: Tap) -> Result<()> {
+        if t.0 >= self.nodes.len() {
+            return Err(Error::config(
+                "Functional",
+                format!("{t:?} is not a tensor of this model"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A model input for samples of `shape` (no batch axis).
+    pub fn input(&mut self, shape: &[usize]) -> Tap {
+        let name = summary::layer_name("InputLayer", self.seen("InputLayer"));
+        let t = self.push(name, Op::Input(self.inputs.len()), shape.to_vec());
+        self.inputs.push(t);
+        t
+    }
+
+    /// `layer(x)`: builds the layer for `x`'s shape and returns its output.
+    pub fn apply(&mut self, layer: impl Layer + 'static, x: Tap) -> Result<Tap> {
+        self.apply_boxed(Box::new(layer), x)
+    }
+
+    pub fn apply_boxed(&mut self, mut layer: Box<dyn Layer>, x: Tap) -> Result<Tap> {
+        self.check(x)?;
+        let name = summary::layer_name(layer.kind(), self.seen(layer.kind()));
+        let seed = crate::layer::splitmix(self.seed ^ (self.nodes.len() as u64 + 1));
+        let shape = layer
+            .build(&self.device, &self.nodes[x.0].shape.clone(), seed)
+            .map_err(|e| e.in_layer(&name, layer.kind()))?;
+        Ok(self.push(name, Op::Layer(layer, x), shape))
+    }
+
+    /// `merge([a, b, …])`: joins several taps.
+    pub fn merge(&mut self, merge: impl Merge + 'static, xs: &[Tap]) -> Result<Tap> {
+        for &x in xs {
+            self.check(x)?;
+        }
+        let name = summary::layer_name(merge.kind(), self.seen(merge.kind()));
+        let shapes: Vec<&[usize]> = xs
+            .iter()
+            .map(|t| self.nodes[t.0].shape.as_slice())
+            .collect();
+        let shape = merge
+            .output_shape(&shapes)
+            .map_err(|e| e.in_layer(&name, merge.kind()))?;
+        Ok(self.push(name, Op::Merge(Box::new(merge), xs.to_vec()), shape))
+    }
+
+    /// Declares the model's outputs.
+    pub fn outputs(&mut self, outs: &[Tap]) {
+        self.outputs = outs.to_vec();
+    }
+
+    /// The shape of a tap's samples.
+    pub fn shape(&self, t: Tap) -> &[usize] {
+        &self.nodes[t.0].shape
+    }
+
+    /// Runs the graph on one batch per input; returns one batch per output. Each node's value
+    /// is dropped right after its last reader has run, so inference keeps only live tensors.
+    pub fn forward_multi(&mut self, inputs: &[Var], ctx: &mut Ctx) -> Result<Vec<Var>> {
+        if inputs.len() != self.inputs.len() {
+            return Err(Error::Input {
+                what: "Functional",
+                reason: format!(
+                    "{} input batches for a model with {} inputs",
+                    inputs.len(),
+                    self.inputs.len()
+                ),
+            });
+        }
+        if self.outputs.is_empty() {
+            return Err(Error::config(
+                "Functional",
+                "no outputs declared (call outputs())",
+            ));
+        }
+        let n = self.nodes.len();
+        let mut last_use = vec![0usize; n];
+        for (j, node) in self.nodes.iter().enumerate() {
+            match &node.op {
+                Op::Input(_) => {}
+                Op::Layer(_, t) => last_use[t.0] = j,
+                Op::Merge(_, ts) => ts.iter().for_each(|t| last_use[t.0] = j),
+            }
+        }
+        for t in &self.outputs {
+            last_use[t.0] = usize::MAX;
+        }
+        let mut values: Vec<Option<Var>> = vec![None; n];
+        for j in 0..n {
+            let value = {
+                let get = |t: &Tap| values[t.0].clone().expect("a reader runs after its input");
+                let expected = &self.nodes[j].shape.clone();
+                match &mut self.nodes[j].op {
+                    Op::Input(i) => {
+                        let x = &inputs[*i];
+                        if x.shape().get(1..) != Some(expected.as_slice()) {
+                            return Err(Error::Input {
+                                what: "Functional",
+                                reason: format!(
+                                    "input {} has shape {:?}, the model expects [N, {:?}]",
+                                    i,
+                                    x.shape(),
+                                    expected
+                                ),
+                            });
+                        }
+                        x.clone()
+                    }
+                    Op::Layer(layer, t) => {
+                        let x = get(t);
+                        layer.forward(&x, ctx)?
+                    }
+                    Op::Merge(m, ts) => {
+                        let xs: Vec<Var> = ts.iter().map(get).collect();
+                        m.forward(&xs)?
+                    }
+                }
+            };
+            values[j] = Some(value);
+            for (k, v) in values.iter_mut().enumerate().take(j + 1) {
+                if last_use[k] == j {
+                    *v = None;
+                }
+            }
+        }
+        Ok(self
+            .outputs
+            .iter()
+            .map(|t| values[t.0].clone().expect("outputs are kept"))
+            .collect())
+    }
+
+    /// (trainable, non-trainable) parameter counts.
+    pub fn param_counts(&self) -> (usize, usize) {
+        summary::param_counts(&self.params())
+    }
+
+    /// Keras's functional `summary()` with a "Connected to" column and the memory columns.
+    pub fn summary(&self, batch: usize) -> String {
+        let rows: Vec<summary::Row> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let (label, params, from) = match &n.op {
+                    Op::Input(_) => (format!("{} (InputLayer)", n.name), 0, vec![]),
+                    Op::Layer(l, t) => (
+                        summary::label(&n.name, &**l),
+                        l.params().iter().map(|p| p.numel()).sum(),
+                        vec![*t],
+                    ),
+                    Op::Merge(m, ts) => (format!("{} ({})", n.name, m.kind()), 0, ts.clone()),
+                };
+                let connected = from
+                    .iter()
+                    .map(|t| self.nodes[t.0].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                summary::Row {
+                    label,
+                    shape: n.shape.clone(),
+                    params,
+                    connected: Some(if connected.is_empty() {
+                        "-".into()
+                    } else {
+                        connected
+                    }),
+                }
+            })
+            .collect();
+        summary::render(
+            "functional",
+            batch,
+            &rows,
+            self.param_counts(),
+            self.training_memory_estimate(batch, 2),
+        )
+    }
+
+    /// Bytes one training step holds at its peak, estimated as for `Sequential`.
+    pub fn training_memory_estimate(&self, batch: usize, slots: usize) -> u64 {
+        let (ins, outs): (Vec<&Node>, Vec<&Node>) = self
+            .nodes
+            .iter()
+            .partition(|n| matches!(n.op, Op::Input(_)));
+        let input: usize = ins.iter().map(|n| n.shape.iter().product::<usize>()).sum();
+        let outs: Vec<&[usize]> = outs.iter().map(|n| n.shape.as_slice()).collect();
+        summary::training_memory(self.param_counts(), &[input], &outs, batch, slots)
+    }
+
+    fn layers(&self) -> impl Iterator<Item = (&str, &dyn Layer)> {
+        self.nodes.iter().filter_map(|n| match &n.op {
+            Op::Layer(l, _) => Some((n.name.as_str(), &**l)),
+            _ => None,
+        })
+    }
+}
+
+impl Layer for Functional {
+    fn kind(&self) -> &'static str {
+        "Functional"
+    }
+
+    /// A functional model is built node by node; nesting one checks its single input.
+    fn build(&mut self, _: &Device, input_shape: &[usize], _: u64) -> Result<Vec<usize>> {
+        match (self.inputs.as_slice(), self.outputs.as_slice()) {
+            ([i], [o]) if self.nodes[i.0].shape == input_shape => Ok(self.nodes[o.0].shape.clone()),
+            _ => Err(Error::config(
+                "Functional",
+                format!("nested use needs one input of shape {input_shape:?} and one output"),
+            )),
+        }
+    }
+
+    /// The single-input, single-output case (what `Trainer` uses).
+    fn forward(&mut self, x: &Var, ctx: &mut Ctx) -> Result<Var> {
+        if self.outputs.len() != 1 {
+            return Err(Error::config(
+                "Functional",
+                format!(
+                    "forward() needs one output, the model has {} (use forward_multi)",
+                    self.outputs.len()
+                ),
+            ));
+        }
+        Ok(self.forward_multi(std::slice::from_ref(x), ctx)?.remove(0))
+    }
+
+    fn params(&self) -> Vec<&Param> {
+        self.layers().flat_map(|(_, l)| l.params()).collect()
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        self.nodes
+            .iter_mut()
+            .flat_map(|n| match &mut n.op {
+                Op::Layer(l, _) => l.params_mut(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    fn named_params(&self) -> Vec<(String, &Param)> {
+        self.layers()
+            .flat_map(|(name, l)| {
+                l.named_params()
+                    .into_iter()
+                    .map(move |(p, v)| (format!("{name}/{p}"), v))
+            })
+            .collect()
+    }
+}
