@@ -15,7 +15,11 @@ struct Params {
     a: f32,        // SGD: momentum · Adam/RMSprop: beta1 / rho
     b: f32,        // Adam: beta2
     eps: f32,
-    flag: u32,     // SGD: Nesterov · RMSprop: centred (unused) · Adam: 0
+    flag: u32,     // SGD: Nesterov
+    c1: f32,       // Nadam: weight of the new first moment
+    c2: f32,       // Nadam: weight of the gradient
+    c3: f32,       // Nadam: 1 / (1 − β2ᵗ)
+    pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -84,4 +88,18 @@ fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     slot1_out[i] = m;
     slot2_out[i] = v;
     param_out[i] = param[i] * (1.0 - p.decay) - p.lr * m / (sqrt(v) + p.eps);
+}
+
+// Nadam (Keras's form): with the momentum schedule u_t and its running products computed on
+// the host, m̂ = c1·m' + c2·g and v̂ = c3·v'; w' = w − lr·m̂ / (√v̂ + ε).
+@compute @workgroup_size(256)
+fn nadam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = index(wg, li);
+    if (i >= p.n) { return; }
+    let g = grad[i];
+    let m = p.a * slot1[i] + (1.0 - p.a) * g;
+    let v = p.b * slot2[i] + (1.0 - p.b) * g * g;
+    slot1_out[i] = m;
+    slot2_out[i] = v;
+    param_out[i] = param[i] - p.lr * (p.c1 * m + p.c2 * g) / (sqrt(p.c3 * v) + p.eps);
 }

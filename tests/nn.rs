@@ -494,6 +494,7 @@ fn fit_learns_with_every_optimizer() {
         Optimizer::rmsprop(3e-3),
         Optimizer::adam(1e-2),
         Optimizer::adamw(1e-2, 1e-3),
+        Optimizer::nadam(1e-2),
         Optimizer::sgd(Schedule::ExponentialDecay {
             initial: 0.2,
             decay_steps: 8,
@@ -846,4 +847,48 @@ fn a_functional_model_trains_and_saves() {
         ]
     );
     load_weights(&mut t.model, &path).unwrap();
+}
+
+/// Optimizer::nadam over four steps against Keras's Nadam written out in f64 (momentum
+/// schedule u_t = β1(1 − ½·0.96^(0.004t)), its running product, bias-corrected moments).
+#[test]
+fn nadam_follows_keras() {
+    use wgrad::nn::Param;
+    let dev = common::device();
+    let w0 = [0.5f32, -1.0, 2.0];
+    let grads = [
+        [0.1f32, -0.3, 0.7],
+        [0.2, 0.1, -0.4],
+        [-0.5, 0.3, 0.2],
+        [0.05, -0.1, 0.9],
+    ];
+    let mut p = Param::new("w", Tensor::from_slice(&dev, &w0, &[3]).unwrap());
+    let mut opt = Optimizer::nadam(0.01);
+    let (b1, b2, eps, lr) = (0.9f64, 0.999f64, 1e-7f64, 0.01f64);
+    let mut w: Vec<f64> = w0.iter().map(|&v| v as f64).collect();
+    let (mut m, mut v, mut prod) = (vec![0.0; 3], vec![0.0; 3], 1.0f64);
+    for (step, g) in grads.iter().enumerate() {
+        // loss = Σ w·g has gradient g.
+        let gt = Var::new(Tensor::from_slice(&dev, g, &[3]).unwrap());
+        ops::sum(&ops::mul(p.var(), &gt).unwrap(), &[])
+            .unwrap()
+            .backward()
+            .unwrap();
+        opt.step(vec![&mut p]).unwrap();
+        let t = step as f64 + 1.0;
+        let u = |t: f64| b1 * (1.0 - 0.5 * 0.96f64.powf(0.004 * t));
+        let (ut, ut1) = (u(t), u(t + 1.0));
+        let pt = prod * ut;
+        let pt1 = pt * ut1;
+        prod = pt;
+        for i in 0..3 {
+            let gi = g[i] as f64;
+            m[i] += (gi - m[i]) * (1.0 - b1);
+            v[i] += (gi * gi - v[i]) * (1.0 - b2);
+            let mhat = ut1 * m[i] / (1.0 - pt1) + (1.0 - ut) * gi / (1.0 - pt);
+            let vhat = v[i] / (1.0 - b2.powf(t));
+            w[i] -= lr * mhat / (vhat.sqrt() + eps);
+        }
+    }
+    common::assert_close(&p.value().to_vec::<f32>().unwrap(), &w, 1e-5, 1e-6);
 }

@@ -52,6 +52,22 @@ fn reference(u: Update, w: &[f64], g: &[f64], slots: &[Vec<f64>]) -> (Vec<f64>, 
                 s[1][i] = v;
                 out[i] = w[i] * (1.0 - decay as f64) - lr as f64 * m / (v.sqrt() + epsilon as f64);
             }
+            Update::Nadam {
+                lr,
+                beta1,
+                beta2,
+                epsilon,
+                c1,
+                c2,
+                c3,
+            } => {
+                let m = beta1 as f64 * s[0][i] + (1.0 - beta1 as f64) * g[i];
+                let v = beta2 as f64 * s[1][i] + (1.0 - beta2 as f64) * g[i] * g[i];
+                s[0][i] = m;
+                s[1][i] = v;
+                let mhat = c1 as f64 * m + c2 as f64 * g[i];
+                out[i] = w[i] - lr as f64 * mhat / ((c3 as f64 * v).sqrt() + epsilon as f64);
+            }
         }
     }
     (out, s)
@@ -100,6 +116,15 @@ fn every_rule_matches_the_f64_reference_over_three_steps() {
             beta2: 0.99,
             epsilon: 1e-6,
             decay: 4e-3,
+        },
+        Update::Nadam {
+            lr: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            c1: 9.1,
+            c2: 0.95,
+            c3: 1000.0,
         },
     ];
     for n in [1usize, 7, 64, 1031] {

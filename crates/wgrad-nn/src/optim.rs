@@ -100,6 +100,11 @@ enum Rule {
         epsilon: f32,
         decoupled: bool,
     },
+    Nadam {
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+    },
 }
 
 /// An optimizer: a rule, a learning-rate schedule, weight decay, and per-parameter slots
@@ -112,6 +117,8 @@ pub struct Optimizer {
     iterations: u64,
     /// Slots by the parameter's position in the model's parameter list.
     slots: HashMap<usize, Vec<Tensor>>,
+    /// Nadam: the product of the momentum schedule over the steps taken (1 before the first).
+    momentum_product: f64,
 }
 
 impl Optimizer {
@@ -122,6 +129,7 @@ impl Optimizer {
             weight_decay: 0.0,
             iterations: 0,
             slots: HashMap::new(),
+            momentum_product: 1.0,
         }
     }
 
@@ -175,6 +183,19 @@ impl Optimizer {
         o
     }
 
+    /// Nadam (Adam with Nesterov momentum, Keras's momentum schedule) with Keras's defaults:
+    /// beta1 0.9, beta2 0.999, epsilon 1e-7.
+    pub fn nadam(lr: impl Into<Schedule>) -> Optimizer {
+        Self::with(
+            Rule::Nadam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-7,
+            },
+            lr,
+        )
+    }
+
     pub fn momentum(mut self, m: f32) -> Self {
         if let Rule::Sgd { momentum, .. } = &mut self.rule {
             *momentum = m;
@@ -191,7 +212,7 @@ impl Optimizer {
 
     /// RMSprop's rho or Adam's beta2 stay at their defaults unless set here.
     pub fn betas(mut self, b1: f32, b2: f32) -> Self {
-        if let Rule::Adam { beta1, beta2, .. } = &mut self.rule {
+        if let Rule::Adam { beta1, beta2, .. } | Rule::Nadam { beta1, beta2, .. } = &mut self.rule {
             (*beta1, *beta2) = (b1, b2);
         }
         self
@@ -206,7 +227,9 @@ impl Optimizer {
 
     pub fn epsilon(mut self, e: f32) -> Self {
         match &mut self.rule {
-            Rule::RmsProp { epsilon, .. } | Rule::Adam { epsilon, .. } => *epsilon = e,
+            Rule::RmsProp { epsilon, .. }
+            | Rule::Adam { epsilon, .. }
+            | Rule::Nadam { epsilon, .. } => *epsilon = e,
             Rule::Sgd { .. } => {}
         }
         self
@@ -243,6 +266,7 @@ impl Optimizer {
             Rule::Adam {
                 decoupled: true, ..
             } => "AdamW",
+            Rule::Nadam { .. } => "Nadam",
         }
     }
 
@@ -280,6 +304,28 @@ impl Optimizer {
                     decay: if decoupled { lr * decay } else { 0.0 },
                 }
             }
+            Rule::Nadam {
+                beta1,
+                beta2,
+                epsilon,
+            } => {
+                // Keras's schedule: u_t = β1·(1 − ½·0.96^(0.004·t)) for t from 1, and the
+                // running products of the u's up to t and t + 1.
+                let t = self.iterations + 1;
+                let b1 = beta1 as f64;
+                let (u_t, u_next) = (nadam_u(t, b1), nadam_u(t + 1, b1));
+                let prod_t = self.momentum_product * u_t;
+                let prod_next = prod_t * u_next;
+                Update::Nadam {
+                    lr,
+                    beta1,
+                    beta2,
+                    epsilon,
+                    c1: (u_next / (1.0 - prod_next)) as f32,
+                    c2: ((1.0 - u_t) / (1.0 - prod_t)) as f32,
+                    c3: (1.0 / (1.0 - (beta2 as f64).powf(t as f64))) as f32,
+                }
+            }
         }
     }
 
@@ -306,6 +352,9 @@ impl Optimizer {
             }
         }
         self.iterations += 1;
+        if let Rule::Nadam { beta1, .. } = self.rule {
+            self.momentum_product *= nadam_u(self.iterations, beta1 as f64);
+        }
         Ok(())
     }
 
@@ -317,10 +366,19 @@ impl Optimizer {
     pub(crate) fn restore(&mut self, iterations: u64, slots: HashMap<usize, Vec<Tensor>>) {
         self.iterations = iterations;
         self.slots = slots;
+        // The schedule's product is a function of the step count alone.
+        if let Rule::Nadam { beta1, .. } = self.rule {
+            self.momentum_product = (1..=iterations).map(|t| nadam_u(t, beta1 as f64)).product();
+        }
     }
 
     /// How many slot tensors each parameter keeps under this rule.
     pub(crate) fn slots_per_param(&self) -> usize {
         self.update().slots()
     }
+}
+
+/// Nadam's momentum at step `t` (from 1).
+fn nadam_u(t: u64, b1: f64) -> f64 {
+    b1 * (1.0 - 0.5 * 0.96f64.powf(0.004 * t as f64))
 }

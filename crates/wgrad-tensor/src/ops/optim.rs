@@ -14,7 +14,7 @@ pub static OPTIM: Kernel = Kernel {
     file: "optim.wgsl",
     source: shader!("optim.wgsl"),
     helpers: &[],
-    entries: &["sgd", "sgd_momentum", "rmsprop", "adam"],
+    entries: &["sgd", "sgd_momentum", "rmsprop", "adam", "nadam"],
 };
 
 fn spec(vec4: bool) -> Spec {
@@ -55,6 +55,17 @@ pub enum Update {
         epsilon: f32,
         decay: f32,
     },
+    /// Nadam with the host's coefficients: `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`,
+    /// `w ← w − lr·(c1·m + c2·g)/(√(c3·v) + ε)`. Slots: first and second moments.
+    Nadam {
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+        c1: f32,
+        c2: f32,
+        c3: f32,
+    },
 }
 
 impl Update {
@@ -63,7 +74,7 @@ impl Update {
         match self {
             Update::Sgd { .. } => 0,
             Update::SgdMomentum { .. } | Update::RmsProp { .. } => 1,
-            Update::Adam { .. } => 2,
+            Update::Adam { .. } | Update::Nadam { .. } => 2,
         }
     }
 
@@ -73,11 +84,13 @@ impl Update {
             Update::SgdMomentum { .. } => "sgd_momentum",
             Update::RmsProp { .. } => "rmsprop",
             Update::Adam { .. } => "adam",
+            Update::Nadam { .. } => "nadam",
         }
     }
 
-    /// `[lr, decay, a, b, eps, flag]` as the shader's parameter words.
-    fn words(&self) -> [u32; 6] {
+    /// `[lr, decay, a, b, eps, flag, c1, c2, c3]` as the shader's parameter words.
+    fn words(&self) -> [u32; 9] {
+        let (mut c1, mut c2, mut c3) = (0.0f32, 0.0f32, 0.0f32);
         let (lr, decay, a, b, eps, flag) = match *self {
             Update::Sgd { lr, decay } => (lr, decay, 0.0, 0.0, 0.0, 0),
             Update::SgdMomentum {
@@ -99,6 +112,18 @@ impl Update {
                 epsilon,
                 decay,
             } => (lr, decay, beta1, beta2, epsilon, 0),
+            Update::Nadam {
+                lr,
+                beta1,
+                beta2,
+                epsilon,
+                c1: k1,
+                c2: k2,
+                c3: k3,
+            } => {
+                (c1, c2, c3) = (k1, k2, k3);
+                (lr, 0.0, beta1, beta2, epsilon, 0)
+            }
         };
         [
             lr.to_bits(),
@@ -107,6 +132,9 @@ impl Update {
             b.to_bits(),
             eps.to_bits(),
             flag,
+            c1.to_bits(),
+            c2.to_bits(),
+            c3.to_bits(),
         ]
     }
 }
@@ -157,7 +185,20 @@ impl Tensor {
         let vec4 = n.is_multiple_of(4);
         let lanes = if vec4 { n / 4 } else { n };
         let w = update.words();
-        let mut params = [lanes as u32, 0, w[0], w[1], w[2], w[3], w[4], w[5]];
+        let mut params = [
+            lanes as u32,
+            0,
+            w[0],
+            w[1],
+            w[2],
+            w[3],
+            w[4],
+            w[5],
+            w[6],
+            w[7],
+            w[8],
+            0,
+        ];
         // Bindings follow the shader: param, grad, param_out, then (slot, slot_out) pairs.
         let mut buffers = vec![self.buffer(), grad.buffer(), out.buffer()];
         for (s, o) in slots.iter().zip(&new_slots) {
