@@ -892,3 +892,38 @@ fn nadam_follows_keras() {
     }
     common::assert_close(&p.value().to_vec::<f32>().unwrap(), &w, 1e-5, 1e-6);
 }
+
+/// Top-k accuracy on the device against a host count over the same predictions.
+#[test]
+fn top_k_accuracy_matches_a_host_count() {
+    let dev = common::device();
+    let data = blobs(96, 7);
+    let loader = DataLoader::new(data.clone(), 40);
+    let mut t = Trainer::new(
+        blob_model(&dev, 3),
+        Optimizer::adam(1e-3),
+        Loss::sparse_categorical_crossentropy(true),
+    )
+    .top_k_accuracy(2);
+    let e = t.evaluate(&loader).unwrap();
+    let x = Tensor::from_slice(&dev, data.images(), &[96, 6, 6, 1]).unwrap();
+    let p = t.predict(&x, 40).unwrap().to_vec::<f32>().unwrap();
+    let (mut top1, mut top2) = (0, 0);
+    for (row, &l) in p.chunks(4).zip(data.labels()) {
+        let beaten = row.iter().filter(|&&v| v > row[l as usize]).count();
+        top1 += (beaten == 0) as usize;
+        top2 += (beaten < 2) as usize;
+    }
+    assert!(
+        (e.accuracy.unwrap() - top1 as f32 / 96.0).abs() < 1e-6,
+        "{e:?} vs {top1}"
+    );
+    assert!(
+        (e.top_k_accuracy.unwrap() - top2 as f32 / 96.0).abs() < 1e-6,
+        "{e:?} vs {top2}"
+    );
+    assert!(
+        top2 > top1,
+        "an untrained model: top-2 should count more hits than top-1"
+    );
+}

@@ -22,21 +22,27 @@ pub struct EpochLog {
     pub loss: f32,
     /// Fraction of samples whose arg-max prediction equals the label (classification losses).
     pub accuracy: Option<f32>,
+    /// Fraction of samples whose label is among the `k` highest scores
+    /// ([`Trainer::top_k_accuracy`]; Keras's `sparse_top_k_categorical_accuracy`).
+    pub top_k_accuracy: Option<f32>,
     pub val_loss: Option<f32>,
     pub val_accuracy: Option<f32>,
+    pub val_top_k_accuracy: Option<f32>,
     pub seconds: f64,
     pub images_per_second: f64,
     pub learning_rate: f32,
 }
 
 impl EpochLog {
-    /// A metric by Keras's name (`loss`, `accuracy`, `val_loss`, `val_accuracy`).
+    /// A metric by name (`loss`, `accuracy`, `top_k_accuracy` and their `val_` forms).
     pub fn get(&self, metric: &str) -> Option<f32> {
         match metric {
             "loss" => Some(self.loss),
             "accuracy" => self.accuracy,
             "val_loss" => self.val_loss,
             "val_accuracy" => self.val_accuracy,
+            "top_k_accuracy" => self.top_k_accuracy,
+            "val_top_k_accuracy" => self.val_top_k_accuracy,
             _ => None,
         }
     }
@@ -225,14 +231,28 @@ impl<'a> FitOptions<'a> {
 struct Sums {
     loss: Tensor,
     correct: Tensor,
+    /// `k` and the count of samples whose label is among the top `k` scores.
+    top_k: Option<(usize, Tensor)>,
     samples: usize,
 }
 
+/// One reading of [`Sums`].
+struct Reading {
+    loss: f32,
+    accuracy: f32,
+    top_k: Option<f32>,
+}
+
 impl Sums {
-    fn new(dev: &Device) -> Result<Sums> {
+    fn new(dev: &Device, top_k: Option<usize>) -> Result<Sums> {
+        let zero = || Tensor::zeros(dev, &[1], DType::F32);
         Ok(Sums {
-            loss: Tensor::zeros(dev, &[1], DType::F32)?,
-            correct: Tensor::zeros(dev, &[1], DType::F32)?,
+            loss: zero()?,
+            correct: zero()?,
+            top_k: match top_k {
+                Some(k) => Some((k, zero()?)),
+                None => None,
+            },
             samples: 0,
         })
     }
@@ -249,16 +269,35 @@ impl Sums {
             self.correct = self
                 .correct
                 .add(&hit.to_dtype(DType::F32)?.sum(&[], false)?.reshape(&[1])?)?;
+            if let Some((k, count)) = &mut self.top_k {
+                // In the top k when fewer than k scores beat the label's own score.
+                let c = pred.shape()[1];
+                let own = pred
+                    .mul(&wgrad_graph::ops::one_hot(l, c)?)?
+                    .sum(&[-1], true)?;
+                let beaten = pred.gt(&own)?.to_dtype(DType::F32)?.sum(&[-1], false)?;
+                let k_t = Tensor::full(pred.device(), &[1], *k as f64, DType::F32)?;
+                let hits = beaten.lt(&k_t)?.to_dtype(DType::F32)?.sum(&[], false)?;
+                *count = count.add(&hits.reshape(&[1])?)?;
+            }
         }
         self.samples += n;
         Ok(())
     }
 
-    /// (mean loss, accuracy): one readback of both sums.
-    fn read(&self) -> Result<(f32, f32)> {
-        let v = Tensor::concat(&[&self.loss, &self.correct], 0)?.to_vec::<f32>()?;
+    /// Mean loss, accuracy and top-k accuracy: one readback of all sums.
+    fn read(&self) -> Result<Reading> {
+        let mut parts = vec![&self.loss, &self.correct];
+        if let Some((_, c)) = &self.top_k {
+            parts.push(c);
+        }
+        let v = Tensor::concat(&parts, 0)?.to_vec::<f32>()?;
         let n = self.samples.max(1) as f32;
-        Ok((v[0] / n, v[1] / n))
+        Ok(Reading {
+            loss: v[0] / n,
+            accuracy: v[1] / n,
+            top_k: v.get(2).map(|c| c / n),
+        })
     }
 }
 
@@ -270,6 +309,7 @@ pub struct Trainer<M: Layer> {
     seed: u64,
     steps: u64,
     epochs_done: usize,
+    top_k: Option<usize>,
 }
 
 impl<M: Layer> Trainer<M> {
@@ -282,6 +322,7 @@ impl<M: Layer> Trainer<M> {
             seed: 0,
             steps: 0,
             epochs_done: 0,
+            top_k: None,
         }
     }
 
@@ -289,6 +330,16 @@ impl<M: Layer> Trainer<M> {
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
+    }
+
+    /// Also measure top-`k` accuracy (classification losses with class labels).
+    pub fn top_k_accuracy(mut self, k: usize) -> Self {
+        self.top_k = Some(k.max(1));
+        self
+    }
+
+    fn sums(&self, dev: &Device) -> Result<Sums> {
+        Sums::new(dev, self.top_k.filter(|_| self.classifies()))
     }
 
     /// Training steps taken so far.
@@ -358,7 +409,7 @@ impl<M: Layer> Trainer<M> {
             let start = Instant::now();
             let lr = self.optimizer.learning_rate();
             let bar = progress(opts.verbose, steps as u64, epoch, opts.epochs);
-            let mut sums = Sums::new(&dev)?;
+            let mut sums = self.sums(&dev)?;
             for (i, batch) in train.epoch(epoch as u64).take(steps).enumerate() {
                 let (x, target, labels) = self.upload(&dev, &batch)?;
                 let (loss, pred) = self.train_step(&x, &target)?;
@@ -366,18 +417,23 @@ impl<M: Layer> Trainer<M> {
                 // Start the device on this step while the host records the next.
                 dev.flush();
                 if (i + 1) % opts.log_every.max(1) == 0 || i + 1 == steps {
-                    let (l, a) = sums.read()?;
+                    let r = sums.read()?;
                     let rate = sums.samples as f64 / start.elapsed().as_secs_f64();
-                    bar.set_message(metrics_line(l, self.classifies().then_some(a), rate));
+                    bar.set_message(metrics_line(
+                        r.loss,
+                        self.classifies().then_some(r.accuracy),
+                        rate,
+                    ));
                 }
                 bar.inc(1);
             }
-            let (loss, acc) = sums.read()?;
+            let r = sums.read()?;
             let seconds = start.elapsed().as_secs_f64();
             let mut log = EpochLog {
                 epoch,
-                loss,
-                accuracy: self.classifies().then_some(acc),
+                loss: r.loss,
+                accuracy: self.classifies().then_some(r.accuracy),
+                top_k_accuracy: r.top_k,
                 seconds,
                 images_per_second: sums.samples as f64 / seconds,
                 learning_rate: lr,
@@ -387,6 +443,7 @@ impl<M: Layer> Trainer<M> {
                 let e = self.evaluate(v)?;
                 log.val_loss = Some(e.loss);
                 log.val_accuracy = e.accuracy;
+                log.val_top_k_accuracy = e.top_k_accuracy;
             }
             bar.finish_and_clear();
             if opts.verbose {
@@ -409,7 +466,7 @@ impl<M: Layer> Trainer<M> {
     pub fn evaluate(&mut self, data: &DataLoader) -> Result<EpochLog> {
         let dev = self.device()?;
         let start = Instant::now();
-        let mut sums = Sums::new(&dev)?;
+        let mut sums = self.sums(&dev)?;
         for batch in data.epoch(0) {
             let (x, target, labels) = self.upload(&dev, &batch)?;
             no_grad(|| -> Result<()> {
@@ -430,11 +487,12 @@ impl<M: Layer> Trainer<M> {
                 reason: "the loader yields no batch".into(),
             });
         }
-        let (loss, acc) = sums.read()?;
+        let r = sums.read()?;
         let seconds = start.elapsed().as_secs_f64();
         Ok(EpochLog {
-            loss,
-            accuracy: self.classifies().then_some(acc),
+            loss: r.loss,
+            accuracy: self.classifies().then_some(r.accuracy),
+            top_k_accuracy: r.top_k,
             seconds,
             images_per_second: sums.samples as f64 / seconds,
             ..Default::default()
@@ -517,6 +575,9 @@ fn epoch_line(log: &EpochLog, epochs: usize) -> String {
     );
     if let Some(v) = log.val_loss {
         s += &format!(" - val_loss: {v:.4}");
+    }
+    if let Some(v) = log.top_k_accuracy {
+        s += &format!(" - top_k_accuracy: {v:.4}");
     }
     if let Some(v) = log.val_accuracy {
         s += &format!(" - val_accuracy: {v:.4}");
