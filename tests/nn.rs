@@ -927,3 +927,215 @@ fn top_k_accuracy_matches_a_host_count() {
         "an untrained model: top-2 should count more hits than top-1"
     );
 }
+
+/// The seeds' `ResidualUnit` as a user-defined layer: two convolutions with batch norm and a
+/// skip (a 1×1 projection when the stride changes the shape), built from public pieces only.
+struct ResidualUnit {
+    main: Option<Sequential>,
+    skip: Option<Sequential>,
+    filters: usize,
+    strides: usize,
+}
+
+impl ResidualUnit {
+    fn new(filters: usize, strides: usize) -> Self {
+        ResidualUnit {
+            main: None,
+            skip: None,
+            filters,
+            strides,
+        }
+    }
+}
+
+impl Layer for ResidualUnit {
+    fn kind(&self) -> &'static str {
+        "ResidualUnit"
+    }
+    fn build(&mut self, dev: &Device, input: &[usize], seed: u64) -> wgrad::nn::Result<Vec<usize>> {
+        let (f, s) = (self.filters, self.strides);
+        let main = Sequential::new(dev, input)
+            .seed(seed)
+            .add(Conv2D::new(f, 3).strides(s).same().use_bias(false))?
+            .add(BatchNormalization::new())?
+            .add(Activation(Act::Relu))?
+            .add(Conv2D::new(f, 3).same().use_bias(false))?
+            .add(BatchNormalization::new())?;
+        let out = main.output_shape().to_vec();
+        self.main = Some(main);
+        if s > 1 || input[2] != f {
+            self.skip = Some(
+                Sequential::new(dev, input)
+                    .seed(seed ^ 9)
+                    .add(Conv2D::new(f, 1).strides(s).same().use_bias(false))?
+                    .add(BatchNormalization::new())?,
+            );
+        }
+        Ok(out)
+    }
+    fn forward(&mut self, x: &Var, ctx: &mut Ctx) -> wgrad::nn::Result<Var> {
+        let z = self.main.as_mut().expect("built").forward(x, ctx)?;
+        let skip = match &mut self.skip {
+            Some(s) => s.forward(x, ctx)?,
+            None => x.clone(),
+        };
+        Ok(ops::relu(&ops::add(&z, &skip)?)?)
+    }
+    fn params(&self) -> Vec<&wgrad::nn::Param> {
+        let mut p = self.main.as_ref().map_or(Vec::new(), |m| m.params());
+        if let Some(s) = &self.skip {
+            p.extend(s.params());
+        }
+        p
+    }
+    fn params_mut(&mut self) -> Vec<&mut wgrad::nn::Param> {
+        let mut p = self.main.as_mut().map_or(Vec::new(), |m| m.params_mut());
+        if let Some(s) = &mut self.skip {
+            p.extend(s.params_mut());
+        }
+        p
+    }
+    fn named_params(&self) -> Vec<(String, &wgrad::nn::Param)> {
+        let mut p: Vec<_> = self
+            .main
+            .as_ref()
+            .map_or(Vec::new(), |m| m.named_params())
+            .into_iter()
+            .map(|(n, v)| (format!("main/{n}"), v))
+            .collect();
+        if let Some(s) = &self.skip {
+            p.extend(
+                s.named_params()
+                    .into_iter()
+                    .map(|(n, v)| (format!("skip/{n}"), v)),
+            );
+        }
+        p
+    }
+}
+
+#[test]
+fn a_custom_layer_builds_trains_and_counts_like_keras() {
+    let dev = common::device();
+    let m = Sequential::new(&dev, &[6, 6, 1])
+        .seed(2)
+        .add(Conv2D::new(4, 3).same())
+        .unwrap()
+        .add(ResidualUnit::new(4, 1))
+        .unwrap()
+        .add(ResidualUnit::new(8, 2))
+        .unwrap()
+        .add(Flatten::new())
+        .unwrap()
+        .add(Dense::new(4))
+        .unwrap();
+    // Keras: unit(4, 1) = 2·(3·3·4·4) + 2·8 trainable + 2·8 moving; unit(8, 2) =
+    // 3·3·4·8 + 3·3·8·8 + 4·8 + 3·16 trainable + 3·16 moving.
+    let unit1 = (2 * 144 + 16, 16);
+    let unit2 = (288 + 576 + 32 + 48, 48);
+    let (tr, non) = m.param_counts();
+    assert_eq!(
+        (tr, non),
+        (40 + unit1.0 + unit2.0 + 72 * 4 + 4, unit1.1 + unit2.1)
+    );
+    assert_eq!(m.output_shape(), &[4]);
+    let train = DataLoader::new(blobs(256, 1), 32).shuffle(true).seed(1);
+    let mut t = Trainer::new(
+        m,
+        Optimizer::adam(1e-2),
+        Loss::sparse_categorical_crossentropy(true),
+    );
+    let h = t.fit(&train, FitOptions::epochs(6).verbose(false)).unwrap();
+    assert!(
+        h.epochs.last().unwrap().accuracy.unwrap() > 0.9,
+        "{:?}",
+        h.epochs.last()
+    );
+    assert!(t
+        .model
+        .named_params()
+        .iter()
+        .any(|(n, _)| n == "residual_unit_1/skip/conv2d/kernel"));
+}
+
+/// Frozen layers keep their weights through `fit`; the others change.
+#[test]
+fn frozen_layers_do_not_train() {
+    let dev = common::device();
+    let mut m = blob_model(&dev, 5);
+    m.layer_mut("conv2d").unwrap().freeze(false);
+    let before = weights(&m);
+    let (tr, non) = m.param_counts();
+    assert_eq!(
+        non,
+        8 * 9 + 8 + 16,
+        "conv2d's kernel and bias join the moving statistics"
+    );
+    assert!(tr > 0);
+    let train = DataLoader::new(blobs(64, 1), 32);
+    let mut t = Trainer::new(
+        m,
+        Optimizer::sgd(0.1),
+        Loss::sparse_categorical_crossentropy(true),
+    );
+    t.fit(&train, FitOptions::epochs(1).verbose(false)).unwrap();
+    let after = weights(&t.model);
+    assert_eq!(before[0], after[0], "frozen kernel");
+    assert_eq!(before[1], after[1], "frozen bias");
+    assert_ne!(before.last(), after.last(), "the dense bias trains");
+}
+
+/// A two-headed functional model (class and blob position) trained with weighted losses.
+#[test]
+fn a_two_headed_model_trains_with_weighted_losses() {
+    use wgrad::nn::Functional;
+    let dev = common::device();
+    let mut g = Functional::new(&dev).seed(8);
+    let x = g.input(&[6, 6, 1]);
+    let h = g
+        .apply(Conv2D::new(8, 3).same().activation(Act::Relu), x)
+        .unwrap();
+    let h = g.apply(Flatten::new(), h).unwrap();
+    let class = g.apply(Dense::new(4), h).unwrap();
+    let position = g.apply(Dense::new(2), h).unwrap();
+    g.outputs(&[class, position]);
+    let mut t = Trainer::multi_output(
+        g,
+        Optimizer::adam(1e-2),
+        vec![
+            (Loss::sparse_categorical_crossentropy(true), 1.0),
+            (Loss::MeanSquaredError, 0.5),
+        ],
+    );
+    let data = blobs(128, 3);
+    let xs = Tensor::from_slice(&dev, data.images(), &[128, 6, 6, 1]).unwrap();
+    let ys = Tensor::from_slice(&dev, data.labels(), &[128]).unwrap();
+    let centres: Vec<f32> = data
+        .labels()
+        .iter()
+        .flat_map(|&l| [(l / 2) as f32, (l % 2) as f32])
+        .collect();
+    let ps = Tensor::from_slice(&dev, &centres, &[128, 2]).unwrap();
+    let mut first = None;
+    let mut last = 0.0;
+    for _ in 0..60 {
+        let (l, outs) = t
+            .train_step_multi(std::slice::from_ref(&xs), &[ys.clone(), ps.clone()])
+            .unwrap();
+        assert_eq!(outs.len(), 2);
+        last = l.to_vec::<f32>().unwrap()[0];
+        first.get_or_insert(last);
+    }
+    assert!(
+        last < 0.1 * first.unwrap(),
+        "weighted loss {first:?} -> {last}"
+    );
+    // A DataLoader cannot feed it, and says why.
+    let err = t
+        .fit(
+            &DataLoader::new(data, 32),
+            FitOptions::epochs(1).verbose(false),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("train_step_multi"), "{err}");
+}

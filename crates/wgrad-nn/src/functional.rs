@@ -283,82 +283,6 @@ impl Functional {
         &self.nodes[t.0].shape
     }
 
-    /// Runs the graph on one batch per input; returns one batch per output. Each node's value
-    /// is dropped right after its last reader has run, so inference keeps only live tensors.
-    pub fn forward_multi(&mut self, inputs: &[Var], ctx: &mut Ctx) -> Result<Vec<Var>> {
-        if inputs.len() != self.inputs.len() {
-            return Err(Error::Input {
-                what: "Functional",
-                reason: format!(
-                    "{} input batches for a model with {} inputs",
-                    inputs.len(),
-                    self.inputs.len()
-                ),
-            });
-        }
-        if self.outputs.is_empty() {
-            return Err(Error::config(
-                "Functional",
-                "no outputs declared (call outputs())",
-            ));
-        }
-        let n = self.nodes.len();
-        let mut last_use = vec![0usize; n];
-        for (j, node) in self.nodes.iter().enumerate() {
-            match &node.op {
-                Op::Input(_) => {}
-                Op::Layer(_, t) => last_use[t.0] = j,
-                Op::Merge(_, ts) => ts.iter().for_each(|t| last_use[t.0] = j),
-            }
-        }
-        for t in &self.outputs {
-            last_use[t.0] = usize::MAX;
-        }
-        let mut values: Vec<Option<Var>> = vec![None; n];
-        for j in 0..n {
-            let value = {
-                let get = |t: &Tap| values[t.0].clone().expect("a reader runs after its input");
-                let expected = &self.nodes[j].shape.clone();
-                match &mut self.nodes[j].op {
-                    Op::Input(i) => {
-                        let x = &inputs[*i];
-                        if x.shape().get(1..) != Some(expected.as_slice()) {
-                            return Err(Error::Input {
-                                what: "Functional",
-                                reason: format!(
-                                    "input {} has shape {:?}, the model expects [N, {:?}]",
-                                    i,
-                                    x.shape(),
-                                    expected
-                                ),
-                            });
-                        }
-                        x.clone()
-                    }
-                    Op::Layer(layer, t) => {
-                        let x = get(t);
-                        layer.forward(&x, ctx)?
-                    }
-                    Op::Merge(m, ts) => {
-                        let xs: Vec<Var> = ts.iter().map(get).collect();
-                        m.forward(&xs)?
-                    }
-                }
-            };
-            values[j] = Some(value);
-            for (k, v) in values.iter_mut().enumerate().take(j + 1) {
-                if last_use[k] == j {
-                    *v = None;
-                }
-            }
-        }
-        Ok(self
-            .outputs
-            .iter()
-            .map(|t| values[t.0].clone().expect("outputs are kept"))
-            .collect())
-    }
-
     /// (trainable, non-trainable) parameter counts.
     pub fn param_counts(&self) -> (usize, usize) {
         summary::param_counts(&self.params())
@@ -452,6 +376,82 @@ impl Layer for Functional {
             ));
         }
         Ok(self.forward_multi(std::slice::from_ref(x), ctx)?.remove(0))
+    }
+
+    /// Runs the graph on one batch per input; returns one batch per output. Each node's value
+    /// is dropped right after its last reader has run, so inference keeps only live tensors.
+    fn forward_multi(&mut self, inputs: &[Var], ctx: &mut Ctx) -> Result<Vec<Var>> {
+        if inputs.len() != self.inputs.len() {
+            return Err(Error::Input {
+                what: "Functional",
+                reason: format!(
+                    "{} input batches for a model with {} inputs",
+                    inputs.len(),
+                    self.inputs.len()
+                ),
+            });
+        }
+        if self.outputs.is_empty() {
+            return Err(Error::config(
+                "Functional",
+                "no outputs declared (call outputs())",
+            ));
+        }
+        let n = self.nodes.len();
+        let mut last_use = vec![0usize; n];
+        for (j, node) in self.nodes.iter().enumerate() {
+            match &node.op {
+                Op::Input(_) => {}
+                Op::Layer(_, t) => last_use[t.0] = j,
+                Op::Merge(_, ts) => ts.iter().for_each(|t| last_use[t.0] = j),
+            }
+        }
+        for t in &self.outputs {
+            last_use[t.0] = usize::MAX;
+        }
+        let mut values: Vec<Option<Var>> = vec![None; n];
+        for j in 0..n {
+            let value = {
+                let get = |t: &Tap| values[t.0].clone().expect("a reader runs after its input");
+                let expected = &self.nodes[j].shape.clone();
+                match &mut self.nodes[j].op {
+                    Op::Input(i) => {
+                        let x = &inputs[*i];
+                        if x.shape().get(1..) != Some(expected.as_slice()) {
+                            return Err(Error::Input {
+                                what: "Functional",
+                                reason: format!(
+                                    "input {} has shape {:?}, the model expects [N, {:?}]",
+                                    i,
+                                    x.shape(),
+                                    expected
+                                ),
+                            });
+                        }
+                        x.clone()
+                    }
+                    Op::Layer(layer, t) => {
+                        let x = get(t);
+                        layer.forward(&x, ctx)?
+                    }
+                    Op::Merge(m, ts) => {
+                        let xs: Vec<Var> = ts.iter().map(get).collect();
+                        m.forward(&xs)?
+                    }
+                }
+            };
+            values[j] = Some(value);
+            for (k, v) in values.iter_mut().enumerate().take(j + 1) {
+                if last_use[k] == j {
+                    *v = None;
+                }
+            }
+        }
+        Ok(self
+            .outputs
+            .iter()
+            .map(|t| values[t.0].clone().expect("outputs are kept"))
+            .collect())
     }
 
     fn params(&self) -> Vec<&Param> {

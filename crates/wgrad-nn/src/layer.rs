@@ -58,6 +58,18 @@ pub trait Layer: Send {
     /// The layer applied to a batch `[N, ...input_shape]`.
     fn forward(&mut self, x: &Var, ctx: &mut Ctx) -> Result<Var>;
 
+    /// Several inputs to several outputs (functional models); every other layer maps its one
+    /// input to one output.
+    fn forward_multi(&mut self, inputs: &[Var], ctx: &mut Ctx) -> Result<Vec<Var>> {
+        match inputs {
+            [x] => Ok(vec![self.forward(x, ctx)?]),
+            _ => Err(crate::Error::Input {
+                what: "forward_multi",
+                reason: format!("{} takes one input, {} given", self.kind(), inputs.len()),
+            }),
+        }
+    }
+
     /// The layer's weights and state, in a fixed order.
     fn params(&self) -> Vec<&Param> {
         Vec::new()

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use wgrad_data::{Batch, DataLoader};
-use wgrad_graph::{no_grad, Var};
+use wgrad_graph::{no_grad, ops, Var};
 use wgrad_tensor::{DType, Device, Tensor};
 
 use crate::layer::splitmix;
@@ -301,11 +301,11 @@ impl Sums {
     }
 }
 
-/// A model with its loss and optimizer: Keras's compiled model.
+/// A model with its loss (one per output, weighted) and optimizer: Keras's compiled model.
 pub struct Trainer<M: Layer> {
     pub model: M,
     pub optimizer: Optimizer,
-    pub loss: Loss,
+    losses: Vec<(Loss, f32)>,
     seed: u64,
     steps: u64,
     epochs_done: usize,
@@ -315,10 +315,17 @@ pub struct Trainer<M: Layer> {
 impl<M: Layer> Trainer<M> {
     /// `model.compile(optimizer, loss)`; accuracy is measured for the categorical losses.
     pub fn new(model: M, optimizer: Optimizer, loss: Loss) -> Trainer<M> {
+        Self::multi_output(model, optimizer, vec![(loss, 1.0)])
+    }
+
+    /// A model with several outputs, each with its loss and weight (Keras's
+    /// `compile(loss=[…], loss_weights=[…])`): the step minimises Σ weight·loss. Train it with
+    /// [`Trainer::train_step_multi`]; `fit` and `evaluate` take single-output models.
+    pub fn multi_output(model: M, optimizer: Optimizer, losses: Vec<(Loss, f32)>) -> Trainer<M> {
         Trainer {
             model,
             optimizer,
-            loss,
+            losses,
             seed: 0,
             steps: 0,
             epochs_done: 0,
@@ -352,9 +359,14 @@ impl<M: Layer> Trainer<M> {
         self.epochs_done
     }
 
+    /// The (first) output's loss.
+    pub fn loss(&self) -> Loss {
+        self.losses[0].0
+    }
+
     fn classifies(&self) -> bool {
         matches!(
-            self.loss,
+            self.loss(),
             Loss::SparseCategoricalCrossentropy { .. } | Loss::CategoricalCrossentropy { .. }
         )
     }
@@ -363,14 +375,23 @@ impl<M: Layer> Trainer<M> {
     fn upload(&self, dev: &Device, b: &Batch) -> Result<(Tensor, Tensor, Tensor)> {
         let x = Tensor::from_slice(dev, &b.images, &b.shape)?;
         let labels = Tensor::from_slice(dev, &b.labels, &[b.labels.len()])?;
-        let target = match self.loss {
+        if self.losses.len() != 1 {
+            return Err(Error::Input {
+                what: "fit",
+                reason: format!(
+                    "a DataLoader feeds single-output models; this one has {} losses (use train_step_multi)",
+                    self.losses.len()
+                ),
+            });
+        }
+        let target = match self.loss() {
             Loss::SparseCategoricalCrossentropy { .. } => labels.clone(),
             _ => {
                 return Err(Error::Input {
                     what: "fit",
                     reason: format!(
                         "{} needs float targets of the prediction's shape, and a DataLoader gives class labels: use sparse_categorical_crossentropy, or call train_step with the targets",
-                        self.loss.name()
+                        self.loss().name()
                     ),
                 })
             }
@@ -381,13 +402,56 @@ impl<M: Layer> Trainer<M> {
     /// One training step on device tensors: forward, loss, backward, optimizer update.
     /// Records work without waiting; returns the mean loss and the predictions (on the device).
     pub fn train_step(&mut self, x: &Tensor, target: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (loss, mut preds) =
+            self.train_step_multi(std::slice::from_ref(x), std::slice::from_ref(target))?;
+        Ok((loss, preds.remove(0)))
+    }
+
+    /// One step of a model with any number of inputs and outputs: `targets[i]` goes with
+    /// output `i` and its loss. Returns Σ weight·loss and the outputs (on the device).
+    pub fn train_step_multi(
+        &mut self,
+        inputs: &[Tensor],
+        targets: &[Tensor],
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        if targets.len() != self.losses.len() {
+            return Err(Error::Input {
+                what: "train_step",
+                reason: format!("{} targets for {} losses", targets.len(), self.losses.len()),
+            });
+        }
         let mut ctx = Ctx::new(true, splitmix(self.seed ^ splitmix(self.steps)));
-        let pred = self.model.forward(&Var::new(x.clone()), &mut ctx)?;
-        let loss = self.loss.compute(&pred, target)?;
-        loss.backward()?;
+        let xs: Vec<Var> = inputs.iter().map(|x| Var::new(x.clone())).collect();
+        let preds = self.model.forward_multi(&xs, &mut ctx)?;
+        if preds.len() != self.losses.len() {
+            return Err(Error::Input {
+                what: "train_step",
+                reason: format!(
+                    "the model has {} outputs and {} losses",
+                    preds.len(),
+                    self.losses.len()
+                ),
+            });
+        }
+        let mut total: Option<Var> = None;
+        for ((pred, target), (loss, weight)) in preds.iter().zip(targets).zip(&self.losses) {
+            let mut l = loss.compute(pred, target)?;
+            if *weight != 1.0 {
+                l = ops::mul_scalar(&l, *weight)?;
+            }
+            total = Some(match total {
+                Some(t) => ops::add(&t, &l)?,
+                None => l,
+            });
+        }
+        let total = total.ok_or_else(|| Error::config("Trainer", "no loss"))?;
+        total.backward()?;
         self.optimizer.step(self.model.params_mut())?;
         self.steps += 1;
-        Ok((loss.into_value(), pred.into_value()))
+        Ok((
+            total.into_value(),
+            preds.into_iter().map(Var::into_value).collect(),
+        ))
     }
 
     /// Trains for `opts.epochs` epochs over `train`, evaluating on `opts.validation` after
@@ -472,7 +536,7 @@ impl<M: Layer> Trainer<M> {
             no_grad(|| -> Result<()> {
                 let mut ctx = Ctx::new(false, 0);
                 let pred = self.model.forward(&Var::new(x), &mut ctx)?;
-                let loss = self.loss.compute(&pred, &target)?;
+                let loss = self.loss().compute(&pred, &target)?;
                 sums.add(
                     loss.value(),
                     pred.value(),
