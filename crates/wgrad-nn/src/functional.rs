@@ -2,7 +2,7 @@
 //! Inception branches, squeeze-and-excitation — as Keras's functional API.
 //!
 //! ```no_run
-//! use wgrad_nn::{layers::*, Act, Functional};
+//! use wgrad_nn::{layers::*, Act, Add, Functional};
 //! # fn main() -> wgrad_nn::Result<()> {
 //! let dev = wgrad_tensor::Device::new()?;
 //! let mut g = Functional::new(&dev);
