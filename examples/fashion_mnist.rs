@@ -48,7 +48,12 @@ struct Args {
     /// Save the trained weights (safetensors) here
     #[arg(long)]
     save: Option<std::path::PathBuf>,
+    /// Where to write the PNG of the training curves
+    #[arg(long, default_value = "target/fashion_mnist-curves.png")]
+    plot: std::path::PathBuf,
 }
+
+const TITLE: &str = "Fashion-MNIST";
 
 fn main() -> ExitCode {
     match run(Args::parse()) {
@@ -114,7 +119,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     )
     .seed(args.seed);
     let start = Instant::now();
-    let history = trainer.fit(&train, FitOptions::epochs(args.epochs))?;
+    // The test set doubles as validation data, as in the course.
+    let history = trainer.fit(&train, FitOptions::epochs(args.epochs).validation(&test))?;
     let train_time = start.elapsed().as_secs_f64();
     let eval = trainer.evaluate(&test)?;
     let rate: f64 = history
@@ -131,6 +137,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         train_time,
         rate
     );
+    history.save_plot(&args.plot, TITLE)?;
+    println!("training curves written to {}", args.plot.display());
     if let Some(path) = &args.save {
         wgrad::nn::save_weights(&trainer.model, path)?;
         println!("weights saved to {}", path.display());

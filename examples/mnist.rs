@@ -40,7 +40,12 @@ struct Args {
     /// Save the trained weights (safetensors) here
     #[arg(long)]
     save: Option<std::path::PathBuf>,
+    /// Where to write the PNG of the training curves
+    #[arg(long, default_value = "target/mnist-curves.png")]
+    plot: std::path::PathBuf,
 }
+
+const TITLE: &str = "MNIST, Chollet's convnet";
 
 fn main() -> ExitCode {
     match run(Args::parse()) {
@@ -96,7 +101,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         _ => Control::Continue,
     };
     let start = Instant::now();
-    let history = trainer.fit(&train, FitOptions::epochs(args.epochs).callback(&mut stop))?;
+    let history = trainer.fit(
+        &train,
+        FitOptions::epochs(args.epochs)
+            .validation(&test)
+            .callback(&mut stop),
+    )?;
     let train_time = start.elapsed().as_secs_f64();
     let eval = trainer.evaluate(&test)?;
     let rate: f64 = history
@@ -113,6 +123,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         train_time,
         rate
     );
+    history.save_plot(&args.plot, TITLE)?;
+    println!("training curves written to {}", args.plot.display());
     if let Some(path) = &args.save {
         wgrad::nn::save_weights(&trainer.model, path)?;
         println!("weights saved to {}", path.display());

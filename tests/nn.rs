@@ -1139,3 +1139,37 @@ fn a_two_headed_model_trains_with_weighted_losses() {
         .unwrap_err();
     assert!(err.to_string().contains("train_step_multi"), "{err}");
 }
+
+/// `History::save_plot` writes a real 1000×420 PNG, atomically, and reports a bad path.
+#[test]
+fn training_curves_are_written_as_png() {
+    use wgrad::nn::{EpochLog, History};
+    let h = History {
+        epochs: (0..4)
+            .map(|e| EpochLog {
+                epoch: e,
+                loss: 1.0 / (e as f32 + 1.0),
+                accuracy: Some(0.5 + 0.1 * e as f32),
+                val_loss: Some(1.2 / (e as f32 + 1.0)),
+                val_accuracy: Some(0.45 + 0.1 * e as f32),
+                ..Default::default()
+            })
+            .collect(),
+    };
+    let path = tmp("curves.png");
+    h.save_plot(&path, "test run").unwrap();
+    assert_eq!(image::image_dimensions(&path).unwrap(), (1000, 420));
+    let img = image::open(&path).unwrap().to_rgb8();
+    let coloured = img
+        .pixels()
+        .filter(|p| p.0[0] != p.0[1] || p.0[1] != p.0[2])
+        .count();
+    assert!(
+        coloured > 1000,
+        "the curves are drawn in colour ({coloured} pixels)"
+    );
+    let err = h
+        .save_plot("/proc/no-such-dir/curves.png", "x")
+        .unwrap_err();
+    assert!(err.to_string().contains("no-such-dir"), "{err}");
+}

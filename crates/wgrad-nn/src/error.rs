@@ -21,6 +21,10 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
 
+    /// A training-curve plot could not be drawn or written.
+    #[error("{path}: could not write the plot: {reason}")]
+    Plot { path: PathBuf, reason: String },
+
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

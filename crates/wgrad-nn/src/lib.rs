@@ -29,6 +29,7 @@ pub mod layers;
 mod loss;
 mod optim;
 mod param;
+mod plot;
 mod sequential;
 mod summary;
 mod train;
