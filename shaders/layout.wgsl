@@ -21,14 +21,16 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
 
-fn extent(v: array<vec4<u32>, 2>, d: u32) -> u32 { return v[d / 4u][d % 4u]; }
-
+// The extents and strides are read straight from the uniform block (see binary.wgsl: a
+// by-value copy of these arrays costs lavapipe scratch memory it never frees).
 fn src_offset(i: u32) -> u32 {
     var rem = i;
     var o = p.src_base;
     for (var d = i32(p.rank) - 1; d >= 0; d--) {
-        let e = extent(p.shape, u32(d));
-        o += (rem % e) * extent(p.src_strides, u32(d));
+        let q = u32(d) / 4u;
+        let r = u32(d) % 4u;
+        let e = p.shape[q][r];
+        o += (rem % e) * p.src_strides[q][r];
         rem = rem / e;
     }
     return o;
@@ -38,8 +40,10 @@ fn dst_offset(i: u32) -> u32 {
     var rem = i;
     var o = p.dst_base;
     for (var d = i32(p.rank) - 1; d >= 0; d--) {
-        let e = extent(p.shape, u32(d));
-        o += (rem % e) * extent(p.dst_strides, u32(d));
+        let q = u32(d) / 4u;
+        let r = u32(d) % 4u;
+        let e = p.shape[q][r];
+        o += (rem % e) * p.dst_strides[q][r];
         rem = rem / e;
     }
     return o;
