@@ -9,46 +9,12 @@ mod common;
 
 use common::{adapter_line, median, timed};
 use criterion::black_box;
-use wgrad::nn::layers::*;
-use wgrad::nn::{Act, Loss, Optimizer, Sequential, Trainer};
+use wgrad::models::{chollet_mnist, fashion_course};
+use wgrad::nn::{Loss, Optimizer, Trainer};
 use wgrad::ops::matmul::MatmulOptions;
 use wgrad::{Conv2dOptions, Device, Padding, Tensor, UnaryOp, Update};
 
 const BATCH: usize = 64;
-
-fn course(dev: &Device) -> Sequential {
-    Sequential::new(dev, &[28, 28, 1])
-        .add(Conv2D::new(64, 3).activation(Act::Relu))
-        .unwrap()
-        .add(MaxPool2D::new(2))
-        .unwrap()
-        .add(Flatten::new())
-        .unwrap()
-        .add(Dense::new(128).activation(Act::Relu))
-        .unwrap()
-        .add(Dense::new(10))
-        .unwrap()
-}
-
-fn chollet(dev: &Device) -> Sequential {
-    Sequential::new(dev, &[28, 28, 1])
-        .add(Conv2D::new(32, 3).activation(Act::Relu))
-        .unwrap()
-        .add(MaxPool2D::new(2))
-        .unwrap()
-        .add(Conv2D::new(64, 3).activation(Act::Relu))
-        .unwrap()
-        .add(MaxPool2D::new(2))
-        .unwrap()
-        .add(Conv2D::new(64, 3).activation(Act::Relu))
-        .unwrap()
-        .add(Flatten::new())
-        .unwrap()
-        .add(Dense::new(64).activation(Act::Relu))
-        .unwrap()
-        .add(Dense::new(10))
-        .unwrap()
-}
 
 fn main() {
     let mut c = common::criterion();
@@ -57,8 +23,16 @@ fn main() {
     let labels: Vec<u32> = (0..BATCH as u32).map(|i| i % 10).collect();
     let y = Tensor::from_slice(&dev, &labels, &[BATCH]).unwrap();
     let loss = Loss::sparse_categorical_crossentropy(true);
-    let mut course = Trainer::new(course(&dev), Optimizer::adam(1e-3), loss);
-    let mut chollet = Trainer::new(chollet(&dev), Optimizer::rmsprop(1e-3), loss);
+    let mut course = Trainer::new(
+        fashion_course(&dev, 10, 0).unwrap(),
+        Optimizer::adam(1e-3),
+        loss,
+    );
+    let mut chollet = Trainer::new(
+        chollet_mnist(&dev, 10, false, 0).unwrap(),
+        Optimizer::rmsprop(1e-3),
+        loss,
+    );
 
     // The course model's costliest ops, on its own shapes.
     let w = Tensor::rand_uniform(&dev, &[3, 3, 1, 64], -0.3, 0.3, 2).unwrap();

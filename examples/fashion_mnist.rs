@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use wgrad::data::{fashion_mnist, DataLoader, Split};
-use wgrad::nn::layers::*;
-use wgrad::nn::{Act, FitOptions, Loss, Optimizer, Sequential, Trainer};
+use wgrad::models::{fashion_course, geron_fashion};
+use wgrad::nn::{FitOptions, Loss, Optimizer, Sequential, Trainer};
 use wgrad::Device;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -66,29 +66,9 @@ fn main() -> ExitCode {
 }
 
 fn build(dev: &Device, which: Model, seed: u64) -> wgrad::nn::Result<Sequential> {
-    let m = Sequential::new(dev, &[28, 28, 1]).seed(seed);
     match which {
-        Model::Course => m
-            .add(Conv2D::new(64, 3).activation(Act::Relu))?
-            .add(MaxPool2D::new(2))?
-            .add(Flatten::new())?
-            .add(Dense::new(128).activation(Act::Relu))?
-            .add(Dense::new(10)),
-        Model::Geron => m
-            .add(Conv2D::new(64, 7).same().activation(Act::Relu))?
-            .add(MaxPool2D::new(2))?
-            .add(Conv2D::new(128, 3).same().activation(Act::Relu))?
-            .add(Conv2D::new(128, 3).same().activation(Act::Relu))?
-            .add(MaxPool2D::new(2))?
-            .add(Conv2D::new(256, 3).same().activation(Act::Relu))?
-            .add(Conv2D::new(256, 3).same().activation(Act::Relu))?
-            .add(MaxPool2D::new(2))?
-            .add(Flatten::new())?
-            .add(Dense::new(128).activation(Act::Relu))?
-            .add(Dropout::new(0.5))?
-            .add(Dense::new(64).activation(Act::Relu))?
-            .add(Dropout::new(0.5))?
-            .add(Dense::new(10)),
+        Model::Course => fashion_course(dev, 10, seed),
+        Model::Geron => geron_fashion(dev, 10, seed),
     }
 }
 

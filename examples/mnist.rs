@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use clap::Parser;
 use wgrad::data::{mnist, DataLoader, Split};
-use wgrad::nn::layers::*;
-use wgrad::nn::{Act, Control, EpochLog, FitOptions, Loss, Optimizer, Sequential, Trainer};
+use wgrad::models::chollet_mnist;
+use wgrad::nn::{Control, EpochLog, FitOptions, Loss, Optimizer, Trainer};
 use wgrad::Device;
 
 #[derive(Parser, Debug)]
@@ -70,16 +70,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         train.len(),
         test.len()
     );
-    let model = Sequential::new(&dev, &[28, 28, 1])
-        .seed(args.seed)
-        .add(Conv2D::new(32, 3).activation(Act::Relu))?
-        .add(MaxPool2D::new(2))?
-        .add(Conv2D::new(64, 3).activation(Act::Relu))?
-        .add(MaxPool2D::new(2))?
-        .add(Conv2D::new(64, 3).activation(Act::Relu))?
-        .add(Flatten::new())?
-        .add(Dense::new(64).activation(Act::Relu))?
-        .add(Dense::new(10).activation(Act::Softmax))?;
+    let model = chollet_mnist(&dev, 10, true, args.seed)?;
     println!("{}", model.summary(args.batch_size));
     let train = DataLoader::new(train, args.batch_size)
         .shuffle(true)

@@ -377,25 +377,11 @@ fn loss_values_and_gradients() {
     }
 }
 
-fn course_model(dev: &Device) -> Sequential {
-    Sequential::new(dev, &[28, 28, 1])
-        .add(Conv2D::new(64, 3).activation(Act::Relu))
-        .unwrap()
-        .add(MaxPool2D::new(2))
-        .unwrap()
-        .add(Flatten::new())
-        .unwrap()
-        .add(Dense::new(128).activation(Act::Relu))
-        .unwrap()
-        .add(Dense::new(10))
-        .unwrap()
-}
-
 /// Parameter counts as Keras's `summary()` reports them for the same models.
 #[test]
 fn summary_counts_match_keras() {
     let dev = common::device();
-    let m = course_model(&dev);
+    let m = wgrad::models::fashion_course(&dev, 10, 0).unwrap();
     assert_eq!(m.param_counts(), (1_386_506, 0));
     assert_eq!(
         m.layer_names(),
@@ -407,24 +393,11 @@ fn summary_counts_match_keras() {
         "{s}"
     );
     // Chollet's MNIST convnet: 93,322 parameters in the book.
-    let chollet = Sequential::new(&dev, &[28, 28, 1])
-        .add(Conv2D::new(32, 3).activation(Act::Relu))
-        .unwrap()
-        .add(MaxPool2D::new(2))
-        .unwrap()
-        .add(Conv2D::new(64, 3).activation(Act::Relu))
-        .unwrap()
-        .add(MaxPool2D::new(2))
-        .unwrap()
-        .add(Conv2D::new(64, 3).activation(Act::Relu))
-        .unwrap()
-        .add(Flatten::new())
-        .unwrap()
-        .add(Dense::new(64).activation(Act::Relu))
-        .unwrap()
-        .add(Dense::new(10).activation(Act::Softmax))
-        .unwrap();
+    let chollet = wgrad::models::chollet_mnist(&dev, 10, true, 0).unwrap();
     assert_eq!(chollet.param_counts(), (93_322, 0));
+    // Géron's Fashion-MNIST CNN: 1,413,834, as Keras counts it.
+    let geron = wgrad::models::geron_fashion(&dev, 10, 0).unwrap();
+    assert_eq!(geron.param_counts(), (1_413_834, 0));
     // Batch norm: gamma and beta train, the moving statistics do not.
     let bn = Sequential::new(&dev, &[4, 4, 3])
         .add(Conv2D::new(8, 3).same().use_bias(false))
