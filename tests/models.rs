@@ -28,6 +28,9 @@ fn parameter_counts_match_the_references() {
         lenet5(&dev, [32, 32, 1], 10).unwrap().param_counts(),
         (61_706, 0)
     );
+    // Building queued the weights' initialisation: let it finish before the process exits
+    // (lavapipe's queue thread still running at exit once crashed this test binary).
+    dev.sync().unwrap();
 }
 
 #[test]
@@ -52,4 +55,5 @@ fn resnet18_runs_forward_and_backward_on_a_small_image() {
         .named_params()
         .iter()
         .any(|(n, _)| n == "residual_unit_2/skip/conv2d/kernel"));
+    dev.sync().unwrap();
 }
