@@ -901,91 +901,9 @@ fn top_k_accuracy_matches_a_host_count() {
     );
 }
 
-/// The seeds' `ResidualUnit` as a user-defined layer: two convolutions with batch norm and a
-/// skip (a 1×1 projection when the stride changes the shape), built from public pieces only.
-struct ResidualUnit {
-    main: Option<Sequential>,
-    skip: Option<Sequential>,
-    filters: usize,
-    strides: usize,
-}
-
-impl ResidualUnit {
-    fn new(filters: usize, strides: usize) -> Self {
-        ResidualUnit {
-            main: None,
-            skip: None,
-            filters,
-            strides,
-        }
-    }
-}
-
-impl Layer for ResidualUnit {
-    fn kind(&self) -> &'static str {
-        "ResidualUnit"
-    }
-    fn build(&mut self, dev: &Device, input: &[usize], seed: u64) -> wgrad::nn::Result<Vec<usize>> {
-        let (f, s) = (self.filters, self.strides);
-        let main = Sequential::new(dev, input)
-            .seed(seed)
-            .add(Conv2D::new(f, 3).strides(s).same().use_bias(false))?
-            .add(BatchNormalization::new())?
-            .add(Activation(Act::Relu))?
-            .add(Conv2D::new(f, 3).same().use_bias(false))?
-            .add(BatchNormalization::new())?;
-        let out = main.output_shape().to_vec();
-        self.main = Some(main);
-        if s > 1 || input[2] != f {
-            self.skip = Some(
-                Sequential::new(dev, input)
-                    .seed(seed ^ 9)
-                    .add(Conv2D::new(f, 1).strides(s).same().use_bias(false))?
-                    .add(BatchNormalization::new())?,
-            );
-        }
-        Ok(out)
-    }
-    fn forward(&mut self, x: &Var, ctx: &mut Ctx) -> wgrad::nn::Result<Var> {
-        let z = self.main.as_mut().expect("built").forward(x, ctx)?;
-        let skip = match &mut self.skip {
-            Some(s) => s.forward(x, ctx)?,
-            None => x.clone(),
-        };
-        Ok(ops::relu(&ops::add(&z, &skip)?)?)
-    }
-    fn params(&self) -> Vec<&wgrad::nn::Param> {
-        let mut p = self.main.as_ref().map_or(Vec::new(), |m| m.params());
-        if let Some(s) = &self.skip {
-            p.extend(s.params());
-        }
-        p
-    }
-    fn params_mut(&mut self) -> Vec<&mut wgrad::nn::Param> {
-        let mut p = self.main.as_mut().map_or(Vec::new(), |m| m.params_mut());
-        if let Some(s) = &mut self.skip {
-            p.extend(s.params_mut());
-        }
-        p
-    }
-    fn named_params(&self) -> Vec<(String, &wgrad::nn::Param)> {
-        let mut p: Vec<_> = self
-            .main
-            .as_ref()
-            .map_or(Vec::new(), |m| m.named_params())
-            .into_iter()
-            .map(|(n, v)| (format!("main/{n}"), v))
-            .collect();
-        if let Some(s) = &self.skip {
-            p.extend(
-                s.named_params()
-                    .into_iter()
-                    .map(|(n, v)| (format!("skip/{n}"), v)),
-            );
-        }
-        p
-    }
-}
+/// The seeds' `ResidualUnit` is a user-defined layer: wgrad-models implements `Layer` for it
+/// outside wgrad-nn, from public pieces only.
+use wgrad::models::ResidualUnit;
 
 #[test]
 fn a_custom_layer_builds_trains_and_counts_like_keras() {
