@@ -11,7 +11,8 @@
 //! `train.bin` / `test.bin` (in `cifar-100-binary/`, with `coarse_label_names.txt` and
 //! `fine_label_names.txt`, read when present). [`cifar10`] and [`cifar100`] search the given
 //! directory, `$WGRAD_DATA/<cifar-10-batches-bin|cifar-100-binary>`, `$WGRAD_DATA`, then the
-//! cache `~/.cache/wgrad/<same name>` (see [`crate::search`]). No download (TODO, as for IDX).
+//! cache `~/.cache/wgrad/<same name>` (see [`crate::search`]). They are not downloaded: the
+//! not-found error names the archive and its URL.
 
 use std::path::{Path, PathBuf};
 

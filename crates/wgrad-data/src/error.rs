@@ -36,6 +36,17 @@ pub enum Error {
         searched: Vec<PathBuf>,
         hint: String,
     },
+    /// A download could not be completed: no network, unknown host, an HTTP error status or a
+    /// connection cut short.
+    #[error("download of {url} failed: {reason}")]
+    Download { url: String, reason: String },
+    /// A downloaded file's content does not hash to the published SHA-256; it was discarded.
+    #[error("download of {url} is corrupt: SHA-256 of its content is {got}, expected {expected}")]
+    Checksum {
+        url: String,
+        expected: String,
+        got: String,
+    },
     /// Buffers handed to [`crate::Dataset::new`] do not describe a dataset (length not
     /// N·H·W·C, label out of range).
     #[error("invalid dataset: {reason}")]
@@ -72,15 +83,20 @@ impl Error {
 /// Reads a whole file, gunzipping it when it starts with the gzip magic bytes `1f 8b`
 /// (detected by content, never by file name).
 pub(crate) fn read_maybe_gzip(path: &std::path::Path) -> Result<Vec<u8>> {
-    use std::io::Read;
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b {
-        let mut out = Vec::with_capacity(bytes.len() * 4);
-        flate2::read::MultiGzDecoder::new(&bytes[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::format(path, format!("corrupt or truncated gzip stream: {e}")))?;
-        Ok(out)
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        read_gzip_bytes(path, &bytes)
     } else {
         Ok(bytes)
     }
+}
+
+/// Gunzips `bytes` (read from `path`, named in the error).
+pub(crate) fn read_gzip_bytes(path: &std::path::Path, bytes: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(bytes.len() * 4);
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::format(path, format!("corrupt or truncated gzip stream: {e}")))?;
+    Ok(out)
 }

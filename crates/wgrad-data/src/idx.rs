@@ -15,16 +15,18 @@
 //! (The Debian package installs the four standard gzipped names, e.g.
 //! `/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz`.)
 //!
-//! Downloading is not implemented (TODO): when nothing is found the error lists every searched
-//! directory and says where to put the files and where to get them. A future
-//! `download_into_cache` would fetch the canonical archives into [`crate::search::cache_dir`]
-//! and verify their SHA-256 digests before use.
+//! When no directory holds a split, [`load`] downloads its two files from the data set's
+//! canonical mirror into the cache (see [`crate::download`]: the SHA-256 of the decompressed
+//! content is checked before the file is kept). Without network, or with `WGRAD_OFFLINE=1`,
+//! the error lists every searched directory, says where to put the files and why the
+//! download failed.
 
 use std::path::{Path, PathBuf};
 
 use crate::dataset::{Dataset, Split};
+use crate::download::{fetch, offline, Remote};
 use crate::error::{read_maybe_gzip, Error, Result};
-use crate::search::{find_file, search_dirs};
+use crate::search::{cache_dir, find_file, search_dirs};
 
 /// Magic number of an IDX file of unsigned bytes with 3 dimensions (images).
 pub const IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -167,6 +169,11 @@ pub struct IdxSpec {
     pub class_names: &'static [&'static str],
     /// Where the files come from, for the not-found message.
     pub source_hint: &'static str,
+    /// Base URL of the canonical mirror (ending in `/`), holding the four standard `.gz` names.
+    pub mirror: &'static str,
+    /// SHA-256 of the decompressed content of train images, train labels, test images and test
+    /// labels, in that order.
+    pub sha256: [&'static str; 4],
 }
 
 /// MNIST handwritten digits.
@@ -176,6 +183,13 @@ pub const MNIST: IdxSpec = IdxSpec {
     class_names: &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
     source_hint: "download them from https://storage.googleapis.com/cvdf-datasets/mnist/ \
                   (mirror of http://yann.lecun.com/exdb/mnist/)",
+    mirror: "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    sha256: [
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    ],
 };
 
 /// Zalando's Fashion-MNIST.
@@ -197,6 +211,13 @@ pub const FASHION_MNIST: IdxSpec = IdxSpec {
     source_hint: "on Debian/Ubuntu `apt-get install dataset-fashion-mnist` installs them into \
                   /usr/share/datasets/fashion-mnist; or download them from \
                   http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    mirror: "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    sha256: [
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    ],
 };
 
 /// Accepted file names for one split: `(images, labels)`, each in preference order.
@@ -242,10 +263,68 @@ pub fn load_from(spec: &IdxSpec, split: Split, dirs: &[PathBuf]) -> Result<Datas
 }
 
 /// Loads one split of `spec`, searching `dir` then the default locations (see the module
-/// documentation).
+/// documentation), and downloading into the cache when none holds it.
 pub fn load(spec: &IdxSpec, dir: Option<&Path>, split: Split) -> Result<Dataset> {
     let dirs = search_dirs(spec.name, dir, spec.system_dir.map(Path::new));
-    load_from(spec, split, &dirs)
+    let cache = if offline() {
+        None
+    } else {
+        cache_dir().map(|c| c.join(spec.name))
+    };
+    load_or_fetch(spec, split, &dirs, cache.as_deref())
+}
+
+/// [`load_from`] `dirs`; when none holds the split and `cache` is given, downloads the split's
+/// two files from `spec.mirror` into `cache` (verified by [`Remote::sha256`]) and loads them.
+/// A failed download becomes [`Error::NotFound`], whose hint adds why the download failed.
+pub fn load_or_fetch(
+    spec: &IdxSpec,
+    split: Split,
+    dirs: &[PathBuf],
+    cache: Option<&Path>,
+) -> Result<Dataset> {
+    let err = match load_from(spec, split, dirs) {
+        Err(e @ Error::NotFound { .. }) => e,
+        other => return other,
+    };
+    let Some(cache) = cache else { return Err(err) };
+    let (image_names, label_names) = file_names(split);
+    let (ih, lh) = match split {
+        Split::Train => (spec.sha256[0], spec.sha256[1]),
+        Split::Test => (spec.sha256[2], spec.sha256[3]),
+    };
+    let fetched = [(&image_names[0], ih), (&label_names[0], lh)]
+        .into_iter()
+        .map(|(file, sha256)| {
+            let url = format!("{}{file}", spec.mirror);
+            fetch(
+                &Remote {
+                    file,
+                    url: &url,
+                    sha256,
+                },
+                cache,
+            )
+        })
+        .collect::<Result<Vec<PathBuf>>>();
+    match fetched {
+        Ok(paths) => {
+            let names = spec.class_names.iter().map(|s| s.to_string()).collect();
+            Ok(read_pair(&paths[0], &paths[1], spec.class_names.len())?.with_class_names(names))
+        }
+        Err(download) => match err {
+            Error::NotFound { searched, hint } => Err(Error::NotFound {
+                searched,
+                hint: format!(
+                    "{hint}. Downloading into {} failed: {download} (set {}=1 to skip the \
+                     download)",
+                    cache.display(),
+                    crate::download::OFFLINE_VAR
+                ),
+            }),
+            other => Err(other),
+        },
+    }
 }
 
 /// MNIST, 28×28×1 images in `[0, 1]`, 10 classes. `dir`: a directory to search first.

@@ -22,9 +22,12 @@
 //! the cache `$XDG_CACHE_HOME/wgrad/<name>` or `~/.cache/wgrad/<name>`. `<name>` is `mnist`,
 //! `fashion-mnist`, `cifar-10-batches-bin` or `cifar-100-binary`. When none holds the files the
 //! error is [`Error::NotFound`], listing every searched directory and saying where to put the
-//! files. Downloading is not implemented yet (TODO: `download_into_cache` fetching the
-//! canonical archives with SHA-256 verification). The `*_from` / `load_*_from` functions take
-//! the search list explicitly.
+//! files. MNIST and Fashion-MNIST are then downloaded from their canonical mirrors into the
+//! cache ([`download`]: the SHA-256 of the decompressed content is verified, the file is
+//! renamed into place only once complete; `WGRAD_OFFLINE=1` disables it); without network
+//! the not-found error also says why the download failed. CIFAR is not downloaded (its
+//! archives are tarballs; the error names the archive and its URL). The `*_from` /
+//! `load_*_from` functions take the search list explicitly and never download.
 //!
 //! ```no_run
 //! use wgrad_data::{fashion_mnist, DataLoader, Split, Transform};
@@ -45,6 +48,7 @@
 
 pub mod cifar;
 mod dataset;
+pub mod download;
 mod error;
 pub mod folder;
 pub mod idx;
