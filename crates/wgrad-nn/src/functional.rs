@@ -247,9 +247,41 @@ impl Functional {
         self.apply_boxed(Box::new(layer), x)
     }
 
-    pub fn apply_boxed(&mut self, mut layer: Box<dyn Layer>, x: Tap) -> Result<Tap> {
-        self.check(x)?;
+    pub fn apply_boxed(&mut self, layer: Box<dyn Layer>, x: Tap) -> Result<Tap> {
         let name = summary::layer_name(layer.kind(), self.seen(layer.kind()));
+        self.apply_as(name, layer, x)
+    }
+
+    /// `layer(x)` under `name` (Keras's `name=`): the prefix of the layer's weights in saved
+    /// files and in [`crate::import`]; names must be unique within the model.
+    pub fn apply_named(&mut self, name: &str, layer: impl Layer + 'static, x: Tap) -> Result<Tap> {
+        self.check_name(name)?;
+        self.apply_as(name.to_string(), Box::new(layer), x)
+    }
+
+    /// [`Functional::merge`] under `name`.
+    pub fn merge_named(
+        &mut self,
+        name: &str,
+        merge: impl Merge + 'static,
+        xs: &[Tap],
+    ) -> Result<Tap> {
+        self.check_name(name)?;
+        self.merge_as(name.to_string(), Box::new(merge), xs)
+    }
+
+    fn check_name(&self, name: &str) -> Result<()> {
+        if self.nodes.iter().any(|n| n.name == name) {
+            return Err(Error::config(
+                "Functional",
+                format!("a layer named {name:?} is already in the model"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn apply_as(&mut self, name: String, mut layer: Box<dyn Layer>, x: Tap) -> Result<Tap> {
+        self.check(x)?;
         let seed = crate::layer::splitmix(self.seed ^ (self.nodes.len() as u64 + 1));
         let shape = layer
             .build(&self.device, &self.nodes[x.0].shape.clone(), seed)
@@ -259,10 +291,14 @@ impl Functional {
 
     /// `merge([a, b, …])`: joins several taps.
     pub fn merge(&mut self, merge: impl Merge + 'static, xs: &[Tap]) -> Result<Tap> {
+        let name = summary::layer_name(merge.kind(), self.seen(merge.kind()));
+        self.merge_as(name, Box::new(merge), xs)
+    }
+
+    fn merge_as(&mut self, name: String, merge: Box<dyn Merge>, xs: &[Tap]) -> Result<Tap> {
         for &x in xs {
             self.check(x)?;
         }
-        let name = summary::layer_name(merge.kind(), self.seen(merge.kind()));
         let shapes: Vec<&[usize]> = xs
             .iter()
             .map(|t| self.nodes[t.0].shape.as_slice())
@@ -270,7 +306,7 @@ impl Functional {
         let shape = merge
             .output_shape(&shapes)
             .map_err(|e| e.in_layer(&name, merge.kind()))?;
-        Ok(self.push(name, Op::Merge(Box::new(merge), xs.to_vec()), shape))
+        Ok(self.push(name, Op::Merge(merge, xs.to_vec()), shape))
     }
 
     /// Declares the model's outputs.

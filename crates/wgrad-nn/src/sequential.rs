@@ -59,8 +59,24 @@ impl Sequential {
         self.add_boxed(Box::new(layer))
     }
 
-    pub fn add_boxed(mut self, mut layer: Box<dyn Layer>) -> Result<Self> {
+    pub fn add_boxed(self, layer: Box<dyn Layer>) -> Result<Self> {
         let name = self.unique_name(layer.kind());
+        self.add_entry(name, layer)
+    }
+
+    /// Appends `layer` under `name` (Keras's `name=` argument), the prefix of its weights in
+    /// saved files and in [`crate::import`]; names must be unique within the model.
+    pub fn add_named(self, name: &str, layer: impl Layer + 'static) -> Result<Self> {
+        if self.layers.iter().any(|e| e.name == name) {
+            return Err(Error::config(
+                "Sequential",
+                format!("a layer named {name:?} is already in the model"),
+            ));
+        }
+        self.add_entry(name.to_string(), Box::new(layer))
+    }
+
+    fn add_entry(mut self, name: String, mut layer: Box<dyn Layer>) -> Result<Self> {
         let input = self.output_shape().to_vec();
         let seed = crate::layer::splitmix(self.seed ^ (self.layers.len() as u64 + 1));
         let output_shape = layer
