@@ -272,54 +272,116 @@ fn conv2d_random_configurations_match_f64_reference() {
             dilation: dil,
             groups,
         };
-        let xs = [n, h, w, c];
-        let ws = [k[0], k[1], cg, o];
-        let r = Ref::new(xs, ws, opts);
-        let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
-        let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
-        let ys = [n, r.out[0], r.out[1], o];
-        let dyv = rng.vec(ys.iter().product(), -1.0, 1.0);
-        let (mut y, mut dx, mut dw) = (
-            vec![0f64; dyv.len()],
-            vec![0f64; xv.len()],
-            vec![0f64; wv.len()],
+        check_against_reference(
+            &format!("case {case}"),
+            [n, h, w, c],
+            [k[0], k[1], cg, o],
+            opts,
+            &mut rng,
+            &devs,
         );
-        r.each(|xi, wi, yi| {
-            y[yi] += xv[xi] as f64 * wv[wi] as f64;
-            dx[xi] += dyv[yi] as f64 * wv[wi] as f64;
-            dw[wi] += dyv[yi] as f64 * xv[xi] as f64;
-        });
-        for dev in &devs {
-            let ctx = format!(
-                "case {case}: x {xs:?} w {ws:?} {opts:?} ({:?})",
-                dev.strategy()
-            );
-            let tx = Tensor::from_slice(dev, &xv, &xs).unwrap();
-            let tw = Tensor::from_slice(dev, &wv, &ws).unwrap();
-            let tdy = Tensor::from_slice(dev, &dyv, &ys).unwrap();
-            let got = tx.conv2d(&tw, opts).unwrap();
-            assert_eq!(got.shape(), &ys, "{ctx}");
-            let tol = 1e-5 * (k[0] * k[1] * cg) as f64;
-            assert_close(&got.to_vec::<f32>().unwrap(), &y, 1e-4, tol);
-            assert_close(
-                &tdy.conv2d_backward_input(&tw, &xs, opts)
-                    .unwrap()
-                    .to_vec::<f32>()
-                    .unwrap(),
-                &dx,
-                1e-4,
-                tol,
-            );
-            assert_close(
-                &tx.conv2d_backward_filter(&tdy, k, opts)
-                    .unwrap()
-                    .to_vec::<f32>()
-                    .unwrap(),
-                &dw,
-                1e-4,
-                1e-5 * (ys.iter().product::<usize>() as f64),
-            );
-        }
+    }
+}
+
+/// Forward, input gradient and filter gradient of one configuration against the f64 loops.
+fn check_against_reference(
+    what: &str,
+    xs: [usize; 4],
+    ws: [usize; 4],
+    opts: Conv2dOptions,
+    rng: &mut Rng,
+    devs: &[Device],
+) {
+    let (k, cg, n, o) = ([ws[0], ws[1]], ws[2], xs[0], ws[3]);
+    let r = Ref::new(xs, ws, opts);
+
+    let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+    let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+    let ys = [n, r.out[0], r.out[1], o];
+    let dyv = rng.vec(ys.iter().product(), -1.0, 1.0);
+    let (mut y, mut dx, mut dw) = (
+        vec![0f64; dyv.len()],
+        vec![0f64; xv.len()],
+        vec![0f64; wv.len()],
+    );
+    r.each(|xi, wi, yi| {
+        y[yi] += xv[xi] as f64 * wv[wi] as f64;
+        dx[xi] += dyv[yi] as f64 * wv[wi] as f64;
+        dw[wi] += dyv[yi] as f64 * xv[xi] as f64;
+    });
+    for dev in devs {
+        let ctx = format!("{what}: x {xs:?} w {ws:?} {opts:?} ({:?})", dev.strategy());
+        let tx = Tensor::from_slice(dev, &xv, &xs).unwrap();
+        let tw = Tensor::from_slice(dev, &wv, &ws).unwrap();
+        let tdy = Tensor::from_slice(dev, &dyv, &ys).unwrap();
+        let got = tx.conv2d(&tw, opts).unwrap();
+        assert_eq!(got.shape(), &ys, "{ctx}");
+        let tol = 1e-5 * (k[0] * k[1] * cg) as f64;
+        assert_close(&got.to_vec::<f32>().unwrap(), &y, 1e-4, tol);
+        assert_close(
+            &tdy.conv2d_backward_input(&tw, &xs, opts)
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap(),
+            &dx,
+            1e-4,
+            tol,
+        );
+        assert_close(
+            &tx.conv2d_backward_filter(&tdy, k, opts)
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap(),
+            &dw,
+            1e-4,
+            1e-5 * (ys.iter().product::<usize>() as f64),
+        );
+    }
+}
+
+/// Feature maps smaller than the kernel's reach: taps that only ever meet padding are
+/// dropped before the GEMM (ResNet's last stage at 32×32 input is 1×1 under a 3×3 conv), and
+/// the filter gradient of the dropped taps must come back as exact zeros.
+#[test]
+fn conv2d_on_maps_smaller_than_the_kernel() {
+    let mut rng = Rng::new(13);
+    let devs = strategies();
+    let same = |stride: usize, dil: usize| Conv2dOptions {
+        stride: [stride, stride],
+        padding: Padding::Same,
+        dilation: [dil, dil],
+        groups: 1,
+    };
+    let cases: &[([usize; 4], [usize; 4], Conv2dOptions)] = &[
+        ([2, 1, 1, 8], [3, 3, 8, 12], same(1, 1)),
+        ([2, 2, 2, 8], [3, 3, 8, 12], same(2, 1)),
+        ([1, 3, 2, 5], [7, 7, 5, 4], same(2, 1)),
+        ([1, 2, 3, 4], [3, 5, 4, 6], same(1, 2)),
+        ([2, 1, 4, 6], [3, 3, 6, 4], same(1, 1)),
+        (
+            [1, 2, 2, 4],
+            [5, 5, 4, 4],
+            Conv2dOptions {
+                padding: Padding::Explicit {
+                    top: 3,
+                    bottom: 1,
+                    left: 0,
+                    right: 4,
+                },
+                ..same(1, 1)
+            },
+        ),
+        (
+            [2, 1, 1, 6],
+            [3, 3, 3, 6],
+            Conv2dOptions {
+                groups: 2,
+                ..same(1, 1)
+            },
+        ),
+    ];
+    for (i, &(xs, ws, opts)) in cases.iter().enumerate() {
+        check_against_reference(&format!("small map {i}"), xs, ws, opts, &mut rng, &devs);
     }
 }
 

@@ -111,8 +111,28 @@ const SHAPES: [&[usize]; 7] = [
     &[4, 2],
 ];
 
+/// Permutations that reduce to a batched transpose once unit axes are dropped and adjacent
+/// axes merged (the conv input-gradient filter reorder is the first), with tile edges.
+const FIXED: &[(&[usize], &[usize])] = &[
+    (&[3, 3, 40, 1, 33], &[3, 0, 1, 4, 2]),
+    (&[1, 2, 35, 1, 31], &[3, 0, 4, 1, 2]),
+    (&[2, 3, 4, 5], &[1, 0, 2, 3]),
+    (&[2, 3, 4, 5], &[3, 1, 2, 0]),
+    (&[1, 1, 1], &[2, 0, 1]),
+];
+
 fn permutes<T: Sample>(seed: u64) {
     let mut rng = Rng::new(seed);
+    for (shape, perm) in FIXED {
+        let x = data::<T>(numel(shape), &mut rng);
+        let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+        same_bits(
+            &format!("permute {shape:?} by {perm:?}"),
+            &up(&x, shape).permute(perm).unwrap(),
+            &permute_ref(&x, shape, perm),
+            &out_shape,
+        );
+    }
     for shape in SHAPES {
         let x = data::<T>(numel(shape), &mut rng);
         for _ in 0..4 {

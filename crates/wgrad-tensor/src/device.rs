@@ -79,7 +79,17 @@ pub(crate) struct Inner {
     submits: AtomicU64,
     readbacks: AtomicU64,
     uploads: AtomicU64,
+    /// Per-kernel wall time when profiling (see [`Device::set_profiling`]).
+    profile: Mutex<Option<HashMap<String, KernelTime>>>,
     id: u64,
+}
+
+/// Time spent in one kernel variant while profiling: how many dispatches, and their summed
+/// wall time from submit to completion.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KernelTime {
+    pub dispatches: u64,
+    pub seconds: f64,
 }
 
 /// A GPU (or software adapter) with its queue, buffer pool and kernel cache. Cheap to clone.
@@ -265,6 +275,11 @@ impl Device {
                 submits: AtomicU64::new(0),
                 readbacks: AtomicU64::new(0),
                 uploads: AtomicU64::new(0),
+                profile: Mutex::new(
+                    std::env::var_os("WGRAD_PROFILE")
+                        .filter(|v| !v.is_empty() && v != "0")
+                        .map(|_| HashMap::new()),
+                ),
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             }),
             strategy,
@@ -344,6 +359,31 @@ impl Device {
             Some(e) => Err(Error::Gpu(e)),
             None => Ok(()),
         }
+    }
+
+    /// Turns per-kernel profiling on (clearing earlier figures) or off. While on, every
+    /// dispatch is submitted alone and waited for, so the figures are each kernel's own wall
+    /// time, at the price of losing batching (a step runs slower than unprofiled). Also
+    /// switched on at start-up by `WGRAD_PROFILE=1`.
+    pub fn set_profiling(&self, on: bool) -> Result<()> {
+        self.sync()?;
+        *self.inner.profile.lock().unwrap() = on.then(HashMap::new);
+        Ok(())
+    }
+
+    /// The profile so far: `(kernel::entry [workgroups], time)`, costliest first.
+    pub fn profile(&self) -> Vec<(String, KernelTime)> {
+        let mut v: Vec<(String, KernelTime)> = self
+            .inner
+            .profile
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .map(|(k, t)| (k.clone(), t.clone()))
+            .collect();
+        v.sort_by(|a, b| b.1.seconds.total_cmp(&a.1.seconds));
+        v
     }
 
     /// Submits the open batch without waiting for it.
@@ -582,6 +622,12 @@ impl Device {
             "{}: params too long",
             d.kernel.name
         );
+        let profiling = self.inner.profile.lock().unwrap().is_some();
+        if profiling {
+            // Earlier work must not count against this kernel.
+            self.flush();
+            let _ = self.wait();
+        }
         let pipeline = self.pipeline(d.kernel, d.entry, d.spec);
         let mut b = self.inner.batch.lock().unwrap();
         if b.dispatches >= MAX_BATCH {
@@ -627,6 +673,19 @@ impl Device {
             pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
         }
         self.inner.dispatches.fetch_add(1, Ordering::Relaxed);
+        if profiling {
+            let t = std::time::Instant::now();
+            self.submit_locked(&mut b);
+            drop(b);
+            let _ = self.wait();
+            let key = format!("{}::{} {:?}", d.kernel.name, d.entry, d.workgroups);
+            let mut p = self.inner.profile.lock().unwrap();
+            if let Some(p) = p.as_mut() {
+                let e = p.entry(key).or_default();
+                e.dispatches += 1;
+                e.seconds += t.elapsed().as_secs_f64();
+            }
+        }
     }
 
     /// Workgroup counts for `groups` workgroups on a 1-D problem, folded into a second grid

@@ -127,6 +127,7 @@ pub fn all_variants() -> Vec<(&'static Kernel, Spec)> {
     v.extend(crate::ops::conv::variants());
     v.extend(crate::ops::depthwise::variants());
     v.extend(crate::ops::pool::variants());
+    v.extend(crate::ops::lrn::variants());
     v.extend(crate::ops::upsample::variants());
     v.extend(crate::ops::batch_norm::variants());
     v.extend(crate::ops::optim::variants());

@@ -23,13 +23,16 @@ pub mod ops;
 pub mod shape;
 mod tensor;
 
-pub use device::{default_device, AdapterSummary, Counters, Device, Strategy, MAX_BATCH};
+pub use device::{
+    default_device, AdapterSummary, Counters, Device, KernelTime, Strategy, MAX_BATCH,
+};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use memory::MemoryStats;
 pub use ops::batch_norm::{batch_norm_update_moving, BatchNormTrain};
 pub use ops::binary::BinaryOp;
 pub use ops::conv::{Conv2dOptions, ConvEpilogue};
+pub use ops::lrn::LrnParams;
 pub use ops::matmul::Activation;
 pub use ops::optim::Update;
 pub use ops::reduce::ReduceOp;

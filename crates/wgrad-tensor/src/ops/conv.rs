@@ -181,6 +181,44 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
 }
 
 /// Everything a launch needs about one convolution, checked.
+/// Taps `first..first + kept` of an HWIO filter.
+fn taps(filter: &Tensor, first: [usize; 2], kept: [usize; 2]) -> Result<Tensor> {
+    let mut f = filter.clone();
+    for ax in 0..2 {
+        if kept[ax] != f.shape()[ax] {
+            f = f.slice(ax as isize, first[ax], first[ax] + kept[ax])?;
+        }
+    }
+    Ok(f)
+}
+
+/// A `[kh', kw', C, O]` filter gradient placed at tap `first` of a zero `[KH, KW, C, O]` one.
+fn embed_taps(g: &Tensor, first: [usize; 2], kernel: [usize; 2]) -> Result<Tensor> {
+    let mut g = g.clone();
+    for ax in 0..2 {
+        let after = kernel[ax] - first[ax] - g.shape()[ax];
+        if first[ax] == 0 && after == 0 {
+            continue;
+        }
+        let mut parts = Vec::new();
+        for n in [first[ax], after] {
+            let mut shape = g.shape().to_vec();
+            shape[ax] = n;
+            parts.push(
+                (n > 0)
+                    .then(|| Tensor::zeros(g.device(), &shape, DType::F32))
+                    .transpose()?,
+            );
+        }
+        let refs: Vec<&Tensor> = [parts[0].as_ref(), Some(&g), parts[1].as_ref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        g = Tensor::concat(&refs, ax as isize)?;
+    }
+    Ok(g)
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Geometry {
     n: usize,
@@ -334,6 +372,47 @@ impl Geometry {
     }
 
     /// True when the convolution is a plain [N·H·W, C] x [C, O] product.
+    /// The kernel taps some output actually reads real input with, when that is fewer than
+    /// all of them: `(first tap, kept taps)` per axis and the options that give the same
+    /// output with only those taps (explicit padding). On feature maps smaller than the
+    /// kernel's reach (ResNet's last stage at 32×32 input is 1×1: a 3×3 "same" convolution
+    /// there reads only its centre tap) the dropped taps multiply padding zeros only, so
+    /// im2col would spend most of the GEMM on them.
+    fn trimmed(&self) -> Option<([usize; 2], [usize; 2], Conv2dOptions)> {
+        if self.depthwise().is_some() || self.oh == 0 || self.ow == 0 {
+            return None;
+        }
+        let axis = |g: &AxisGeometry, k: usize, s: usize, d: usize| {
+            let live = |t: usize| {
+                (g.output - 1) * s + t * d >= g.pad_before && t * d < g.pad_before + g.input
+            };
+            let first = (0..k).find(|&t| live(t))?;
+            let last = (0..k).rev().find(|&t| live(t))?;
+            let before = g.pad_before.checked_sub(first * d)?;
+            let kept = last + 1 - first;
+            let span = (kept - 1) * d + 1;
+            let after = ((g.output - 1) * s + span).saturating_sub(g.input + before);
+            ((g.input + before + after - span) / s + 1 == g.output)
+                .then_some((first, kept, before, after))
+        };
+        let o = &self.opts;
+        let r = axis(&self.rows, self.kh, o.stride[0], o.dilation[0])?;
+        let c = axis(&self.cols, self.kw, o.stride[1], o.dilation[1])?;
+        if r.1 == self.kh && c.1 == self.kw {
+            return None;
+        }
+        let opts = Conv2dOptions {
+            padding: Padding::Explicit {
+                top: r.2,
+                bottom: r.3,
+                left: c.2,
+                right: c.3,
+            },
+            ..*o
+        };
+        Some(([r.0, c.0], [r.1, c.1], opts))
+    }
+
     fn is_pointwise(&self) -> bool {
         let o = &self.opts;
         self.kh == 1
@@ -488,6 +567,9 @@ impl Tensor {
             let (b, s, r) = (epi.bias, epi.scale, epi.residual);
             return super::depthwise::forward(self, filter, b, s, r, epi.activation, &d);
         }
+        if let Some((first, kept, opts)) = geo.trimmed() {
+            return self.conv2d_fused(&taps(filter, first, kept)?, epi, opts);
+        }
         if geo.is_pointwise() && epi.scale.is_none() && epi.residual.is_none() {
             let x = self.reshape(&[geo.n * geo.h * geo.w, geo.c])?;
             let w = filter.reshape(&[geo.c, geo.o])?;
@@ -548,6 +630,9 @@ impl Tensor {
         }
         if let Some(d) = geo.depthwise() {
             return super::depthwise::backward_input(self, filter, &d);
+        }
+        if let Some((first, kept, opts)) = geo.trimmed() {
+            return self.conv2d_backward_input(&taps(filter, first, kept)?, input_shape, opts);
         }
         if geo.is_pointwise() {
             let dy = self.reshape(&[geo.n * geo.h * geo.w, geo.o])?;
@@ -625,6 +710,11 @@ impl Tensor {
         }
         if let Some(d) = geo.depthwise() {
             return super::depthwise::backward_filter(self, grad_output, &d);
+        }
+        if let Some((first, kept, opts)) = geo.trimmed() {
+            // Dropped taps only ever met padding: their gradient is exactly zero.
+            let g = self.conv2d_backward_filter(grad_output, kept, opts)?;
+            return embed_taps(&g, first, kernel);
         }
         let npq = geo.n * geo.oh * geo.ow;
         if geo.is_pointwise() {

@@ -63,7 +63,7 @@ fn strided_copy(
 /// The tiled kernel for a permutation that swaps the last two axes and keeps the others in
 /// place (a batched matrix transpose). Returns false, launching nothing, for any other
 /// permutation, for f16 (two values per word), or for a grid past the dispatch limits.
-fn transpose_last_two(src: &Tensor, dst: &Tensor, perm: &[usize]) -> Result<bool> {
+fn transpose_last_two(src: &Tensor, dst: &Tensor, dims: &[usize], perm: &[usize]) -> Result<bool> {
     let r = perm.len();
     let swaps = r >= 2
         && perm[r - 2] == r - 1
@@ -72,8 +72,8 @@ fn transpose_last_two(src: &Tensor, dst: &Tensor, perm: &[usize]) -> Result<bool
     if !swaps || src.dtype() == DType::F16 || src.numel() == 0 {
         return Ok(false);
     }
-    let (rows, cols) = (src.shape()[r - 2], src.shape()[r - 1]);
-    let batch: usize = src.shape()[..r - 2].iter().product();
+    let (rows, cols) = (dims[r - 2], dims[r - 1]);
+    let batch: usize = dims[..r - 2].iter().product();
     let max = src.device().limits().max_compute_workgroups_per_dimension as usize;
     let grid = [cols.div_ceil(32), rows.div_ceil(32), batch];
     if grid.iter().any(|&g| g > max) {
@@ -88,6 +88,44 @@ fn transpose_last_two(src: &Tensor, dst: &Tensor, perm: &[usize]) -> Result<bool
         workgroups: [grid[0] as u32, grid[1] as u32, grid[2] as u32],
     });
     Ok(true)
+}
+
+/// The same data movement as `perm` over `shape`, on as few axes as possible: axes of extent 1
+/// are dropped, and input axes that stay consecutive and in order in the output are merged.
+/// Returns the merged input extents and the permutation over them (at least one axis).
+fn canonical_permutation(shape: &[usize], perm: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let kept: Vec<usize> = perm.iter().copied().filter(|&p| shape[p] != 1).collect();
+    // Output-order runs of input axes p, p+1, p+2, ... (unit axes already gone, so an input
+    // axis "next" to p is the next kept one).
+    let mut order: Vec<usize> = kept.clone();
+    order.sort_unstable();
+    let next = |p: usize| {
+        order
+            .iter()
+            .position(|&q| q == p)
+            .and_then(|i| order.get(i + 1))
+    };
+    let mut runs: Vec<Vec<usize>> = Vec::new();
+    for &p in &kept {
+        match runs.last_mut() {
+            Some(run) if next(*run.last().unwrap()) == Some(&p) => run.push(p),
+            _ => runs.push(vec![p]),
+        }
+    }
+    if runs.is_empty() {
+        return (vec![1], vec![0]);
+    }
+    // Number the runs by where they sit in the input.
+    let mut by_input: Vec<usize> = (0..runs.len()).collect();
+    by_input.sort_by_key(|&r| runs[r][0]);
+    let dims: Vec<usize> = by_input
+        .iter()
+        .map(|&r| runs[r].iter().map(|&a| shape[a]).product())
+        .collect();
+    let perm: Vec<usize> = (0..runs.len())
+        .map(|r| by_input.iter().position(|&q| q == r).unwrap())
+        .collect();
+    (dims, perm)
 }
 
 impl Tensor {
@@ -107,11 +145,24 @@ impl Tensor {
             ));
         }
         let shape: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
-        let own = strides(self.shape());
-        let src_strides: Vec<usize> = perm.iter().map(|&p| own[p]).collect();
         let out = Tensor::uninit(self.device(), name, &shape, self.dtype())?;
-        if !transpose_last_two(self, &out, perm)? {
-            strided_copy(self, &out, &shape, &src_strides, 0, &strides(&shape), 0)?;
+        // The kernels see the permutation with unit axes dropped and runs of axes that stay
+        // adjacent merged: a conv filter's [KH, KW, C, 1, O] -> [1, KH, KW, O, C] is then a
+        // batched [C, O] transpose for the tiled kernel instead of a 5-D strided gather.
+        let (dims, perm) = canonical_permutation(self.shape(), perm);
+        if !transpose_last_two(self, &out, &dims, &perm)? {
+            let own = strides(&dims);
+            let src_strides: Vec<usize> = perm.iter().map(|&p| own[p]).collect();
+            let out_dims: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
+            strided_copy(
+                self,
+                &out,
+                &out_dims,
+                &src_strides,
+                0,
+                &strides(&out_dims),
+                0,
+            )?;
         }
         Ok(out)
     }
@@ -210,5 +261,31 @@ impl Tensor {
             offset += t.shape()[ax];
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_permutation as canon;
+
+    #[test]
+    fn canonical_permutation_drops_unit_axes_and_merges_runs() {
+        // The conv input-gradient filter reorder: a batched [C, O] transpose.
+        assert_eq!(
+            canon(&[3, 3, 8, 1, 16], &[3, 0, 1, 4, 2]),
+            (vec![9, 8, 16], vec![0, 2, 1])
+        );
+        assert_eq!(canon(&[2, 3, 4], &[0, 1, 2]), (vec![24], vec![0]));
+        assert_eq!(canon(&[2, 3, 4], &[2, 0, 1]), (vec![6, 4], vec![1, 0]));
+        assert_eq!(
+            canon(&[2, 3, 4, 5], &[1, 0, 2, 3]),
+            (vec![2, 3, 20], vec![1, 0, 2])
+        );
+        assert_eq!(canon(&[1, 1], &[1, 0]), (vec![1], vec![0]));
+        assert_eq!(canon(&[5, 1, 7], &[2, 1, 0]), (vec![5, 7], vec![1, 0]));
+        assert_eq!(
+            canon(&[2, 3, 4, 5], &[3, 1, 2, 0]),
+            (vec![2, 12, 5], vec![2, 1, 0])
+        );
     }
 }

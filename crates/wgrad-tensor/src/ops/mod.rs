@@ -10,6 +10,7 @@ pub mod depthwise;
 pub mod fill;
 pub(crate) mod gemm;
 pub mod layout;
+pub mod lrn;
 pub mod matmul;
 pub mod optim;
 pub mod pool;
