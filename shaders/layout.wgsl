@@ -49,11 +49,38 @@ fn dst_offset(i: u32) -> u32 {
     return o;
 }
 
+// One invocation moves a run of up to RUN elements along the innermost axis: the index is
+// decoded (a division per outer axis) once per run instead of once per element. Integer
+// division does not vectorise on CPU adapters; decoding per element made this copy ~10x
+// slower than the memory traffic (60 M elements/s on lavapipe). `p.pad0` = runs per row.
+const RUN: u32 = 8u;
+
 @compute @workgroup_size(256)
 fn copy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.row) * 256u + li;
-    if (i >= p.n) { return; }
-    dst[dst_offset(i)] = src[src_offset(i)];
+    let t = (wg.x + wg.y * p.row) * 256u + li;
+    if (t >= p.n) { return; }
+    let last = p.rank - 1u;
+    let inner = p.shape[last / 4u][last % 4u];
+    let s_step = p.src_strides[last / 4u][last % 4u];
+    let d_step = p.dst_strides[last / 4u][last % 4u];
+    var rem = t / p.pad0;
+    let j0 = (t % p.pad0) * RUN;
+    var so = p.src_base + j0 * s_step;
+    var d_o = p.dst_base + j0 * d_step;
+    for (var d = i32(last) - 1; d >= 0; d--) {
+        let q = u32(d) / 4u;
+        let r = u32(d) % 4u;
+        let e = p.shape[q][r];
+        so += (rem % e) * p.src_strides[q][r];
+        d_o += (rem % e) * p.dst_strides[q][r];
+        rem = rem / e;
+    }
+    let end = min(j0 + RUN, inner);
+    for (var j = j0; j < end; j++) {
+        dst[d_o] = src[so];
+        so += s_step;
+        d_o += d_step;
+    }
 }
 
 fn half_at(e: u32) -> u32 {

@@ -286,3 +286,59 @@ fn concat_with_an_empty_piece() {
     assert_eq!(t.shape(), &[2, 2]);
     assert_eq!(t.to_vec::<f32>().unwrap(), [1.0, 2.0, 3.0, 4.0]);
 }
+
+/// Zero padding against a CPU loop, including rows longer than one copy run (8) and empty
+/// amounts; wrong arity and f16 are typed errors.
+fn pads<T: Sample>(seed: u64) {
+    let mut rng = Rng::new(seed);
+    let cases: &[(&[usize], &[usize], &[usize])] = &[
+        (&[3, 19], &[1, 2], &[0, 5]),
+        (&[1, 1, 3, 5], &[2, 0, 0, 0], &[0, 1, 0, 0]),
+        (&[2, 3, 2], &[0, 0, 0], &[0, 0, 0]),
+        (&[7], &[3], &[9]),
+    ];
+    for &(shape, before, after) in cases {
+        let x = data::<T>(numel(shape), &mut rng);
+        let out: Vec<usize> = (0..shape.len())
+            .map(|i| before[i] + shape[i] + after[i])
+            .collect();
+        let os = strides_of(&out);
+        // Bit patterns: zero is 0 for f32 and i32 alike.
+        let mut want = vec![0u32; numel(&out)];
+        for (i, v) in x.iter().enumerate() {
+            let mut rem = i;
+            let mut at = 0;
+            for d in (0..shape.len()).rev() {
+                at += (rem % shape[d] + before[d]) * os[d];
+                rem /= shape[d];
+            }
+            want[at] = v.bits();
+        }
+        let t = up(&x, shape).pad(before, after).unwrap();
+        assert_eq!(t.shape(), &out[..]);
+        let got: Vec<u32> = t
+            .to_vec::<T>()
+            .unwrap()
+            .into_iter()
+            .map(|v| v.bits())
+            .collect();
+        assert_eq!(got, want, "pad {shape:?} {before:?} {after:?}");
+    }
+    assert!(up(&data::<T>(4, &mut rng), &[2, 2])
+        .pad(&[1], &[1])
+        .is_err());
+}
+
+#[test]
+fn pad_f32() {
+    pads::<f32>(60);
+}
+#[test]
+fn pad_i32() {
+    pads::<i32>(61);
+}
+#[test]
+fn pad_f16_is_an_error() {
+    let x = up(&[f16::from_f32(1.0); 4], &[2, 2]);
+    assert!(x.pad(&[0, 1], &[0, 0]).is_err());
+}

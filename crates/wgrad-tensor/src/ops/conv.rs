@@ -194,29 +194,8 @@ fn taps(filter: &Tensor, first: [usize; 2], kept: [usize; 2]) -> Result<Tensor> 
 
 /// A `[kh', kw', C, O]` filter gradient placed at tap `first` of a zero `[KH, KW, C, O]` one.
 fn embed_taps(g: &Tensor, first: [usize; 2], kernel: [usize; 2]) -> Result<Tensor> {
-    let mut g = g.clone();
-    for ax in 0..2 {
-        let after = kernel[ax] - first[ax] - g.shape()[ax];
-        if first[ax] == 0 && after == 0 {
-            continue;
-        }
-        let mut parts = Vec::new();
-        for n in [first[ax], after] {
-            let mut shape = g.shape().to_vec();
-            shape[ax] = n;
-            parts.push(
-                (n > 0)
-                    .then(|| Tensor::zeros(g.device(), &shape, DType::F32))
-                    .transpose()?,
-            );
-        }
-        let refs: Vec<&Tensor> = [parts[0].as_ref(), Some(&g), parts[1].as_ref()]
-            .into_iter()
-            .flatten()
-            .collect();
-        g = Tensor::concat(&refs, ax as isize)?;
-    }
-    Ok(g)
+    let after = |ax: usize| kernel[ax] - first[ax] - g.shape()[ax];
+    g.pad(&[first[0], first[1], 0, 0], &[after(0), after(1), 0, 0])
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -29,9 +29,21 @@ fn strided_copy(
     dst_strides: &[usize],
     dst_base: usize,
 ) -> Result<()> {
+    let (unit, one) = ([1usize], [1usize]);
+    let (shape, src_strides, dst_strides) = if shape.is_empty() {
+        (&unit[..], &one[..], &one[..])
+    } else {
+        (shape, src_strides, dst_strides)
+    };
     let n = numel(shape);
     let half = src.dtype() == DType::F16;
-    let threads = if half { n.div_ceil(2) } else { n };
+    // `copy` moves runs of RUN (8) elements of the innermost axis per invocation.
+    let runs_per_row = shape[shape.len() - 1].div_ceil(8).max(1);
+    let threads = if half {
+        n.div_ceil(2)
+    } else {
+        (n / shape[shape.len() - 1].max(1)) * runs_per_row
+    };
     let mut p = Vec::with_capacity(36);
     p.extend(pack8(shape));
     p.extend(pack8(src_strides));
@@ -43,7 +55,7 @@ fn strided_copy(
         src_base as u32,
         dst_base as u32,
         n as u32,
-        0,
+        runs_per_row as u32,
         0,
     ]);
     let entry = if half { "copy_half" } else { "copy" };
@@ -164,6 +176,48 @@ impl Tensor {
                 0,
             )?;
         }
+        Ok(out)
+    }
+
+    /// Zero padding: `before[i]` zeros ahead of and `after[i]` zeros behind axis `i` (one
+    /// entry per axis). 32-bit dtypes only.
+    pub fn pad(&self, before: &[usize], after: &[usize]) -> Result<Tensor> {
+        let name = "pad";
+        let rank = self.rank();
+        if before.len() != rank || after.len() != rank {
+            return Err(Error::invalid(
+                name,
+                format!(
+                    "needs {rank} leading and {rank} trailing amounts, got {} and {}",
+                    before.len(),
+                    after.len()
+                ),
+            ));
+        }
+        if self.dtype() == DType::F16 {
+            return Err(Error::invalid(
+                name,
+                "f16 tensors cannot be padded (two halves share a word)",
+            ));
+        }
+        let shape: Vec<usize> = (0..rank)
+            .map(|i| before[i] + self.shape()[i] + after[i])
+            .collect();
+        let out = Tensor::zeros(self.device(), &shape, self.dtype())?;
+        if self.numel() == 0 {
+            return Ok(out);
+        }
+        let dst_strides = strides(&shape);
+        let base = (0..rank).map(|i| before[i] * dst_strides[i]).sum();
+        strided_copy(
+            self,
+            &out,
+            self.shape(),
+            &strides(self.shape()),
+            0,
+            &dst_strides,
+            base,
+        )?;
         Ok(out)
     }
 
