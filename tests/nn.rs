@@ -680,6 +680,27 @@ fn checkpoints_resume_to_the_same_result() {
             assert!((u - v).abs() <= 1e-6 * (1.0 + u.abs()), "{u} vs {v}");
         }
     }
+    // BackupAndRestore: a fit "interrupted" after one epoch (epochs(1)), then a fresh
+    // trainer asked for the full two epochs with the same backup, ends where `straight` did.
+    let backup = tmp("backup.safetensors");
+    let _ = std::fs::remove_file(&backup);
+    let mut cut = make();
+    cut.fit(&train, FitOptions::epochs(1).verbose(false).backup(&backup))
+        .unwrap();
+    let mut again = make();
+    let h = again
+        .fit(&train, FitOptions::epochs(2).verbose(false).backup(&backup))
+        .unwrap();
+    assert_eq!(
+        h.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(),
+        vec![1]
+    );
+    assert_eq!(again.epochs_done(), 2);
+    for (x, y) in a.iter().zip(&weights(&again.model)) {
+        for (u, v) in x.iter().zip(y) {
+            assert!((u - v).abs() <= 1e-6 * (1.0 + u.abs()), "{u} vs {v}");
+        }
+    }
     // A checkpoint of another optimizer is refused.
     let mut sgd = Trainer::new(
         blob_model(&dev, 4),

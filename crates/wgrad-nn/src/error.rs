@@ -21,6 +21,16 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
 
+    /// Imported weights do not fit the model: every missing, unexpected and mis-shaped tensor
+    /// is listed (nothing was assigned).
+    #[error("{}: weights do not fit the model: {}", path.display(), crate::import::describe(missing, unexpected, misshaped))]
+    Import {
+        path: PathBuf,
+        missing: Vec<String>,
+        unexpected: Vec<String>,
+        misshaped: Vec<String>,
+    },
+
     /// A training-curve plot could not be drawn or written.
     #[error("{path}: could not write the plot: {reason}")]
     Plot { path: PathBuf, reason: String },

@@ -24,6 +24,7 @@
 pub mod checkpoint;
 mod error;
 mod functional;
+pub mod import;
 mod layer;
 pub mod layers;
 mod loss;
@@ -37,10 +38,11 @@ mod train;
 pub use checkpoint::{load_weights, save_weights};
 pub use error::{Error, Result};
 pub use functional::{Add, Concatenate, Functional, Merge, Multiply, Tap};
+pub use import::{import_weights, Framework, Import};
 pub use layer::{Act, Ctx, Layer};
 pub use loss::Loss;
 pub use optim::{Optimizer, Schedule};
-pub use param::{Initializer, Param};
+pub use param::{Initializer, Param, WeightLayout};
 pub use sequential::Sequential;
 pub use train::{
     predict, Callback, Control, EarlyStopping, EpochLog, FitOptions, History, ModelCheckpoint,

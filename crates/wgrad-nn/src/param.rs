@@ -17,6 +17,24 @@ pub struct Param {
     var: Var,
     trainable: bool,
     state: bool,
+    layout: WeightLayout,
+}
+
+/// What a weight's axes mean, so importers can convert another framework's layout (see
+/// [`crate::import`]). wgrad keeps Keras's layouts, so Keras files load as they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// Same layout everywhere (biases, batch-norm vectors, custom weights).
+    #[default]
+    Plain,
+    /// `[in, out]` (PyTorch `Linear`: `[out, in]`).
+    Dense,
+    /// `[KH, KW, in/groups, out]` (PyTorch `Conv2d`: `[out, in/groups, KH, KW]`).
+    Conv,
+    /// `[KH, KW, out, in]` (PyTorch `ConvTranspose2d`: `[in, out, KH, KW]`).
+    ConvTranspose,
+    /// `[KH, KW, C, multiplier]` (PyTorch depthwise `Conv2d`: `[C·multiplier, 1, KH, KW]`).
+    Depthwise,
 }
 
 impl Param {
@@ -27,7 +45,18 @@ impl Param {
             var: Var::param(value),
             trainable: true,
             state: false,
+            layout: WeightLayout::Plain,
         }
+    }
+
+    /// Declares what the weight's axes mean (for importers); `Plain` by default.
+    pub fn with_layout(mut self, layout: WeightLayout) -> Param {
+        self.layout = layout;
+        self
+    }
+
+    pub fn layout(&self) -> WeightLayout {
+        self.layout
     }
 
     /// Layer state that the layer itself updates (never trained, never has a gradient).
@@ -37,6 +66,7 @@ impl Param {
             var: Var::new(value),
             trainable: false,
             state: true,
+            layout: WeightLayout::Plain,
         }
     }
 

@@ -191,6 +191,10 @@ pub struct FitOptions<'a> {
     pub callbacks: Vec<&'a mut dyn Callback>,
     /// The first epoch's number (for resuming from a checkpoint).
     pub initial_epoch: usize,
+    /// Keras's `BackupAndRestore`: a full checkpoint written (atomically) after every epoch,
+    /// and restored first when it exists, so an interrupted `fit` resumes at the epoch after
+    /// the last one finished.
+    pub backup: Option<std::path::PathBuf>,
 }
 
 impl<'a> FitOptions<'a> {
@@ -203,7 +207,12 @@ impl<'a> FitOptions<'a> {
             log_every: 20,
             callbacks: Vec::new(),
             initial_epoch: 0,
+            backup: None,
         }
+    }
+    pub fn backup(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.backup = Some(path.into());
+        self
     }
     pub fn validation(mut self, v: &'a DataLoader) -> Self {
         self.validation = Some(v);
@@ -468,6 +477,17 @@ impl<M: Layer> Trainer<M> {
                 reason: "the training loader yields no batch (empty dataset, or drop_last with fewer samples than a batch)".into(),
             });
         }
+        if let Some(path) = opts.backup.as_ref().filter(|p| p.is_file()) {
+            self.load_checkpoint(path)?;
+            if opts.verbose {
+                println!(
+                    "restored {} (epoch {}, step {})",
+                    path.display(),
+                    self.epochs_done,
+                    self.steps
+                );
+            }
+        }
         let first = opts.initial_epoch.max(self.epochs_done);
         for epoch in first..opts.epochs {
             let start = Instant::now();
@@ -514,6 +534,9 @@ impl<M: Layer> Trainer<M> {
                 println!("{}", epoch_line(&log, opts.epochs));
             }
             self.epochs_done = epoch + 1;
+            if let Some(path) = &opts.backup {
+                self.save_checkpoint(path)?;
+            }
             history.epochs.push(log.clone());
             let mut stop = false;
             for c in opts.callbacks.iter_mut() {

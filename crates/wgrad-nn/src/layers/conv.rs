@@ -5,7 +5,7 @@ use wgrad_tensor::ops::window::geometry_2d;
 use wgrad_tensor::{Conv2dOptions, Device, Padding};
 
 use super::{built, expect_rank};
-use crate::{Act, Ctx, Error, Initializer, Layer, Param, Result};
+use crate::{Act, Ctx, Error, Initializer, Layer, Param, Result, WeightLayout};
 
 /// Keras's `Conv2D(filters, kernel_size, strides, padding, dilation_rate, groups, activation,
 /// use_bias, kernel_initializer, bias_initializer)`. ReLU and leaky ReLU are fused into the
@@ -113,10 +113,13 @@ impl Layer for Conv2D {
         let shape = [kh, kw, c / g, self.filters];
         let fan_in = kh * kw * c / g;
         let fan_out = kh * kw * self.filters / g;
-        self.kernel = Some(Param::new(
-            "kernel",
-            self.kernel_init.init(dev, &shape, fan_in, fan_out, seed)?,
-        ));
+        self.kernel = Some(
+            Param::new(
+                "kernel",
+                self.kernel_init.init(dev, &shape, fan_in, fan_out, seed)?,
+            )
+            .with_layout(WeightLayout::Conv),
+        );
         self.bias = if self.use_bias {
             let b = self
                 .bias_init

@@ -4,7 +4,7 @@ use wgrad_graph::{ops, Var};
 use wgrad_tensor::Device;
 
 use super::{built, expect_rank};
-use crate::{Act, Ctx, Error, Initializer, Layer, Param, Result};
+use crate::{Act, Ctx, Error, Initializer, Layer, Param, Result, WeightLayout};
 
 /// Keras's `Dense(units, activation, use_bias)` on `[N, in]` inputs; ReLU and leaky ReLU are
 /// fused into the matmul's write-out.
@@ -59,7 +59,7 @@ impl Layer for Dense {
         let w = self
             .kernel_init
             .init(dev, &[n_in, self.units], n_in, self.units, seed)?;
-        self.kernel = Some(Param::new("kernel", w));
+        self.kernel = Some(Param::new("kernel", w).with_layout(WeightLayout::Dense));
         self.bias = if self.use_bias {
             let b = self
                 .bias_init

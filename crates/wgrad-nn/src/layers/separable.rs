@@ -7,7 +7,7 @@ use wgrad_tensor::ops::window::geometry_2d;
 use wgrad_tensor::{Activation as Fused, Conv2dOptions, Device, Padding};
 
 use super::{built, expect_rank};
-use crate::{Act, Ctx, Initializer, Layer, Param, Result};
+use crate::{Act, Ctx, Initializer, Layer, Param, Result, WeightLayout};
 
 /// Window options every convolution layer here shares, with Keras's defaults.
 #[derive(Clone, Copy, Debug)]
@@ -112,7 +112,7 @@ impl Layer for DepthwiseConv2D {
         let m = self.multiplier.max(1);
         let k =
             Initializer::GlorotUniform.init(dev, &[kh, kw, c, m], kh * kw, kh * kw * m, seed)?;
-        self.kernel = Some(Param::new("kernel", k));
+        self.kernel = Some(Param::new("kernel", k).with_layout(WeightLayout::Depthwise));
         self.bias = if self.use_bias {
             Some(Param::new(
                 "bias",
@@ -208,8 +208,9 @@ impl Layer for SeparableConv2D {
             self.filters,
             seed ^ 2,
         )?;
-        self.depthwise = Some(Param::new("depthwise_kernel", dw));
-        self.pointwise = Some(Param::new("pointwise_kernel", pw));
+        self.depthwise =
+            Some(Param::new("depthwise_kernel", dw).with_layout(WeightLayout::Depthwise));
+        self.pointwise = Some(Param::new("pointwise_kernel", pw).with_layout(WeightLayout::Conv));
         self.bias = if self.use_bias {
             Some(Param::new(
                 "bias",
@@ -307,7 +308,7 @@ impl Layer for Conv2DTranspose {
             kh * kw * c,
             seed,
         )?;
-        self.kernel = Some(Param::new("kernel", k));
+        self.kernel = Some(Param::new("kernel", k).with_layout(WeightLayout::ConvTranspose));
         self.bias = if self.use_bias {
             Some(Param::new(
                 "bias",
