@@ -42,6 +42,19 @@ impl Layer for ResidualUnit {
         "ResidualUnit"
     }
 
+    /// Both branches' tensors and their sum (the ReLU of the sum is the unit's output).
+    fn inner_shapes(&self) -> Vec<Vec<usize>> {
+        let mut v: Vec<Vec<usize>> = [&self.main, &self.skip]
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m.all_shapes())
+            .collect();
+        if let Some(out) = v.last().cloned() {
+            v.push(out);
+        }
+        v
+    }
+
     fn build(&mut self, dev: &Device, input: &[usize], seed: u64) -> Result<Vec<usize>> {
         let (f, s) = (self.filters, self.strides);
         let main = Sequential::new(dev, input)

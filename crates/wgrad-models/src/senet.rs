@@ -55,6 +55,10 @@ impl Layer for SeResidualUnit {
         "SeResidualUnit"
     }
 
+    fn inner_shapes(&self) -> Vec<Vec<usize>> {
+        self.graph.as_ref().map_or(Vec::new(), |g| g.inner_shapes())
+    }
+
     fn build(&mut self, dev: &Device, input: &[usize], seed: u64) -> Result<Vec<usize>> {
         let (f, s, r) = (self.filters, self.strides, self.ratio);
         if r == 0 || f / r == 0 {

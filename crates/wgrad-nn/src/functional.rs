@@ -367,13 +367,35 @@ impl Functional {
 
     /// Bytes one training step holds at its peak, estimated as for `Sequential`.
     pub fn training_memory_estimate(&self, batch: usize, slots: usize) -> u64 {
-        let (ins, outs): (Vec<&Node>, Vec<&Node>) = self
+        let input: usize = self
             .nodes
             .iter()
-            .partition(|n| matches!(n.op, Op::Input(_)));
-        let input: usize = ins.iter().map(|n| n.shape.iter().product::<usize>()).sum();
-        let outs: Vec<&[usize]> = outs.iter().map(|n| n.shape.as_slice()).collect();
+            .filter(|n| matches!(n.op, Op::Input(_)))
+            .map(|n| n.shape.iter().product::<usize>())
+            .sum();
+        let shapes = self.all_shapes();
+        let outs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
         summary::training_memory(self.param_counts(), &[input], &outs, batch, slots)
+    }
+
+    /// Every tensor shape the graph computes (inputs excluded), in order: each layer's inner
+    /// shapes (see [`Layer::inner_shapes`]) then its output.
+    pub fn all_shapes(&self) -> Vec<Vec<usize>> {
+        self.shapes(true)
+    }
+
+    fn shapes(&self, with_outputs: bool) -> Vec<Vec<usize>> {
+        let mut v = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Op::Layer(l, _) = &n.op {
+                v.extend(l.inner_shapes());
+            }
+            let output = self.outputs.iter().any(|t| t.0 == i);
+            if !matches!(n.op, Op::Input(_)) && (with_outputs || !output) {
+                v.push(n.shape.clone());
+            }
+        }
+        v
     }
 
     fn layers(&self) -> impl Iterator<Item = (&str, &dyn Layer)> {
@@ -387,6 +409,10 @@ impl Functional {
 impl Layer for Functional {
     fn kind(&self) -> &'static str {
         "Functional"
+    }
+
+    fn inner_shapes(&self) -> Vec<Vec<usize>> {
+        self.shapes(false)
     }
 
     /// A functional model is built node by node; nesting one checks its single input.

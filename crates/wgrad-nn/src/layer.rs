@@ -84,6 +84,13 @@ pub trait Layer: Send {
         String::new()
     }
 
+    /// Per-sample shapes of the tensors a composite layer computes inside besides its output
+    /// (a residual unit's convolutions and batch norms), so that memory estimates count what
+    /// training keeps alive for the backward pass. Plain layers have none.
+    fn inner_shapes(&self) -> Vec<Vec<usize>> {
+        Vec::new()
+    }
+
     /// Every weight under a name unique in the layer (`kernel`; a container prefixes its
     /// sublayers' names: `conv2d/kernel`), in the order of `params`.
     fn named_params(&self) -> Vec<(String, &Param)> {

@@ -160,18 +160,34 @@ impl Sequential {
     /// Bytes one training step holds at its peak, estimated (see `summary()`), with `slots`
     /// optimizer slots per trainable weight (Adam: 2, SGD with momentum: 1).
     pub fn training_memory_estimate(&self, batch: usize, slots: usize) -> u64 {
-        let outs: Vec<&[usize]> = self
-            .layers
-            .iter()
-            .map(|e| e.output_shape.as_slice())
-            .collect();
+        let shapes = self.all_shapes();
+        let outs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
         summary::training_memory(self.param_counts(), &self.input_shape, &outs, batch, slots)
+    }
+
+    /// Every tensor shape the model computes, in order: each layer's inner shapes (see
+    /// [`Layer::inner_shapes`]) then its output.
+    pub fn all_shapes(&self) -> Vec<Vec<usize>> {
+        self.layers
+            .iter()
+            .flat_map(|e| {
+                let mut v = e.layer.inner_shapes();
+                v.push(e.output_shape.clone());
+                v
+            })
+            .collect()
     }
 }
 
 impl Layer for Sequential {
     fn kind(&self) -> &'static str {
         "Sequential"
+    }
+
+    fn inner_shapes(&self) -> Vec<Vec<usize>> {
+        let mut v = self.all_shapes();
+        v.pop();
+        v
     }
 
     /// A Sequential is built layer by layer as it is made; nesting it checks the shape.
