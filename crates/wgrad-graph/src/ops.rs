@@ -5,7 +5,7 @@ use wgrad_tensor::ops::conv::ConvEpilogue;
 use wgrad_tensor::ops::matmul::MatmulOptions;
 use wgrad_tensor::ops::upsample::Upsample;
 use wgrad_tensor::{
-    Activation, BinaryOp, Conv2dOptions, DType, Error, Padding, Result, Tensor, UnaryOp,
+    Activation, BinaryOp, Conv2dOptions, DType, Error, LrnParams, Padding, Result, Tensor, UnaryOp,
 };
 
 use crate::Var;
@@ -549,6 +549,17 @@ pub fn batch_norm_train(
         Ok(vec![Some(dx), Some(dg), Some(db)])
     });
     Ok((y, r.mean, r.variance))
+}
+
+/// Local response normalisation across the channels of an NHWC tensor (TensorFlow's
+/// `tf.nn.local_response_normalization`, see [`LrnParams`]). The rule saves only the input:
+/// the backward kernel recomputes the window sums from it.
+pub fn lrn(x: &Var, params: LrnParams) -> Result<Var> {
+    let y = x.value().lrn(params)?;
+    let xv = x.value().clone();
+    Ok(Var::from_op("lrn", y, &[x], move |g| {
+        some(g.lrn_backward(&xv, params)?)
+    }))
 }
 
 /// Inverted dropout: zeroes each element with probability `rate` and scales the rest by

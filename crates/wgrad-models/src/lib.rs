@@ -11,6 +11,7 @@
 //! [`xception`]; [`googlenet`] (Inception v1) and the squeeze-and-excitation ResNets
 //! ([`SeResidualUnit`], [`se_resnet`], [`se_resnet34`]).
 
+mod alexnet;
 mod googlenet;
 mod lenet;
 mod resnet;
@@ -20,6 +21,7 @@ mod small;
 mod vgg;
 mod xception;
 
+pub use alexnet::alexnet;
 pub use googlenet::googlenet;
 pub use lenet::lenet5;
 pub use resnet::{resnet18, resnet34, ResidualUnit};

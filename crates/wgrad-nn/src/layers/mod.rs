@@ -9,7 +9,7 @@ mod spatial;
 
 pub use self::conv::Conv2D;
 pub use self::core::{Activation, Dense, Dropout, Flatten, Rescaling, Reshape};
-pub use self::norm::BatchNormalization;
+pub use self::norm::{BatchNormalization, LocalResponseNormalization};
 pub use self::pool::{AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D};
 pub use self::separable::{Conv2DTranspose, DepthwiseConv2D, SeparableConv2D};
 pub use self::spatial::{CenterCrop, UpSampling2D, ZeroPadding2D};

@@ -1,10 +1,11 @@
-//! `BatchNormalization` over the channel (last) axis.
+//! Normalisation layers: `BatchNormalization` over the channel (last) axis, and AlexNet's
+//! `LocalResponseNormalization` across neighbouring channels.
 
 use wgrad_graph::{ops, Var};
 use wgrad_tensor::ops::batch_norm::{KERAS_EPSILON, KERAS_MOMENTUM};
-use wgrad_tensor::{batch_norm_update_moving, DType, Device, Tensor};
+use wgrad_tensor::{batch_norm_update_moving, DType, Device, LrnParams, Tensor};
 
-use super::built;
+use super::{built, expect_rank};
 use crate::{Ctx, Error, Layer, Param, Result};
 
 /// Keras's `BatchNormalization` (momentum 0.99, epsilon 1e-3 by default). Training uses the
@@ -18,6 +19,9 @@ pub struct BatchNormalization {
     beta: Option<Param>,
     moving_mean: Option<Param>,
     moving_variance: Option<Param>,
+    /// The last inference affine map and the four tensors it came from: predict reuses it
+    /// for every batch until a weight or statistic is replaced.
+    folded: std::sync::Mutex<Option<([Tensor; 4], Tensor, Tensor)>>,
 }
 
 impl Default for BatchNormalization {
@@ -35,6 +39,7 @@ impl BatchNormalization {
             beta: None,
             moving_mean: None,
             moving_variance: None,
+            folded: std::sync::Mutex::new(None),
         }
     }
     pub fn momentum(mut self, m: f32) -> Self {
@@ -117,6 +122,33 @@ impl Layer for BatchNormalization {
         }
     }
 
+    fn channel_affine(&self) -> Option<Result<(Tensor, Tensor)>> {
+        let (g, b) = (self.gamma.as_ref()?, self.beta.as_ref()?);
+        let (m, v) = (self.moving_mean.as_ref()?, self.moving_variance.as_ref()?);
+        let from = [g.value(), b.value(), m.value(), v.value()];
+        let mut cache = self.folded.lock().unwrap();
+        if let Some((src, scale, shift)) = cache.as_ref() {
+            if src.iter().zip(from).all(|(a, b)| a.shares_buffer(b)) {
+                return Some(Ok((scale.clone(), shift.clone())));
+            }
+        }
+        let run = || -> Result<(Tensor, Tensor)> {
+            // scale = γ/√(σ²+ε), shift = β − μ·scale.
+            let scale = v
+                .value()
+                .add_scalar(self.epsilon)?
+                .rsqrt()?
+                .mul(g.value())?;
+            let shift = b.value().sub(&m.value().mul(&scale)?)?;
+            Ok((scale, shift))
+        };
+        let out = run();
+        if let Ok((scale, shift)) = &out {
+            *cache = Some((from.map(Tensor::clone), scale.clone(), shift.clone()));
+        }
+        Some(out)
+    }
+
     fn params(&self) -> Vec<&Param> {
         [
             &self.gamma,
@@ -139,5 +171,92 @@ impl Layer for BatchNormalization {
         .into_iter()
         .flatten()
         .collect()
+    }
+}
+
+/// Local response normalisation across channels (AlexNet, 2012), as TensorFlow's
+/// `tf.nn.local_response_normalization` computes it on `[H, W, C]` images:
+/// `x / (bias + alpha · Σ x²)^beta`, the sum over the channels within `depth_radius` of each
+/// channel. Keras has no such layer; books wrap the TensorFlow function in a `Lambda`. The
+/// defaults are TensorFlow's (`depth_radius` 5, `bias` 1, `alpha` 1, `beta` 0.5); AlexNet's
+/// are `LocalResponseNormalization::new().depth_radius(2).bias(2.0).alpha(1e-4).beta(0.75)`.
+///
+/// TensorFlow's `alpha` scales the plain sum; PyTorch's `nn.LocalResponseNorm` divides its
+/// `alpha` by the window size: build from PyTorch's arguments with
+/// [`from_torch`](LocalResponseNormalization::from_torch). No weights.
+#[derive(Debug, Default)]
+pub struct LocalResponseNormalization {
+    params: LrnParams,
+}
+
+impl LocalResponseNormalization {
+    /// TensorFlow's defaults.
+    pub fn new() -> LocalResponseNormalization {
+        LocalResponseNormalization {
+            params: LrnParams::default(),
+        }
+    }
+
+    /// All four parameters at once, in TensorFlow's convention.
+    pub fn with_params(params: LrnParams) -> LocalResponseNormalization {
+        LocalResponseNormalization { params }
+    }
+
+    /// PyTorch's `nn.LocalResponseNorm(size, alpha, beta, k)`: the same function with
+    /// `depth_radius = size / 2` and `alpha / size`. `size` must be odd (see
+    /// [`LrnParams::from_torch`]).
+    pub fn from_torch(size: usize, alpha: f32, beta: f32, k: f32) -> Result<Self> {
+        Ok(Self::with_params(LrnParams::from_torch(
+            size, alpha, beta, k,
+        )?))
+    }
+
+    pub fn depth_radius(mut self, r: usize) -> Self {
+        self.params.depth_radius = r;
+        self
+    }
+    pub fn bias(mut self, b: f32) -> Self {
+        self.params.bias = b;
+        self
+    }
+    pub fn alpha(mut self, a: f32) -> Self {
+        self.params.alpha = a;
+        self
+    }
+    pub fn beta(mut self, b: f32) -> Self {
+        self.params.beta = b;
+        self
+    }
+
+    /// The parameters in TensorFlow's convention.
+    pub fn params(&self) -> LrnParams {
+        self.params
+    }
+}
+
+impl Layer for LocalResponseNormalization {
+    fn kind(&self) -> &'static str {
+        "LocalResponseNormalization"
+    }
+
+    fn build(&mut self, _: &Device, input: &[usize], _: u64) -> Result<Vec<usize>> {
+        let kind = self.kind();
+        expect_rank::<3>(kind, input, "[H, W, C] images")?;
+        self.params
+            .check("LocalResponseNormalization")
+            .map_err(|e| Error::config(kind, e.to_string()))?;
+        Ok(input.to_vec())
+    }
+
+    fn forward(&mut self, x: &Var, _: &mut Ctx) -> Result<Var> {
+        Ok(ops::lrn(x, self.params)?)
+    }
+
+    fn describe(&self) -> String {
+        let p = self.params;
+        format!(
+            "r={} bias={} alpha={} beta={}",
+            p.depth_radius, p.bias, p.alpha, p.beta
+        )
     }
 }
