@@ -23,8 +23,11 @@ fn file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keras_models.safetensors")
 }
 
+/// A tensor of the file: shape and data.
+type Stored = (Vec<usize>, Vec<f32>);
+
 /// `model/input` and `model/output` of the file.
-fn io(model: &str) -> ((Vec<usize>, Vec<f32>), (Vec<usize>, Vec<f32>)) {
+fn io(model: &str) -> (Stored, Stored) {
     let bytes = std::fs::read(file()).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let get = |role: &str| {

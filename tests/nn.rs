@@ -1085,3 +1085,87 @@ fn training_curves_are_written_as_png() {
         .unwrap_err();
     assert!(err.to_string().contains("no-such-dir"), "{err}");
 }
+
+/// Inference folds each batch norm (and the activation after it) into the convolution before
+/// it: same outputs as running the layers one by one, in fewer dispatches. A convolution with
+/// its own activation is not folded (the nonlinearity comes before the affine map).
+#[test]
+fn predict_folds_batch_norm_into_the_convolution() {
+    let dev = common::device();
+    let mut m = Sequential::new(&dev, &[7, 7, 3])
+        .seed(4)
+        .add(Conv2D::new(6, 3).same())
+        .and_then(|m| m.add(BatchNormalization::new()))
+        .and_then(|m| m.add(Activation(Act::Relu)))
+        .and_then(|m| m.add(Conv2D::new(5, 3).activation(Act::Relu)))
+        .and_then(|m| m.add(BatchNormalization::new()))
+        .and_then(|m| m.add(Conv2D::new(4, 1).use_bias(false)))
+        .and_then(|m| m.add(BatchNormalization::new()))
+        .and_then(|m| m.add(Activation(Act::Tanh)))
+        .and_then(|m| m.add(Flatten::new()))
+        .and_then(|m| m.add(Dense::new(3)))
+        .unwrap();
+    // Batch-norm weights and statistics away from their initial 1s and 0s.
+    let names: Vec<String> = m.named_params().into_iter().map(|(n, _)| n).collect();
+    for (i, (p, n)) in m.params_mut().into_iter().zip(&names).enumerate() {
+        if n.starts_with("batch_normalization") {
+            let lo = if n.ends_with("beta") || n.ends_with("mean") {
+                -0.5
+            } else {
+                0.5
+            };
+            p.set(Tensor::rand_uniform(&dev, p.shape(), lo, lo + 1.0, 50 + i as u64).unwrap());
+        }
+    }
+    let x = Tensor::rand_uniform(&dev, &[3, 7, 7, 3], -1.0, 1.0, 5).unwrap();
+    dev.sync().unwrap();
+    let d0 = dev.counters().dispatches;
+    let reference = graph::no_grad(|| {
+        let mut ctx = Ctx::new(false, 0);
+        ctx.fold = false;
+        m.forward(&Var::new(x.clone()), &mut ctx).unwrap()
+    });
+    let reference_dispatches = dev.counters().dispatches - d0;
+    let want: Vec<f64> = reference
+        .value()
+        .to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    // The first call also derives the folded scales and biases, cached for later batches.
+    wgrad::nn::predict(&mut m, &x, 3).unwrap();
+    let d1 = dev.counters().dispatches;
+    let got = wgrad::nn::predict(&mut m, &x, 3).unwrap();
+    let d2 = dev.counters().dispatches;
+    common::assert_close(&got.to_vec::<f32>().unwrap(), &want, 1e-5, 1e-6);
+    assert!(
+        d2 - d1 < reference_dispatches,
+        "folded {} dispatches, layer by layer {reference_dispatches}",
+        d2 - d1
+    );
+    dev.sync().unwrap();
+}
+
+#[test]
+fn decode_predictions_ranks_each_row() {
+    let dev = common::device();
+    let p = Tensor::from_slice(&dev, &[0.1f32, 0.6, 0.3, f32::NAN, 0.2, 0.5], &[2, 3]).unwrap();
+    let names: Vec<String> = ["cat", "dog", "bird"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let d = wgrad::nn::decode_predictions(&p, 2, &names).unwrap();
+    assert_eq!(
+        d[0],
+        vec![(1, "dog".to_string(), 0.6), (2, "bird".to_string(), 0.3)]
+    );
+    assert_eq!(
+        d[1],
+        vec![(2, "bird".to_string(), 0.5), (1, "dog".to_string(), 0.2)]
+    );
+    let d = wgrad::nn::decode_predictions(&p, 5, &[]).unwrap();
+    assert_eq!(d[1].iter().map(|e| e.0).collect::<Vec<_>>(), vec![2, 1, 0]);
+    assert!(wgrad::nn::decode_predictions(&p, 2, &names[..2]).is_err());
+    assert!(wgrad::nn::decode_predictions(&p.reshape(&[6]).unwrap(), 2, &[]).is_err());
+}

@@ -32,7 +32,8 @@ pub enum Cifar100Label {
     Fine,
 }
 
-const CIFAR10_CLASSES: [&str; 10] = [
+/// CIFAR-10's class names, in label order.
+pub const CIFAR10_CLASSES: [&str; 10] = [
     "airplane",
     "automobile",
     "bird",

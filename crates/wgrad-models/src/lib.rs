@@ -24,7 +24,10 @@ mod xception;
 pub use alexnet::alexnet;
 pub use googlenet::googlenet;
 pub use lenet::lenet5;
-pub use resnet::{resnet18, resnet34, ResidualUnit};
+pub use resnet::{
+    resnet18, resnet18_pytorch, resnet34, resnet34_pytorch, torchvision_resnet_name, Convention,
+    ResidualUnit, RESNET18_BLOCKS, RESNET34_BLOCKS,
+};
 pub use resnet50::resnet50;
 pub use senet::{se_resnet, se_resnet34, SeResidualUnit};
 pub use small::{chollet_mnist, fashion_course, geron_fashion};

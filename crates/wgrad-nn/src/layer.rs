@@ -11,6 +11,10 @@ pub struct Ctx {
     /// Training mode: dropout drops, batch norm uses batch statistics and updates its moving
     /// averages. Off for `evaluate` and `predict`.
     pub training: bool,
+    /// Inference only (and without a graph): let a layer apply the next layers' per-channel
+    /// affine map and activation in its own write-out (batch norm folded into the convolution
+    /// before it). On by default; off gives the layer-by-layer reference.
+    pub fold: bool,
     seed: u64,
     calls: u64,
 }
@@ -21,6 +25,7 @@ impl Ctx {
     pub fn new(training: bool, seed: u64) -> Ctx {
         Ctx {
             training,
+            fold: true,
             seed,
             calls: 0,
         }
@@ -82,6 +87,30 @@ pub trait Layer: Send {
     /// One line of configuration for `summary()` (kernel size, strides…), if any.
     fn describe(&self) -> String {
         String::new()
+    }
+
+    /// In inference, the per-channel map `x·scale + shift` this layer computes (batch norm),
+    /// as `(scale, shift)`, so the layer before it can apply it in its write-out.
+    fn channel_affine(&self) -> Option<Result<(wgrad_tensor::Tensor, wgrad_tensor::Tensor)>> {
+        None
+    }
+
+    /// The activation this layer applies, when that is all it does.
+    fn as_activation(&self) -> Option<Act> {
+        None
+    }
+
+    /// Inference without a graph: `act(self(x)·scale + shift)` in one pass, `scale` and
+    /// `shift` per output channel. `None` when the layer cannot fuse them (the caller then runs
+    /// the layers one after the other).
+    fn forward_fused(
+        &mut self,
+        _x: &Var,
+        _scale: &wgrad_tensor::Tensor,
+        _shift: &wgrad_tensor::Tensor,
+        _act: Act,
+    ) -> Option<Result<Var>> {
+        None
     }
 
     /// Per-sample shapes of the tensors a composite layer computes inside besides its output

@@ -45,6 +45,6 @@ pub use optim::{Optimizer, Schedule};
 pub use param::{Initializer, Param, WeightLayout};
 pub use sequential::Sequential;
 pub use train::{
-    predict, Callback, Control, EarlyStopping, EpochLog, FitOptions, History, ModelCheckpoint,
-    Trainer,
+    decode_predictions, predict, Callback, Control, EarlyStopping, EpochLog, FitOptions, History,
+    ModelCheckpoint, Trainer,
 };

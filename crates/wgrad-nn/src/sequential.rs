@@ -4,7 +4,7 @@ use wgrad_graph::Var;
 use wgrad_tensor::Device;
 
 use crate::summary;
-use crate::{Ctx, Error, Layer, Param, Result};
+use crate::{Act, Ctx, Error, Layer, Param, Result};
 
 struct Entry {
     name: String,
@@ -179,6 +179,25 @@ impl Sequential {
     }
 }
 
+impl Sequential {
+    /// Layer `i` with the batch norm after it (and the activation after that) folded into its
+    /// write-out, when they fit: the output and how many layers it covered.
+    fn fused_step(&mut self, i: usize, h: &Var) -> Option<(Result<Var>, usize)> {
+        let affine = self.layers.get(i + 1)?.layer.channel_affine()?;
+        let (scale, shift) = match affine {
+            Ok(a) => a,
+            Err(e) => return Some((Err(e), 2)),
+        };
+        let act = self.layers.get(i + 2).and_then(|e| e.layer.as_activation());
+        let (act, used) = match act {
+            Some(a) if a != Act::Softmax => (a, 3),
+            _ => (Act::Linear, 2),
+        };
+        let out = self.layers[i].layer.forward_fused(h, &scale, &shift, act)?;
+        Some((out, used))
+    }
+}
+
 impl Layer for Sequential {
     fn kind(&self) -> &'static str {
         "Sequential"
@@ -219,9 +238,19 @@ impl Layer for Sequential {
                 ),
             });
         }
+        let fold = !ctx.training && ctx.fold && !wgrad_graph::is_grad_enabled();
         let mut h = x.clone();
-        for e in &mut self.layers {
-            h = e.layer.forward(&h, ctx)?;
+        let mut i = 0;
+        while i < self.layers.len() {
+            if fold {
+                if let Some((next, used)) = self.fused_step(i, &h) {
+                    h = next?;
+                    i += used;
+                    continue;
+                }
+            }
+            h = self.layers[i].layer.forward(&h, ctx)?;
+            i += 1;
         }
         Ok(h)
     }

@@ -606,6 +606,52 @@ impl<M: Layer> Trainer<M> {
     }
 }
 
+/// Keras's `decode_predictions`: for each row of `scores` (`[N, classes]`, probabilities or
+/// logits), the `k` best classes as `(index, name, score)`, best first. `names` may be
+/// empty (names are then the indices) or must have one entry per class.
+pub fn decode_predictions(
+    scores: &Tensor,
+    k: usize,
+    names: &[String],
+) -> Result<Vec<Vec<(usize, String, f32)>>> {
+    let [n, c] = scores.shape() else {
+        return Err(Error::Input {
+            what: "decode_predictions",
+            reason: format!("needs [N, classes] scores, got {:?}", scores.shape()),
+        });
+    };
+    let (n, c) = (*n, *c);
+    if !names.is_empty() && names.len() != c {
+        return Err(Error::Input {
+            what: "decode_predictions",
+            reason: format!("{} class names for {c} classes", names.len()),
+        });
+    }
+    let v = scores.to_dtype(DType::F32)?.to_vec::<f32>()?;
+    Ok((0..n)
+        .map(|r| {
+            let row = &v[r * c..(r + 1) * c];
+            let mut idx: Vec<usize> = (0..c).collect();
+            // NaN scores sort last.
+            let key = |i: usize| {
+                if row[i].is_nan() {
+                    f32::NEG_INFINITY
+                } else {
+                    row[i]
+                }
+            };
+            idx.sort_by(|&a, &b| key(b).total_cmp(&key(a)));
+            idx.into_iter()
+                .take(k)
+                .map(|i| {
+                    let name = names.get(i).cloned().unwrap_or_else(|| i.to_string());
+                    (i, name, row[i])
+                })
+                .collect()
+        })
+        .collect())
+}
+
 /// Inference over `x` in slices of `batch` samples, joined along the batch axis.
 pub fn predict(model: &mut dyn Layer, x: &Tensor, batch: usize) -> Result<Tensor> {
     let n = x.shape().first().copied().unwrap_or(0);

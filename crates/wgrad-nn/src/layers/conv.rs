@@ -2,7 +2,7 @@
 
 use wgrad_graph::{ops, Var};
 use wgrad_tensor::ops::window::geometry_2d;
-use wgrad_tensor::{Conv2dOptions, Device, Padding};
+use wgrad_tensor::{Conv2dOptions, ConvEpilogue, Device, Padding, Tensor};
 
 use super::{built, expect_rank};
 use crate::{Act, Ctx, Error, Initializer, Layer, Param, Result, WeightLayout};
@@ -21,6 +21,8 @@ pub struct Conv2D {
     bias_init: Initializer,
     kernel: Option<Param>,
     bias: Option<Param>,
+    /// Inference folding: (scale, shift, own bias) and the write-out bias made of them.
+    folded: Option<([Option<Tensor>; 3], Tensor)>,
 }
 
 impl Conv2D {
@@ -36,6 +38,7 @@ impl Conv2D {
             bias_init: Initializer::Zeros,
             kernel: None,
             bias: None,
+            folded: None,
         }
     }
 
@@ -141,6 +144,62 @@ impl Layer for Conv2D {
                 self.act.apply(&z)?
             }
         })
+    }
+
+    fn forward_fused(
+        &mut self,
+        x: &Var,
+        scale: &Tensor,
+        shift: &Tensor,
+        act: Act,
+    ) -> Option<Result<Var>> {
+        // A nonlinearity of this layer's own comes before the affine map: nothing to fold.
+        let a = act.kernel()?;
+        if self.act != Act::Linear || self.kernel.is_none() {
+            return None;
+        }
+        // act((x∗k + b)·scale + shift) = act(x∗k·scale + (b·scale + shift)); the combined
+        // bias is kept until scale, shift or b is replaced.
+        let from = [
+            Some(scale.clone()),
+            Some(shift.clone()),
+            self.bias.as_ref().map(|b| b.value().clone()),
+        ];
+        let same = |a: &[Option<Tensor>; 3]| {
+            a.iter().zip(&from).all(|(x, y)| match (x, y) {
+                (Some(x), Some(y)) => x.shares_buffer(y),
+                (None, None) => true,
+                _ => false,
+            })
+        };
+        let cached = self
+            .folded
+            .as_ref()
+            .filter(|(src, _)| same(src))
+            .map(|(_, b)| b.clone());
+        let bias = match (cached, &self.bias) {
+            (Some(b), _) => Ok(b),
+            (None, Some(b)) => b.value().mul(scale).and_then(|t| t.add(shift)),
+            (None, None) => Ok(shift.clone()),
+        };
+        let bias = match bias {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e.into())),
+        };
+        self.folded = Some((from, bias.clone()));
+        let epi = ConvEpilogue {
+            bias: Some(&bias),
+            scale: Some(scale),
+            activation: a,
+            residual: None,
+        };
+        let k = self.kernel.as_ref().expect("checked").value();
+        Some(
+            x.value()
+                .conv2d_fused(k, &epi, self.opts)
+                .map(Var::new)
+                .map_err(Into::into),
+        )
     }
 
     fn params(&self) -> Vec<&Param> {

@@ -176,6 +176,9 @@ impl Layer for Activation {
     fn build(&mut self, _: &Device, input: &[usize], _: u64) -> Result<Vec<usize>> {
         Ok(input.to_vec())
     }
+    fn as_activation(&self) -> Option<Act> {
+        Some(self.0)
+    }
     fn forward(&mut self, x: &Var, _: &mut Ctx) -> Result<Var> {
         self.0.apply(x)
     }
