@@ -11,14 +11,16 @@
 //! `train.bin` / `test.bin` (in `cifar-100-binary/`, with `coarse_label_names.txt` and
 //! `fine_label_names.txt`, read when present). [`cifar10`] and [`cifar100`] search the given
 //! directory, `$WGRAD_DATA/<cifar-10-batches-bin|cifar-100-binary>`, `$WGRAD_DATA`, then the
-//! cache `~/.cache/wgrad/<same name>` (see [`crate::search`]). They are not downloaded: the
-//! not-found error names the archive and its URL.
+//! cache `~/.cache/wgrad/<same name>` (see [`crate::search`]); when none holds the files the
+//! binary archive is downloaded from the CIFAR page into the cache, its MD5 checked against
+//! the one published there, and extracted (`WGRAD_OFFLINE=1` turns this off).
 
 use std::path::{Path, PathBuf};
 
 use crate::dataset::{Dataset, Split};
+use crate::download::{fetch_archive, offline, Archive};
 use crate::error::{read_maybe_gzip, Error, Result};
-use crate::search::search_dirs;
+use crate::search::{cache_dir, search_dirs};
 
 /// Pixel bytes per record (3×32×32).
 pub const RECORD_PIXELS: usize = 3 * 32 * 32;
@@ -185,12 +187,74 @@ pub fn load_cifar100_from(split: Split, which: Cifar100Label, dirs: &[PathBuf]) 
     ))
 }
 
-/// CIFAR-10 (50 000 train / 10 000 test, 32×32×3, 10 classes). `dir`: searched first.
+/// The binary CIFAR-10 archive with the MD5 listed on its page.
+pub const CIFAR10_ARCHIVE: Archive<'static> = Archive {
+    url: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+    md5: "c32a1d4ab5d03f1284b67883e8d87530",
+    folder: "cifar-10-batches-bin",
+};
+
+/// The binary CIFAR-100 archive with the MD5 listed on its page.
+pub const CIFAR100_ARCHIVE: Archive<'static> = Archive {
+    url: "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+    md5: "03b5dce01913d631647c71ecec9e9cb8",
+    folder: "cifar-100-binary",
+};
+
+/// `load(dirs)`; when it finds nothing and `cache_root` is given, downloads `archive` into
+/// `cache_root` (MD5 checked, extracted atomically) and loads from the folder it made. A
+/// failed download becomes [`Error::NotFound`] whose hint adds why.
+pub fn load_or_fetch(
+    dirs: &[PathBuf],
+    cache_root: Option<&Path>,
+    archive: &Archive<'_>,
+    load: impl Fn(&[PathBuf]) -> Result<Dataset>,
+) -> Result<Dataset> {
+    let err = match load(dirs) {
+        Err(e @ Error::NotFound { .. }) => e,
+        other => return other,
+    };
+    let Some(root) = cache_root else {
+        return Err(err);
+    };
+    match fetch_archive(archive, root) {
+        Ok(folder) => load(&[folder]),
+        Err(download) => match err {
+            Error::NotFound { searched, hint } => Err(Error::NotFound {
+                searched,
+                hint: format!(
+                    "{hint}. Downloading into {} failed: {download} (set {}=1 to skip the \
+                     download)",
+                    root.display(),
+                    crate::download::OFFLINE_VAR
+                ),
+            }),
+            other => Err(other),
+        },
+    }
+}
+
+fn download_root() -> Option<PathBuf> {
+    if offline() {
+        None
+    } else {
+        cache_dir()
+    }
+}
+
+/// CIFAR-10 (50 000 train / 10 000 test, 32×32×3, 10 classes). `dir`: searched first; when no
+/// location holds it, the binary archive is downloaded into the cache (MD5 checked).
 pub fn cifar10(dir: Option<&Path>, split: Split) -> Result<Dataset> {
-    load_cifar10_from(split, &search_dirs("cifar-10-batches-bin", dir, None))
+    let dirs = search_dirs("cifar-10-batches-bin", dir, None);
+    load_or_fetch(&dirs, download_root().as_deref(), &CIFAR10_ARCHIVE, |d| {
+        load_cifar10_from(split, d)
+    })
 }
 
 /// CIFAR-100 with coarse (20) or fine (100) labels. `dir`: searched first.
 pub fn cifar100(dir: Option<&Path>, split: Split, which: Cifar100Label) -> Result<Dataset> {
-    load_cifar100_from(split, which, &search_dirs("cifar-100-binary", dir, None))
+    let dirs = search_dirs("cifar-100-binary", dir, None);
+    load_or_fetch(&dirs, download_root().as_deref(), &CIFAR100_ARCHIVE, |d| {
+        load_cifar100_from(split, which, d)
+    })
 }

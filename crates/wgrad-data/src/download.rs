@@ -12,6 +12,7 @@
 //! not-found message at once).
 
 use crate::error::{read_gzip_bytes, Error, Result};
+use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -72,6 +73,74 @@ pub fn fetch(remote: &Remote<'_>, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     write_atomic(&dest, &bytes)?;
     Ok(dest)
+}
+
+/// A gzipped tarball as published, verified by the MD5 its publisher lists, that extracts
+/// into one top-level folder (CIFAR's `cifar-10-batches-bin/`).
+#[derive(Clone, Copy, Debug)]
+pub struct Archive<'a> {
+    pub url: &'a str,
+    /// Lower-case hex MD5 of the `.tar.gz` file itself (the archives are the canonical files,
+    /// not re-compressed copies, so the publisher's digest applies).
+    pub md5: &'a str,
+    /// The folder the archive extracts to.
+    pub folder: &'a str,
+}
+
+/// Lower-case hex MD5 of `bytes`.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Downloads `archive`, checks its MD5, and extracts it into `root` (created if needed);
+/// returns `root/<folder>`. Extraction goes to a temporary folder in `root` that is renamed
+/// into place only when complete, so a cut download or a full disk never leaves a partial
+/// data set behind. An existing `root/<folder>` is returned as it is.
+///
+/// Errors: as [`fetch`], plus [`Error::Format`] for an archive that is not a gzipped tar or
+/// lacks `folder`.
+pub fn fetch_archive(archive: &Archive<'_>, root: &Path) -> Result<PathBuf> {
+    let dest = root.join(archive.folder);
+    if dest.is_dir() {
+        return Ok(dest);
+    }
+    let bytes = get(archive.url)?;
+    let got = md5_hex(&bytes);
+    if got != archive.md5 {
+        return Err(Error::Checksum {
+            url: archive.url.to_string(),
+            expected: archive.md5.to_string(),
+            got,
+        });
+    }
+    std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+    let tmp = root.join(format!(
+        ".{}.{}.partial",
+        archive.folder,
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = (|| {
+        // `unpack` refuses entries that would land outside `tmp` (absolute or `..` paths).
+        tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]))
+            .unpack(&tmp)
+            .map_err(|e| {
+                Error::format(Path::new(archive.url), format!("not a gzipped tar: {e}"))
+            })?;
+        let inner = tmp.join(archive.folder);
+        if !inner.is_dir() {
+            return Err(Error::format(
+                Path::new(archive.url),
+                format!("the archive has no folder {:?}", archive.folder),
+            ));
+        }
+        std::fs::rename(&inner, &dest).map_err(|e| Error::io(&dest, e))
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result.map(|()| dest)
 }
 
 /// SHA-256 of the content: gunzipped when the bytes are gzip, as they are on every mirror.

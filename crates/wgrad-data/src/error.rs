@@ -40,8 +40,9 @@ pub enum Error {
     /// connection cut short.
     #[error("download of {url} failed: {reason}")]
     Download { url: String, reason: String },
-    /// A downloaded file's content does not hash to the published SHA-256; it was discarded.
-    #[error("download of {url} is corrupt: SHA-256 of its content is {got}, expected {expected}")]
+    /// A download does not hash to the published digest (SHA-256 of an IDX file's content,
+    /// MD5 of a CIFAR archive); it was discarded.
+    #[error("download of {url} is corrupt: its digest is {got}, expected {expected}")]
     Checksum {
         url: String,
         expected: String,

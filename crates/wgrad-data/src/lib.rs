@@ -25,8 +25,8 @@
 //! files. MNIST and Fashion-MNIST are then downloaded from their canonical mirrors into the
 //! cache ([`download`]: the SHA-256 of the decompressed content is verified, the file is
 //! renamed into place only once complete; `WGRAD_OFFLINE=1` disables it); without network
-//! the not-found error also says why the download failed. CIFAR is not downloaded (its
-//! archives are tarballs; the error names the archive and its URL). The `*_from` /
+//! the not-found error also says why the download failed. CIFAR-10/100 are downloaded as
+//! their binary tarballs (the MD5 published with them checked) and extracted into the cache. The `*_from` /
 //! `load_*_from` functions take the search list explicitly and never download.
 //!
 //! ```no_run

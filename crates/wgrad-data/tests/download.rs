@@ -284,3 +284,113 @@ fn unreachable_mirror_says_where_to_put_the_files_and_why_download_failed() {
     }
     assert!(files_in(cache.path()).is_empty());
 }
+
+#[test]
+fn md5_matches_known_vector() {
+    // RFC 1321 test suite.
+    assert_eq!(
+        wgrad_data::download::md5_hex(b"abc"),
+        "900150983cd24fb0d6963f7d28e17f72"
+    );
+}
+
+/// A CIFAR-10-shaped `.tar.gz`: `cifar-10-batches-bin/` with the six batch files, batch `i`
+/// holding one record of label `i` whose pixels are all `10·i`.
+fn cifar_tarball(folder: &str) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let names: Vec<String> = (1..=5)
+        .map(|i| format!("data_batch_{i}.bin"))
+        .chain(["test_batch.bin".to_string()])
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let mut record = vec![i as u8];
+        record.extend(std::iter::repeat_n(10 * i as u8, 3072));
+        let mut header = tar::Header::new_gnu();
+        header.set_size(record.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, format!("{folder}/{name}"), &record[..])
+            .unwrap();
+    }
+    gzip(&tar.into_inner().unwrap())
+}
+
+#[test]
+fn cifar_archive_is_checked_extracted_and_loaded() {
+    use wgrad_data::cifar::{load_cifar10_from, load_or_fetch};
+    use wgrad_data::download::{md5_hex, Archive};
+    let good = cifar_tarball("cifar-10-batches-bin");
+    let other = cifar_tarball("something-else");
+    let base = serve(vec![
+        ("c.tgz", ok(good.clone())),
+        ("o.tgz", ok(other.clone())),
+    ]);
+    let empty = TempDir::new("cifar-none");
+    let dirs = vec![empty.path().to_path_buf()];
+
+    // A wrong digest: the archive is refused and nothing is extracted.
+    let cache = TempDir::new("cifar-bad");
+    let url = format!("{base}c.tgz");
+    let bad = Archive {
+        url: &url,
+        md5: "00000000000000000000000000000000",
+        folder: "cifar-10-batches-bin",
+    };
+    let err = load_or_fetch(&dirs, Some(cache.path()), &bad, |d| {
+        load_cifar10_from(Split::Test, d)
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("00000000000000000000000000000000"),
+        "{err}"
+    );
+    assert!(
+        files_in(cache.path()).is_empty(),
+        "{:?}",
+        files_in(cache.path())
+    );
+
+    // An archive without the expected folder is a format error, also leaving nothing.
+    let ourl = format!("{base}o.tgz");
+    let wrong = Archive {
+        url: &ourl,
+        md5: &md5_hex(&other),
+        folder: "cifar-10-batches-bin",
+    };
+    let err = load_or_fetch(&dirs, Some(cache.path()), &wrong, |d| {
+        load_cifar10_from(Split::Test, d)
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("cifar-10-batches-bin"), "{err}");
+    assert!(
+        files_in(cache.path()).is_empty(),
+        "{:?}",
+        files_in(cache.path())
+    );
+
+    // The real thing: verified, extracted into <cache>/cifar-10-batches-bin, loaded.
+    let archive = Archive {
+        url: &url,
+        md5: &md5_hex(&good),
+        folder: "cifar-10-batches-bin",
+    };
+    let train = load_or_fetch(&dirs, Some(cache.path()), &archive, |d| {
+        load_cifar10_from(Split::Train, d)
+    })
+    .unwrap();
+    assert_eq!(train.len(), 5);
+    assert_eq!(train.labels(), &[0, 1, 2, 3, 4]);
+    assert_eq!(train.get(3).unwrap().0[0], 30.0 / 255.0);
+    assert_eq!(files_in(cache.path()), vec!["cifar-10-batches-bin"]);
+    // Now cached: the test split loads without the server being asked for anything new.
+    let dead = format!("{}c.tgz", dead_base());
+    let offline = Archive {
+        url: &dead,
+        ..archive
+    };
+    let test = load_or_fetch(&dirs, Some(cache.path()), &offline, |d| {
+        load_cifar10_from(Split::Test, d)
+    })
+    .unwrap();
+    assert_eq!((test.len(), test.labels()[0]), (1, 5));
+}
