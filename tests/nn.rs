@@ -1169,3 +1169,71 @@ fn decode_predictions_ranks_each_row() {
     assert!(wgrad::nn::decode_predictions(&p, 2, &names[..2]).is_err());
     assert!(wgrad::nn::decode_predictions(&p.reshape(&[6]).unwrap(), 2, &[]).is_err());
 }
+
+/// The same folding in a functional graph: conv → BN → ReLU chains fold; a batch norm whose
+/// input is also read elsewhere, or that is a model output, is run on its own.
+#[test]
+fn functional_predict_folds_only_private_chains() {
+    use wgrad::nn::{Add, Functional};
+    let dev = common::device();
+    let mut g = Functional::new(&dev).seed(9);
+    let x = g.input(&[6, 6, 4]);
+    let a = g.apply(Conv2D::new(4, 3).same(), x).unwrap();
+    let a = g.apply(BatchNormalization::new(), a).unwrap();
+    let h = g.apply(Activation(Act::Relu), a).unwrap();
+    let b = g
+        .apply(Conv2D::new(4, 3).same().use_bias(false), h)
+        .unwrap();
+    let b = g.apply(BatchNormalization::new(), b).unwrap();
+    let s = g.merge(Add, &[b, h]).unwrap();
+    // `c` feeds both its batch norm and the second output: not folded.
+    let c = g.apply(Conv2D::new(2, 1), s).unwrap();
+    let cb = g.apply(BatchNormalization::new(), c).unwrap();
+    let p = g.apply(GlobalAvgPool2D::new(), cb).unwrap();
+    let y = g.apply(Dense::new(3), p).unwrap();
+    let q = g.apply(GlobalAvgPool2D::new(), c).unwrap();
+    g.outputs(&[y, q]);
+    let names: Vec<String> = g.named_params().into_iter().map(|(n, _)| n).collect();
+    for (i, (p, n)) in g.params_mut().into_iter().zip(&names).enumerate() {
+        if n.starts_with("batch_normalization") {
+            let lo = if n.ends_with("beta") || n.ends_with("mean") {
+                -0.5
+            } else {
+                0.5
+            };
+            p.set(Tensor::rand_uniform(&dev, p.shape(), lo, lo + 1.0, 70 + i as u64).unwrap());
+        }
+    }
+    let xv = Tensor::rand_uniform(&dev, &[2, 6, 6, 4], -1.0, 1.0, 8).unwrap();
+    let run = |g: &mut Functional, fold: bool| {
+        graph::no_grad(|| {
+            let mut ctx = Ctx::new(false, 0);
+            ctx.fold = fold;
+            g.forward_multi(&[Var::new(xv.clone())], &mut ctx)
+                .unwrap()
+                .iter()
+                .map(|v| v.value().to_vec::<f32>().unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    run(&mut g, false);
+    let r0 = dev.counters().dispatches;
+    let want = run(&mut g, false);
+    let unfolded = dev.counters().dispatches - r0;
+    // The first folded run also derives and caches the folded scales and biases.
+    run(&mut g, true);
+    let d1 = dev.counters().dispatches;
+    let got = run(&mut g, true);
+    let d2 = dev.counters().dispatches;
+    for (got, want) in got.iter().zip(&want) {
+        let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+        common::assert_close(got, &want, 1e-5, 1e-6);
+    }
+    // Two batch norms and one ReLU run inside the convolutions' write-outs.
+    assert!(
+        d2 - d1 + 3 <= unfolded,
+        "folded {}, layer by layer {unfolded}",
+        d2 - d1
+    );
+    dev.sync().unwrap();
+}

@@ -20,7 +20,7 @@ use wgrad_graph::{ops, Var};
 use wgrad_tensor::Device;
 
 use crate::summary;
-use crate::{Ctx, Error, Layer, Param, Result};
+use crate::{Act, Ctx, Error, Layer, Param, Result};
 
 /// A symbolic tensor of a [`Functional`] model: the output of one of its nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -398,6 +398,70 @@ impl Functional {
         v
     }
 
+    /// For each node that can take the batch norm reading it (and an activation reading that)
+    /// into its write-out at inference: `(batch-norm node, activation node)`. Only chains whose
+    /// inner tensors nobody else reads, and that are not outputs, qualify.
+    fn fold_plan(&self) -> Vec<Option<(usize, Option<usize>)>> {
+        let n = self.nodes.len();
+        let mut readers = vec![Vec::new(); n];
+        for (j, node) in self.nodes.iter().enumerate() {
+            match &node.op {
+                Op::Input(_) => {}
+                Op::Layer(_, t) => readers[t.0].push(j),
+                Op::Merge(_, ts) => ts.iter().for_each(|t| readers[t.0].push(j)),
+            }
+        }
+        let sole = |j: usize| {
+            (readers[j].len() == 1 && !self.outputs.iter().any(|o| o.0 == j)).then(|| readers[j][0])
+        };
+        let layer = |j: usize| match &self.nodes[j].op {
+            Op::Layer(l, _) => Some(&**l),
+            _ => None,
+        };
+        (0..n)
+            .map(|j| {
+                layer(j)?;
+                let bn = sole(j)?;
+                layer(bn)?.channel_affine()?.ok()?;
+                let act = sole(bn).filter(|&k| {
+                    layer(k)
+                        .and_then(|l| l.as_activation())
+                        .is_some_and(|a| a != Act::Softmax)
+                });
+                Some((bn, act))
+            })
+            .collect()
+    }
+
+    /// Node `j` run with the batch norm `bn` (and activation `act`) folded in; `None` when
+    /// the layer cannot fuse them.
+    fn forward_folded(
+        &mut self,
+        j: usize,
+        bn: usize,
+        act: Option<usize>,
+        values: &[Option<Var>],
+    ) -> Result<Option<Var>> {
+        let Op::Layer(l, _) = &self.nodes[bn].op else {
+            return Ok(None);
+        };
+        let Some(affine) = l.channel_affine() else {
+            return Ok(None);
+        };
+        let (scale, shift) = affine?;
+        let a = act
+            .and_then(|k| match &self.nodes[k].op {
+                Op::Layer(l, _) => l.as_activation(),
+                _ => None,
+            })
+            .unwrap_or(Act::Linear);
+        let Op::Layer(layer, t) = &mut self.nodes[j].op else {
+            return Ok(None);
+        };
+        let x = values[t.0].clone().expect("a reader runs after its input");
+        layer.forward_fused(&x, &scale, &shift, a).transpose()
+    }
+
     fn layers(&self) -> impl Iterator<Item = (&str, &dyn Layer)> {
         self.nodes.iter().filter_map(|n| match &n.op {
             Op::Layer(l, _) => Some((n.name.as_str(), &**l)),
@@ -471,8 +535,34 @@ impl Layer for Functional {
         for t in &self.outputs {
             last_use[t.0] = usize::MAX;
         }
+        let fold = !ctx.training && ctx.fold && !wgrad_graph::is_grad_enabled();
+        let plan = if fold {
+            self.fold_plan()
+        } else {
+            vec![None; n]
+        };
+        let mut skip = vec![false; n];
         let mut values: Vec<Option<Var>> = vec![None; n];
         for j in 0..n {
+            if skip[j] {
+                continue;
+            }
+            // Node j with the batch norm after it (and its activation) in one write-out.
+            if let Some((bn, act)) = plan[j] {
+                if let Some(y) = self.forward_folded(j, bn, act, &values)? {
+                    values[act.unwrap_or(bn)] = Some(y);
+                    skip[bn] = true;
+                    if let Some(k) = act {
+                        skip[k] = true;
+                    }
+                    for (k, v) in values.iter_mut().enumerate().take(j + 1) {
+                        if last_use[k] == j {
+                            *v = None;
+                        }
+                    }
+                    continue;
+                }
+            }
             let value = {
                 let get = |t: &Tap| values[t.0].clone().expect("a reader runs after its input");
                 let expected = &self.nodes[j].shape.clone();
