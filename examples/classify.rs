@@ -59,13 +59,7 @@ fn class_names(spec: &str) -> Result<Vec<String>, Box<dyn std::error::Error>> {
         "fashion-mnist" => owned(idx::FASHION_MNIST.class_names),
         "mnist" => owned(idx::MNIST.class_names),
         file => {
-            let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
-            let names: Vec<String> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect();
+            let names = wgrad::data::download::read_class_names(std::path::Path::new(file))?;
             if names.len() < 2 {
                 return Err(format!("{file}: needs at least two class names, one per line").into());
             }

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{assert_close, device, oracle, Rng};
+use common::{assert_close, device, is_dtype, is_invalid, is_shape, oracle, Rng};
 use wgrad::ops::batch_norm::{batch_norm_update_moving, KERAS_EPSILON, KERAS_MOMENTUM};
-use wgrad::{DType, Error, Tensor};
+use wgrad::{DType, Tensor};
 
 fn up(data: &[f32], shape: &[usize]) -> Tensor {
     Tensor::from_slice(&device(), data, shape).unwrap()
@@ -321,30 +321,6 @@ fn large_offset_keeps_precision() {
     }
 }
 
-#[track_caller]
-fn expect_shape<T: std::fmt::Debug>(r: wgrad::Result<T>) {
-    assert!(
-        matches!(r, Err(Error::Shape { .. })),
-        "want Shape, got {r:?}"
-    );
-}
-
-#[track_caller]
-fn expect_dtype<T: std::fmt::Debug>(r: wgrad::Result<T>) {
-    assert!(
-        matches!(r, Err(Error::Dtype { .. })),
-        "want Dtype, got {r:?}"
-    );
-}
-
-#[track_caller]
-fn expect_invalid<T: std::fmt::Debug>(r: wgrad::Result<T>) {
-    assert!(
-        matches!(r, Err(Error::InvalidArgument { .. })),
-        "want InvalidArgument, got {r:?}"
-    );
-}
-
 #[test]
 fn bad_arguments_return_typed_errors() {
     let x = up(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
@@ -356,31 +332,31 @@ fn bad_arguments_return_typed_errors() {
     assert_eq!(gu.dtype(), DType::U32);
 
     // Per-channel operands must be [C].
-    expect_shape(x.batch_norm_train(&g4, &g3, 1e-3));
-    expect_shape(x.batch_norm_train(&g3, &g13, 1e-3));
-    expect_shape(x.batch_norm_infer(&g3, &g3, &g4, &g3, 1e-3));
-    expect_shape(x.batch_norm_infer(&g3, &g3, &g3, &g13, 1e-3));
+    is_shape(x.batch_norm_train(&g4, &g3, 1e-3));
+    is_shape(x.batch_norm_train(&g3, &g13, 1e-3));
+    is_shape(x.batch_norm_infer(&g3, &g3, &g4, &g3, 1e-3));
+    is_shape(x.batch_norm_infer(&g3, &g3, &g3, &g13, 1e-3));
     // Rank 0 has no channel axis; an empty batch has no statistics.
-    expect_shape(up(&[1.0], &[]).batch_norm_train(&g3, &g3, 1e-3));
+    is_shape(up(&[1.0], &[]).batch_norm_train(&g3, &g3, 1e-3));
     let empty = Tensor::from_slice::<f32>(&device(), &[], &[0, 3]).unwrap();
-    expect_shape(empty.batch_norm_train(&g3, &g3, 1e-3));
+    is_shape(empty.batch_norm_train(&g3, &g3, 1e-3));
     // Wrong dtypes.
-    expect_dtype(x.batch_norm_train(&gu, &g3, 1e-3));
-    expect_dtype(xi.batch_norm_train(&g3, &g3, 1e-3));
-    expect_dtype(x.batch_norm_infer(&g3, &g3, &gu, &g3, 1e-3));
+    is_dtype(x.batch_norm_train(&gu, &g3, 1e-3));
+    is_dtype(xi.batch_norm_train(&g3, &g3, 1e-3));
+    is_dtype(x.batch_norm_infer(&g3, &g3, &gu, &g3, 1e-3));
     // Epsilon must be finite and non-negative.
-    expect_invalid(x.batch_norm_train(&g3, &g3, -1e-3));
-    expect_invalid(x.batch_norm_train(&g3, &g3, f32::NAN));
-    expect_invalid(x.batch_norm_infer(&g3, &g3, &g3, &g3, f32::INFINITY));
+    is_invalid(x.batch_norm_train(&g3, &g3, -1e-3));
+    is_invalid(x.batch_norm_train(&g3, &g3, f32::NAN));
+    is_invalid(x.batch_norm_infer(&g3, &g3, &g3, &g3, f32::INFINITY));
 
     // Backward: grad_output must match the input; saved statistics must be [C].
     let r = x.batch_norm_train(&g3, &g3, 1e-3).unwrap();
     let dy = up(&[1.0; 6], &[3, 2]);
-    expect_shape(dy.batch_norm_backward(&x, &g3, &r.mean, &r.inv_std));
+    is_shape(dy.batch_norm_backward(&x, &g3, &r.mean, &r.inv_std));
     let dy = up(&[1.0; 6], &[2, 3]);
-    expect_shape(dy.batch_norm_backward(&x, &g3, &g4, &r.inv_std));
-    expect_dtype(dy.batch_norm_backward(&x, &g3, &r.mean, &gu));
-    expect_dtype(
+    is_shape(dy.batch_norm_backward(&x, &g3, &g4, &r.inv_std));
+    is_dtype(dy.batch_norm_backward(&x, &g3, &r.mean, &gu));
+    is_dtype(
         Tensor::from_slice(&device(), &[1i32; 6], &[2, 3])
             .unwrap()
             .batch_norm_backward(&x, &g3, &r.mean, &r.inv_std),
@@ -388,11 +364,11 @@ fn bad_arguments_return_typed_errors() {
 
     // Moving update: momentum in [0, 1], matching [C] shapes and dtypes.
     for m in [-0.1, 1.5, f32::NAN] {
-        expect_invalid(batch_norm_update_moving(&g3, &g3, &g3, &g3, m));
+        is_invalid(batch_norm_update_moving(&g3, &g3, &g3, &g3, m));
     }
-    expect_shape(batch_norm_update_moving(&g3, &g3, &g4, &g3, 0.9));
-    expect_shape(batch_norm_update_moving(&g13, &g13, &g13, &g13, 0.9));
-    expect_dtype(batch_norm_update_moving(&g3, &gu, &g3, &g3, 0.9));
+    is_shape(batch_norm_update_moving(&g3, &g3, &g4, &g3, 0.9));
+    is_shape(batch_norm_update_moving(&g13, &g13, &g13, &g13, 0.9));
+    is_dtype(batch_norm_update_moving(&g3, &gu, &g3, &g3, 0.9));
 }
 
 #[test]

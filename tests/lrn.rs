@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{device, Rng};
+use common::{device, is_dtype, is_invalid, is_shape, Rng};
 use wgrad::graph::{self, ops, Var};
 use wgrad::nn::layers::LocalResponseNormalization;
 use wgrad::nn::{Ctx, Layer, Sequential};
@@ -343,30 +343,6 @@ fn layer_build_rejects_bad_shapes_and_parameters() {
 
 // ---------------------------------------------------------------------------------------------
 // Typed errors.
-
-#[track_caller]
-fn is_shape<T: std::fmt::Debug>(r: wgrad::Result<T>) {
-    assert!(
-        matches!(r, Err(Error::Shape { .. })),
-        "expected Error::Shape, got {r:?}"
-    );
-}
-
-#[track_caller]
-fn is_invalid<T: std::fmt::Debug>(r: wgrad::Result<T>) {
-    assert!(
-        matches!(r, Err(Error::InvalidArgument { .. })),
-        "expected Error::InvalidArgument, got {r:?}"
-    );
-}
-
-#[track_caller]
-fn is_dtype<T: std::fmt::Debug>(r: wgrad::Result<T>) {
-    assert!(
-        matches!(r, Err(Error::Dtype { .. })),
-        "expected Error::Dtype, got {r:?}"
-    );
-}
 
 #[test]
 fn bad_inputs_return_typed_errors() {

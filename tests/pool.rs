@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{device, Rng};
+use common::{device, is_dtype, is_invalid, is_shape, Rng};
 use wgrad::ops::upsample::Upsample;
-use wgrad::{DType, Error, Padding, Tensor};
+use wgrad::{DType, Padding, Tensor};
 
 fn up(data: &[f32], shape: &[usize]) -> Tensor {
     Tensor::from_slice(&device(), data, shape).unwrap()
@@ -625,30 +625,6 @@ fn bilinear_matches_known_values() {
 
 fn f(shape: &[usize]) -> Tensor {
     up(&vec![1.0; numel(shape)], shape)
-}
-
-#[track_caller]
-fn is_shape<T: std::fmt::Debug>(r: wgrad::Result<T>) {
-    assert!(
-        matches!(r, Err(Error::Shape { .. })),
-        "expected Error::Shape, got {r:?}"
-    );
-}
-
-#[track_caller]
-fn is_invalid<T: std::fmt::Debug>(r: wgrad::Result<T>) {
-    assert!(
-        matches!(r, Err(Error::InvalidArgument { .. })),
-        "expected Error::InvalidArgument, got {r:?}"
-    );
-}
-
-#[track_caller]
-fn is_dtype<T: std::fmt::Debug>(r: wgrad::Result<T>) {
-    assert!(
-        matches!(r, Err(Error::Dtype { .. })),
-        "expected Error::Dtype, got {r:?}"
-    );
 }
 
 #[test]

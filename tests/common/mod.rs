@@ -77,3 +77,28 @@ pub fn matmul_ref(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64
 }
 
 pub mod oracle;
+
+/// The typed error a bad call must return.
+#[track_caller]
+pub fn is_shape<T: std::fmt::Debug>(r: wgrad::Result<T>) {
+    assert!(
+        matches!(r, Err(wgrad::Error::Shape { .. })),
+        "expected Error::Shape, got {r:?}"
+    );
+}
+
+#[track_caller]
+pub fn is_invalid<T: std::fmt::Debug>(r: wgrad::Result<T>) {
+    assert!(
+        matches!(r, Err(wgrad::Error::InvalidArgument { .. })),
+        "expected Error::InvalidArgument, got {r:?}"
+    );
+}
+
+#[track_caller]
+pub fn is_dtype<T: std::fmt::Debug>(r: wgrad::Result<T>) {
+    assert!(
+        matches!(r, Err(wgrad::Error::Dtype { .. })),
+        "expected Error::Dtype, got {r:?}"
+    );
+}

@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::dataset::{Dataset, Split};
-use crate::download::{fetch_archive, offline, Archive};
+use crate::download::{fetch_archive, not_found_after, offline, read_class_names, Archive};
 use crate::error::{read_maybe_gzip, Error, Result};
 use crate::search::{cache_dir, search_dirs};
 
@@ -165,13 +165,7 @@ pub fn load_cifar100_from(split: Split, which: Cifar100Label, dirs: &[PathBuf]) 
                 Cifar100Label::Fine => (100, "fine_label_names.txt"),
             };
             let mut ds = Dataset::new(images, [32, 32, 3], labels, classes)?;
-            if let Ok(text) = std::fs::read_to_string(dir.join(names_file)) {
-                let names: Vec<String> = text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(String::from)
-                    .collect();
+            if let Ok(names) = read_class_names(&dir.join(names_file)) {
                 if names.len() == classes {
                     ds = ds.with_class_names(names);
                 }
@@ -219,18 +213,7 @@ pub fn load_or_fetch(
     };
     match fetch_archive(archive, root) {
         Ok(folder) => load(&[folder]),
-        Err(download) => match err {
-            Error::NotFound { searched, hint } => Err(Error::NotFound {
-                searched,
-                hint: format!(
-                    "{hint}. Downloading into {} failed: {download} (set {}=1 to skip the \
-                     download)",
-                    root.display(),
-                    crate::download::OFFLINE_VAR
-                ),
-            }),
-            other => Err(other),
-        },
+        Err(download) => Err(not_found_after(err, root, download)),
     }
 }
 

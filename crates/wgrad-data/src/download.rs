@@ -38,6 +38,34 @@ pub fn offline() -> bool {
     std::env::var_os(OFFLINE_VAR).is_some_and(|v| !v.is_empty() && v != "0")
 }
 
+/// A loader's not-found error `err` with why downloading into `dir` failed added to its hint
+/// (other errors pass through).
+pub(crate) fn not_found_after(err: Error, dir: &Path, download: Error) -> Error {
+    match err {
+        Error::NotFound { searched, hint } => Error::NotFound {
+            searched,
+            hint: format!(
+                "{hint}. Downloading into {} failed: {download} (set {OFFLINE_VAR}=1 to skip the \
+                 download)",
+                dir.display()
+            ),
+        },
+        other => other,
+    }
+}
+
+/// One class name per non-empty line of a text file (CIFAR's `*_label_names.txt`, or a
+/// user's labels file).
+pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)

@@ -24,7 +24,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::dataset::{Dataset, Split};
-use crate::download::{fetch, offline, Remote};
+use crate::download::{fetch, not_found_after, offline, Remote};
 use crate::error::{read_maybe_gzip, Error, Result};
 use crate::search::{cache_dir, find_file, search_dirs};
 
@@ -312,18 +312,7 @@ pub fn load_or_fetch(
             let names = spec.class_names.iter().map(|s| s.to_string()).collect();
             Ok(read_pair(&paths[0], &paths[1], spec.class_names.len())?.with_class_names(names))
         }
-        Err(download) => match err {
-            Error::NotFound { searched, hint } => Err(Error::NotFound {
-                searched,
-                hint: format!(
-                    "{hint}. Downloading into {} failed: {download} (set {}=1 to skip the \
-                     download)",
-                    cache.display(),
-                    crate::download::OFFLINE_VAR
-                ),
-            }),
-            other => Err(other),
-        },
+        Err(download) => Err(not_found_after(err, cache, download)),
     }
 }
 

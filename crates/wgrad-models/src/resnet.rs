@@ -252,13 +252,7 @@ pub fn resnet18_pytorch(dev: &Device, input: [usize; 3], num_classes: usize) -> 
 /// `fc.bias`. Names it does not know are returned in PyTorch's default form.
 pub fn torchvision_resnet_name(blocks: &[usize], name: &str) -> String {
     let (path, weight) = name.rsplit_once('/').unwrap_or(("", name));
-    let weight = match weight {
-        "kernel" | "gamma" => "weight",
-        "beta" => "bias",
-        "moving_mean" => "running_mean",
-        "moving_variance" => "running_var",
-        w => w,
-    };
+    let weight = wgrad_nn::import::pytorch_weight(weight);
     let parts: Vec<&str> = path.split('/').collect();
     let module = match parts.as_slice() {
         ["conv2d"] => "conv1".to_string(),

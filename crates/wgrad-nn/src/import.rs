@@ -106,17 +106,23 @@ impl<'a> Import<'a> {
 /// `moving_variance` → `running_var`).
 pub fn pytorch_name(name: &str) -> String {
     let (path, weight) = name.rsplit_once('/').unwrap_or(("", name));
-    let weight = match weight {
+    let weight = pytorch_weight(weight);
+    if path.is_empty() {
+        weight.to_string()
+    } else {
+        format!("{}.{weight}", path.replace('/', "."))
+    }
+}
+
+/// PyTorch's name for a Keras weight name (`kernel`/`gamma` → `weight`, `beta` → `bias`,
+/// `moving_mean` → `running_mean`, `moving_variance` → `running_var`; others unchanged).
+pub fn pytorch_weight(keras: &str) -> &str {
+    match keras {
         "kernel" | "gamma" => "weight",
         "beta" => "bias",
         "moving_mean" => "running_mean",
         "moving_variance" => "running_var",
         w => w,
-    };
-    if path.is_empty() {
-        weight.to_string()
-    } else {
-        format!("{}.{weight}", path.replace('/', "."))
     }
 }
 
