@@ -211,6 +211,24 @@ impl Dataset {
         }
     }
 
+    /// Luma of RGB images, `0.299·R + 0.587·G + 0.114·B` (ITU-R BT.601, as
+    /// `tf.image.rgb_to_grayscale`). Datasets that already have one channel are returned
+    /// unchanged.
+    ///
+    /// # Panics
+    /// If the images have neither 1 nor 3 channels.
+    pub fn rgb_to_gray(&self) -> Dataset {
+        match self.shape[2] {
+            1 => self.clone(),
+            3 => self.reshape_each([self.shape[0], self.shape[1], 1], |img, _| {
+                img.chunks_exact(3)
+                    .map(|p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2])
+                    .collect()
+            }),
+            c => panic!("rgb_to_gray needs 1 or 3 channels, got {c}"),
+        }
+    }
+
     fn reshape_each(
         &self,
         new_shape: [usize; 3],
@@ -292,6 +310,16 @@ mod tests {
         let rgb = d.gray_to_rgb();
         assert_eq!(rgb.image_shape(), [2, 2, 3]);
         assert_eq!(&rgb.get(1).unwrap().0[..6], &[4., 4., 4., 5., 5., 5.]);
+        // Grey survives the round trip (the luma weights sum to 1).
+        let back = rgb.rgb_to_gray();
+        assert_eq!(back.image_shape(), [2, 2, 1]);
+        for (a, b) in back.images().iter().zip(d.images()) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        let colour =
+            Dataset::new(vec![1.0, 0.0, 0.0, 0.0, 0.5, 1.0], [1, 2, 3], vec![0], 1).unwrap();
+        let g = colour.rgb_to_gray();
+        assert!((g.images()[0] - 0.299).abs() < 1e-6 && (g.images()[1] - 0.4075).abs() < 1e-6);
         let r = d.resize(4, 4);
         assert_eq!(r.image_shape(), [4, 4, 1]);
         assert_eq!(r.get(0).unwrap().0[0], 0.0);

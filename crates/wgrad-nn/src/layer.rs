@@ -196,3 +196,52 @@ impl Act {
         }
     }
 }
+
+/// A boxed layer is a layer: models chosen at run time (`Box<dyn Layer>`) train like any.
+impl Layer for Box<dyn Layer> {
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+    fn build(&mut self, dev: &Device, input_shape: &[usize], seed: u64) -> Result<Vec<usize>> {
+        (**self).build(dev, input_shape, seed)
+    }
+    fn forward(&mut self, x: &Var, ctx: &mut Ctx) -> Result<Var> {
+        (**self).forward(x, ctx)
+    }
+    fn forward_multi(&mut self, inputs: &[Var], ctx: &mut Ctx) -> Result<Vec<Var>> {
+        (**self).forward_multi(inputs, ctx)
+    }
+    fn params(&self) -> Vec<&Param> {
+        (**self).params()
+    }
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        (**self).params_mut()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn channel_affine(&self) -> Option<Result<(wgrad_tensor::Tensor, wgrad_tensor::Tensor)>> {
+        (**self).channel_affine()
+    }
+    fn as_activation(&self) -> Option<Act> {
+        (**self).as_activation()
+    }
+    fn forward_fused(
+        &mut self,
+        x: &Var,
+        scale: &wgrad_tensor::Tensor,
+        shift: &wgrad_tensor::Tensor,
+        act: Act,
+    ) -> Option<Result<Var>> {
+        (**self).forward_fused(x, scale, shift, act)
+    }
+    fn inner_shapes(&self) -> Vec<Vec<usize>> {
+        (**self).inner_shapes()
+    }
+    fn named_params(&self) -> Vec<(String, &Param)> {
+        (**self).named_params()
+    }
+    fn freeze(&mut self, trainable: bool) {
+        (**self).freeze(trainable)
+    }
+}
