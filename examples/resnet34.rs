@@ -55,6 +55,7 @@ fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     let s = args.image_size;
     let model = resnet34(&dev, [s, s, 3], train.num_classes())?;
-    println!("{}", model.summary(args.batch_size));
+    // SGD with momentum keeps one slot per weight.
+    println!("{}", model.summary_with_slots(args.batch_size, 1));
     common::train(model, train, val, &args, "ResNet34")
 }

@@ -58,11 +58,11 @@ fn build(
 ) -> wgrad::nn::Result<(Box<dyn Layer>, String)> {
     use Model::*;
     let seq = |m: wgrad::nn::Sequential| {
-        let s = m.summary(batch);
+        let s = m.summary_with_slots(batch, 1);
         (Box::new(m) as Box<dyn Layer>, s)
     };
     let fun = |m: wgrad::nn::Functional| {
-        let s = m.summary(batch);
+        let s = m.summary_with_slots(batch, 1);
         (Box::new(m) as Box<dyn Layer>, s)
     };
     Ok(match which {

@@ -326,6 +326,12 @@ impl Functional {
 
     /// Keras's functional `summary()` with a "Connected to" column and the memory columns.
     pub fn summary(&self, batch: usize) -> String {
+        self.summary_with_slots(batch, 2)
+    }
+
+    /// [`Functional::summary`] with the training-memory estimate for an optimizer keeping
+    /// `slots` tensors per weight (see `Sequential::summary_with_slots`).
+    pub fn summary_with_slots(&self, batch: usize, slots: usize) -> String {
         let rows: Vec<summary::Row> = self
             .nodes
             .iter()
@@ -361,7 +367,7 @@ impl Functional {
             batch,
             &rows,
             self.param_counts(),
-            self.training_memory_estimate(batch, 2),
+            (self.training_memory_estimate(batch, slots), slots),
         )
     }
 

@@ -372,8 +372,8 @@ impl Optimizer {
         }
     }
 
-    /// How many slot tensors each parameter keeps under this rule.
-    pub(crate) fn slots_per_param(&self) -> usize {
+    /// How many slot tensors each parameter keeps under this rule (for memory estimates).
+    pub fn slots_per_param(&self) -> usize {
         self.update().slots()
     }
 }

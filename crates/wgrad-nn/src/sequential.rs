@@ -143,6 +143,13 @@ impl Sequential {
     /// Keras's `summary()`, plus what Keras lacks: each layer's activation memory for a batch
     /// of `batch`, and an estimate of the memory one training step needs.
     pub fn summary(&self, batch: usize) -> String {
+        self.summary_with_slots(batch, 2)
+    }
+
+    /// [`Sequential::summary`] with the training-memory estimate for an optimizer keeping
+    /// `slots` tensors per weight (`Optimizer::slots_per_param`: SGD 0, with momentum 1,
+    /// RMSprop 1, Adam/Nadam 2; `summary` assumes 2).
+    pub fn summary_with_slots(&self, batch: usize, slots: usize) -> String {
         let rows: Vec<summary::Row> = self
             .layers
             .iter()
@@ -153,8 +160,14 @@ impl Sequential {
                 connected: None,
             })
             .collect();
-        let est = self.training_memory_estimate(batch, 2);
-        summary::render("sequential", batch, &rows, self.param_counts(), est)
+        let est = self.training_memory_estimate(batch, slots);
+        summary::render(
+            "sequential",
+            batch,
+            &rows,
+            self.param_counts(),
+            (est, slots),
+        )
     }
 
     /// Bytes one training step holds at its peak, estimated (see `summary()`), with `slots`

@@ -73,7 +73,7 @@ pub(crate) fn render(
     batch: usize,
     rows: &[Row],
     counts: (usize, usize),
-    estimate: u64,
+    (estimate, slots): (u64, usize),
 ) -> String {
     let connected = rows.iter().any(|r| r.connected.is_some());
     let width = if connected { 118 } else { 92 };
@@ -127,8 +127,9 @@ pub(crate) fn render(
     let _ = writeln!(s, "Activations, batch {batch}: {}", human(act_bytes));
     let _ = writeln!(
         s,
-        "Estimated training memory, batch {batch}: {} (weights, gradients, 2 optimizer slots, saved activations and their gradients)",
-        human(estimate)
+        "Estimated training memory, batch {batch}: {} (weights, gradients, {slots} optimizer slot{}, saved activations and their gradients)",
+        human(estimate),
+        if slots == 1 { "" } else { "s" }
     );
     s
 }
