@@ -158,3 +158,43 @@ fn torchvision_resnets_map_onto_state_dict_keys() {
     assert!(want.iter().all(|v| v.is_finite()));
     dev.sync().unwrap();
 }
+
+/// ResNet inference folds every batch norm, and each unit's skip sum + ReLU, into the
+/// convolutions' write-outs: same outputs as the layer-by-layer run with non-trivial
+/// statistics, and the ResNet-18 batch runs in fewer dispatches.
+#[test]
+fn resnet_inference_folding_matches_the_layer_by_layer_run() {
+    let dev = common::device();
+    let mut m = resnet18(&dev, [32, 32, 3], 10).unwrap();
+    let names: Vec<String> = m.named_params().into_iter().map(|(n, _)| n).collect();
+    for (i, (p, n)) in m.params_mut().into_iter().zip(&names).enumerate() {
+        let lo = match n.rsplit('/').next().unwrap() {
+            "moving_variance" | "gamma" => 0.5,
+            "moving_mean" | "beta" => -0.2,
+            _ => continue,
+        };
+        p.set(Tensor::rand_uniform(&dev, p.shape(), lo, lo + 0.5, 300 + i as u64).unwrap());
+    }
+    let x = Tensor::rand_uniform(&dev, &[2, 32, 32, 3], 0.0, 1.0, 4).unwrap();
+    let run = |m: &mut wgrad::nn::Sequential, fold: bool| {
+        wgrad::graph::no_grad(|| {
+            let mut ctx = Ctx::new(false, 0);
+            ctx.fold = fold;
+            let d0 = dev.counters().dispatches;
+            let y = m.forward(&Var::new(x.clone()), &mut ctx).unwrap();
+            let d = dev.counters().dispatches - d0;
+            (y.value().to_vec::<f32>().unwrap(), d)
+        })
+    };
+    let (want, unfolded) = run(&mut m, false);
+    run(&mut m, true);
+    let (got, folded) = run(&mut m, true);
+    let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+    common::assert_close(&got, &want, 1e-4, 1e-4);
+    // 20 batch norms, 17 ReLUs after them or after the sums, 8 sums.
+    assert!(
+        folded + 40 <= unfolded,
+        "folded {folded}, layer by layer {unfolded}"
+    );
+    dev.sync().unwrap();
+}

@@ -8,7 +8,7 @@
 //! With [`torchvision_resnet_name`] as the importer's `rename`, a torchvision state dict
 //! (converted to safetensors) loads into them.
 
-use wgrad_graph::{ops, Var};
+use wgrad_graph::Var;
 use wgrad_nn::layers::{
     Activation, BatchNormalization, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D,
 };
@@ -141,12 +141,23 @@ impl Layer for ResidualUnit {
 
     fn forward(&mut self, x: &Var, ctx: &mut Ctx) -> Result<Var> {
         self.built()?;
-        let z = self.main.as_mut().expect("checked").forward(x, ctx)?;
+        let main = self.main.as_mut().expect("checked");
+        if ctx.training || wgrad_graph::is_grad_enabled() {
+            // Main branch first: the order the backward pass frees its tensors in.
+            let z = main.forward(x, ctx)?;
+            let skip = match &mut self.skip {
+                Some(s) => s.forward(x, ctx)?,
+                None => x.clone(),
+            };
+            return Ok(wgrad_graph::ops::relu(&wgrad_graph::ops::add(&z, &skip)?)?);
+        }
+        // Inference: the skip first, so that the sum and the ReLU happen in the write-out of
+        // the main branch's last convolution.
         let skip = match &mut self.skip {
             Some(s) => s.forward(x, ctx)?,
             None => x.clone(),
         };
-        Ok(ops::relu(&ops::add(&z, &skip)?)?)
+        main.forward_residual(x, ctx, &skip, Act::Relu)
     }
 
     fn params(&self) -> Vec<&Param> {

@@ -465,7 +465,7 @@ impl Functional {
             return Ok(None);
         };
         let x = values[t.0].clone().expect("a reader runs after its input");
-        layer.forward_fused(&x, &scale, &shift, a).transpose()
+        layer.forward_fused(&x, &scale, &shift, a, None).transpose()
     }
 
     fn layers(&self) -> impl Iterator<Item = (&str, &dyn Layer)> {

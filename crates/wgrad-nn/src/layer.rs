@@ -100,15 +100,17 @@ pub trait Layer: Send {
         None
     }
 
-    /// Inference without a graph: `act(self(x)·scale + shift)` in one pass, `scale` and
-    /// `shift` per output channel. `None` when the layer cannot fuse them (the caller then runs
-    /// the layers one after the other).
+    /// Inference without a graph: `act(self(x)·scale + shift + residual)` in one pass,
+    /// `scale` and `shift` per output channel, `residual` (a skip connection) of the output's
+    /// shape. `None` when the layer cannot fuse them (the caller then runs the layers one after
+    /// the other).
     fn forward_fused(
         &mut self,
         _x: &Var,
         _scale: &wgrad_tensor::Tensor,
         _shift: &wgrad_tensor::Tensor,
         _act: Act,
+        _residual: Option<&wgrad_tensor::Tensor>,
     ) -> Option<Result<Var>> {
         None
     }
@@ -232,8 +234,9 @@ impl Layer for Box<dyn Layer> {
         scale: &wgrad_tensor::Tensor,
         shift: &wgrad_tensor::Tensor,
         act: Act,
+        residual: Option<&wgrad_tensor::Tensor>,
     ) -> Option<Result<Var>> {
-        (**self).forward_fused(x, scale, shift, act)
+        (**self).forward_fused(x, scale, shift, act, residual)
     }
     fn inner_shapes(&self) -> Vec<Vec<usize>> {
         (**self).inner_shapes()

@@ -195,19 +195,73 @@ impl Sequential {
 impl Sequential {
     /// Layer `i` with the batch norm after it (and the activation after that) folded into its
     /// write-out, when they fit: the output and how many layers it covered.
-    fn fused_step(&mut self, i: usize, h: &Var) -> Option<(Result<Var>, usize)> {
-        let affine = self.layers.get(i + 1)?.layer.channel_affine()?;
+    fn fused_step(&mut self, i: usize, end: usize, h: &Var) -> Option<(Result<Var>, usize)> {
+        let layers = &self.layers[..end];
+        let affine = layers.get(i + 1)?.layer.channel_affine()?;
         let (scale, shift) = match affine {
             Ok(a) => a,
             Err(e) => return Some((Err(e), 2)),
         };
-        let act = self.layers.get(i + 2).and_then(|e| e.layer.as_activation());
+        let act = layers.get(i + 2).and_then(|e| e.layer.as_activation());
         let (act, used) = match act {
             Some(a) if a != Act::Softmax => (a, 3),
             _ => (Act::Linear, 2),
         };
-        let out = self.layers[i].layer.forward_fused(h, &scale, &shift, act)?;
+        let out = self.layers[i]
+            .layer
+            .forward_fused(h, &scale, &shift, act, None)?;
         Some((out, used))
+    }
+}
+
+impl Sequential {
+    /// `act(self(x) + residual)`, the end of a residual block. At inference the residual and
+    /// the activation go into the write-out of the last convolution, with the batch norm
+    /// after it, when the model ends in such a pair; otherwise they run as their own ops.
+    pub fn forward_residual(
+        &mut self,
+        x: &Var,
+        ctx: &mut Ctx,
+        residual: &Var,
+        act: Act,
+    ) -> Result<Var> {
+        let n = self.layers.len();
+        let fold = !ctx.training && ctx.fold && !wgrad_graph::is_grad_enabled();
+        if fold && n >= 2 {
+            if let Some(affine) = self.layers[n - 1].layer.channel_affine() {
+                let (scale, shift) = affine?;
+                let h = self.run(x.clone(), ctx, n - 2)?;
+                let last = &mut self.layers[n - 2].layer;
+                if let Some(y) = last.forward_fused(&h, &scale, &shift, act, Some(residual.value()))
+                {
+                    return y;
+                }
+                let h = self.layers[n - 2].layer.forward(&h, ctx)?;
+                let h = self.layers[n - 1].layer.forward(&h, ctx)?;
+                return act.apply(&wgrad_graph::ops::add(&h, residual)?);
+            }
+        }
+        let h = self.forward(x, ctx)?;
+        act.apply(&wgrad_graph::ops::add(&h, residual)?)
+    }
+
+    /// The first `end` layers on `x`, folding batch norms at inference.
+    fn run(&mut self, x: Var, ctx: &mut Ctx, end: usize) -> Result<Var> {
+        let fold = !ctx.training && ctx.fold && !wgrad_graph::is_grad_enabled();
+        let mut h = x;
+        let mut i = 0;
+        while i < end {
+            if fold {
+                if let Some((next, used)) = self.fused_step(i, end, &h) {
+                    h = next?;
+                    i += used;
+                    continue;
+                }
+            }
+            h = self.layers[i].layer.forward(&h, ctx)?;
+            i += 1;
+        }
+        Ok(h)
     }
 }
 
@@ -251,21 +305,7 @@ impl Layer for Sequential {
                 ),
             });
         }
-        let fold = !ctx.training && ctx.fold && !wgrad_graph::is_grad_enabled();
-        let mut h = x.clone();
-        let mut i = 0;
-        while i < self.layers.len() {
-            if fold {
-                if let Some((next, used)) = self.fused_step(i, &h) {
-                    h = next?;
-                    i += used;
-                    continue;
-                }
-            }
-            h = self.layers[i].layer.forward(&h, ctx)?;
-            i += 1;
-        }
-        Ok(h)
+        self.run(x.clone(), ctx, self.layers.len())
     }
 
     fn params(&self) -> Vec<&Param> {

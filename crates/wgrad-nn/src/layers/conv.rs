@@ -152,6 +152,7 @@ impl Layer for Conv2D {
         scale: &Tensor,
         shift: &Tensor,
         act: Act,
+        residual: Option<&Tensor>,
     ) -> Option<Result<Var>> {
         // A nonlinearity of this layer's own comes before the affine map: nothing to fold.
         let a = act.kernel()?;
@@ -191,7 +192,7 @@ impl Layer for Conv2D {
             bias: Some(&bias),
             scale: Some(scale),
             activation: a,
-            residual: None,
+            residual,
         };
         let k = self.kernel.as_ref().expect("checked").value();
         Some(
