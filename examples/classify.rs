@@ -13,6 +13,8 @@
 //! `--image-size` and to [0, 1], as the training example feeds them; inference folds every
 //! batch norm into the convolution before it.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,13 +45,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit(run(Args::parse()))
 }
 
 fn class_names(spec: &str) -> Result<Vec<String>, Box<dyn std::error::Error>> {

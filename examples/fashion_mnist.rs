@@ -8,6 +8,8 @@
 //! The data comes from `--data DIR`, `$WGRAD_DATA`, or Debian's package
 //! (`apt-get install dataset-fashion-mnist`, which `cargo xtask demo` runs when it is missing).
 
+mod common;
+
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -56,13 +58,7 @@ struct Args {
 const TITLE: &str = "Fashion-MNIST";
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit(run(Args::parse()))
 }
 
 fn build(dev: &Device, which: Model, seed: u64) -> wgrad::nn::Result<Sequential> {

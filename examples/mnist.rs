@@ -8,6 +8,8 @@
 //! The data comes from `--data DIR`, `$WGRAD_DATA`, or `$WGRAD_DATA/mnist` (the four IDX
 //! files, gzipped or not).
 
+mod common;
+
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -48,13 +50,7 @@ struct Args {
 const TITLE: &str = "MNIST, Chollet's convnet";
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit(run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {

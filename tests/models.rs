@@ -164,7 +164,8 @@ fn torchvision_resnets_map_onto_state_dict_keys() {
 /// statistics, and the ResNet-18 batch runs in fewer dispatches.
 #[test]
 fn resnet_inference_folding_matches_the_layer_by_layer_run() {
-    let dev = common::device();
+    // Its own device: the dispatch counters must not see the other tests running in parallel.
+    let dev = wgrad::Device::new().unwrap();
     let mut m = resnet18(&dev, [32, 32, 3], 10).unwrap();
     let names: Vec<String> = m.named_params().into_iter().map(|(n, _)| n).collect();
     for (i, (p, n)) in m.params_mut().into_iter().zip(&names).enumerate() {

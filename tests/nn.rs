@@ -1091,7 +1091,8 @@ fn training_curves_are_written_as_png() {
 /// its own activation is not folded (the nonlinearity comes before the affine map).
 #[test]
 fn predict_folds_batch_norm_into_the_convolution() {
-    let dev = common::device();
+    // Its own device: the dispatch counters must not see the other tests running in parallel.
+    let dev = wgrad::Device::new().unwrap();
     let mut m = Sequential::new(&dev, &[7, 7, 3])
         .seed(4)
         .add(Conv2D::new(6, 3).same())
@@ -1175,7 +1176,8 @@ fn decode_predictions_ranks_each_row() {
 #[test]
 fn functional_predict_folds_only_private_chains() {
     use wgrad::nn::{Add, Functional};
-    let dev = common::device();
+    // Its own device: the dispatch counters must not see the other tests running in parallel.
+    let dev = wgrad::Device::new().unwrap();
     let mut g = Functional::new(&dev).seed(9);
     let x = g.input(&[6, 6, 4]);
     let a = g.apply(Conv2D::new(4, 3).same(), x).unwrap();
