@@ -52,3 +52,24 @@ pub fn adapter_line(dev: &wgrad::Device) -> String {
         i.name, i.backend, i.device_type, i.driver, i.driver_info
     )
 }
+
+/// With `BENCH_PROFILE=1`, runs `f` once with every kernel timed alone
+/// (`Device::set_profiling`) and prints the costliest kernels: where `name`'s time goes.
+pub fn profile_once(dev: &wgrad::Device, name: &str, mut f: impl FnMut()) {
+    if std::env::var_os("BENCH_PROFILE").is_none() {
+        return;
+    }
+    dev.set_profiling(true).unwrap();
+    f();
+    dev.sync().unwrap();
+    let prof = dev.profile();
+    dev.set_profiling(false).unwrap();
+    let total: f64 = prof.iter().map(|(_, t)| t.seconds).sum();
+    println!(
+        "\nprofiled {name}: {:.1} ms in kernels; costliest:",
+        total * 1e3
+    );
+    for (k, t) in prof.iter().take(25) {
+        println!("{:>8.2} ms {:>4}x  {k}", t.seconds * 1e3, t.dispatches);
+    }
+}

@@ -4,7 +4,7 @@
 //!
 //! A training step is forward + loss + backward + SGD-momentum update + `sync()` on a fixed
 //! batch already on the device; inference is `predict` (no graph, batch norm in inference
-//! mode) on the same batch. `RESNET_PROFILE=1` adds one step with every kernel timed alone
+//! mode) on the same batch. `BENCH_PROFILE=1` adds one step with every kernel timed alone
 //! (see `Device::set_profiling`), listing the costliest kernels. Issue 5's yardstick: Burn 0.22's wgpu backend takes 3.97 s for
 //! this training step on the same lavapipe.
 
@@ -56,18 +56,8 @@ fn main() {
         let t = median(name).unwrap_or(f64::NAN);
         println!("{name:<14} {t:>10.3} {:>10.0}", BATCH as f64 / t);
     }
-    if std::env::var_os("RESNET_PROFILE").is_some() {
-        // One step with every kernel timed alone: where the step's time goes.
-        dev.set_profiling(true).unwrap();
+    common::profile_once(&dev, "ResNet-34 train step", || {
         drop(trainer.train_step(&x, &y).unwrap());
-        dev.sync().unwrap();
-        let prof = dev.profile();
-        dev.set_profiling(false).unwrap();
-        let total: f64 = prof.iter().map(|(_, t)| t.seconds).sum();
-        println!("\nprofiled train step: {total:.3} s in kernels; costliest:");
-        for (k, t) in prof.iter().take(40) {
-            println!("{:>8.1} ms {:>4}x  {k}", t.seconds * 1e3, t.dispatches);
-        }
-    }
+    });
     c.final_summary();
 }

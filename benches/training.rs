@@ -152,5 +152,7 @@ fn main() {
         };
         println!("{name:<24} {:>10.2} {:>10}", t * 1e3, rate);
     }
+    let course_step = &mut runs[0].1;
+    common::profile_once(&dev, "course train step", course_step);
     c.final_summary();
 }

@@ -697,3 +697,27 @@ fn fused_scale_shift_and_residual() {
         }
     }
 }
+
+/// Filters of few taps (KH·KW·C ≤ 32, one group: grey and RGB first layers) take the direct
+/// filter-gradient kernel: strides, dilation, padding, several row slices and one.
+#[test]
+fn conv2d_filter_gradient_of_few_taps() {
+    let mut rng = Rng::new(14);
+    let devs = strategies();
+    let o = |stride: usize, dilation: usize, padding: Padding| Conv2dOptions {
+        stride: [stride, stride],
+        padding,
+        dilation: [dilation, dilation],
+        groups: 1,
+    };
+    let cases: &[([usize; 4], [usize; 4], Conv2dOptions)] = &[
+        ([4, 30, 30, 1], [3, 3, 1, 8], o(1, 1, Padding::Same)),
+        ([2, 17, 17, 3], [3, 3, 3, 16], o(2, 1, Padding::Valid)),
+        ([1, 20, 20, 2], [3, 3, 2, 5], o(1, 2, Padding::Same)),
+        ([3, 9, 11, 1], [5, 5, 1, 64], o(1, 1, Padding::Same)),
+        ([1, 6, 6, 4], [2, 4, 4, 3], o(1, 1, Padding::Valid)),
+    ];
+    for (i, &(xs, ws, opts)) in cases.iter().enumerate() {
+        check_against_reference(&format!("few taps {i}"), xs, ws, opts, &mut rng, &devs);
+    }
+}

@@ -42,6 +42,64 @@ pub static CONV2D_BACKWARD_FILTER: Kernel = Kernel {
     entries: &["gemm_tiled", "gemm_blocked"],
 };
 
+pub static CONV2D_FILTER_TAPS: Kernel = Kernel {
+    name: "conv2d_backward_filter_taps",
+    file: "conv_filter_taps.wgsl",
+    source: shader!("conv_filter_taps.wgsl"),
+    helpers: &[],
+    entries: &["main"],
+};
+
+/// Filters with at most this many taps per output channel (KH·KW·C, one group) take the
+/// direct filter-gradient kernel instead of the implicit GEMM.
+const MAX_DIRECT_TAPS: usize = 32;
+
+/// `filter_grad` for a `kh`×`kw`×`c` filter: every tap's running sum in its own register
+/// (lavapipe turns an indexed local array into memory gathers), the tap loops unrolled.
+fn taps_spec(kh: usize, kw: usize, c: usize) -> Spec {
+    static CACHE: gemm::SpecCache<(usize, usize, usize)> = Mutex::new(Vec::new());
+    gemm::memo(&CACHE, (kh, kw, c), || taps_body(kh, kw, c))
+}
+
+fn taps_body(kh: usize, kw: usize, c: usize) -> Spec {
+    let taps = kh * kw * c;
+    let mut f = String::from("fn filter_grad(o: u32, r0: u32, r1: u32, slice: u32) {\n");
+    for t in 0..taps {
+        f += &format!("    var a{t} = 0.0;\n");
+    }
+    f += "    for (var r = r0; r < r1; r++) {\n";
+    f += "        let n = r / p.oh;\n        let top = i32((r % p.oh) * p.sh) - i32(p.pt);\n";
+    for i in 0..kh {
+        f += &format!("        let y{i} = top + {i} * i32(p.dh);\n");
+        f += &format!("        let in{i} = y{i} >= 0 && y{i} < i32(p.h);\n");
+        f += &format!("        let base{i} = (n * p.h + u32(max(y{i}, 0))) * p.w;\n");
+    }
+    f += "        var left = -i32(p.pl);\n        var q = r * p.ow * p.o + o;\n";
+    f += "        for (var col = 0u; col < p.ow; col++) {\n            let g = dy[q];\n";
+    for j in 0..kw {
+        f += &format!("            let x{j} = left + {j} * i32(p.dw);\n");
+        f += &format!("            let ok{j} = x{j} >= 0 && x{j} < i32(p.w);\n");
+    }
+    for i in 0..kh {
+        for j in 0..kw {
+            f += &format!("            if (in{i} && ok{j}) {{\n");
+            f += &format!("                let e = (base{i} + u32(x{j})) * p.c;\n");
+            for ch in 0..c {
+                let t = (i * kw + j) * c + ch;
+                f += &format!("                a{t} += g * x[e + {ch}u];\n");
+            }
+            f += "            }\n";
+        }
+    }
+    f += "            left += i32(p.sw);\n            q += p.o;\n        }\n    }\n";
+    f += &format!("    let base = slice * {taps}u * p.o + o;\n");
+    for t in 0..taps {
+        f += &format!("    partial[base + {t}u * p.o] = a{t};\n");
+    }
+    f += "}";
+    Spec::new().line(&f)
+}
+
 /// Stride, padding, dilation and groups of a convolution (Keras defaults: 1, valid, 1, 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dOptions {
@@ -157,6 +215,10 @@ fn spec(dir: Direction, a_vec4: bool, b_vec4: bool, c_vec4: bool, blk: Blocking)
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     let mut v = Vec::new();
+    // The direct filter gradient is generated per filter shape; these stand for the family.
+    for (kh, kw, c) in [(1, 1, 1), (3, 3, 1), (5, 5, 1), (3, 3, 3), (2, 4, 4)] {
+        v.push((&CONV2D_FILTER_TAPS, taps_spec(kh, kw, c)));
+    }
     for dir in [
         Direction::Forward,
         Direction::BackwardInput,
@@ -481,6 +543,67 @@ fn launch(
     )
 }
 
+/// The filter gradient by [`CONV2D_FILTER_TAPS`]: `x` the forward input, `dy` the output
+/// gradient, one group.
+fn filter_grad_direct(
+    x: &Tensor,
+    dy: &Tensor,
+    geo: &Geometry,
+    filter_shape: [usize; 4],
+) -> Result<Tensor> {
+    let rows = geo.n * geo.oh;
+    // Enough slices for about 8,192 invocations (128 workgroups), each at least a row.
+    let slices = (8192 / geo.o.max(1)).clamp(1, rows);
+    let rows_per = rows.div_ceil(slices);
+    let slices = rows.div_ceil(rows_per);
+    let taps = geo.kh * geo.kw * geo.c;
+    let partial = Tensor::uninit(
+        x.device(),
+        "conv2d_backward_filter",
+        &[slices, geo.kh, geo.kw, geo.c, geo.o],
+        DType::F32,
+    )?;
+    let o = &geo.opts;
+    let mut params: Vec<u32> = [
+        slices * geo.o,
+        0,
+        rows,
+        rows_per,
+        geo.h,
+        geo.w,
+        geo.c,
+        geo.oh,
+        geo.ow,
+        geo.o,
+        o.stride[0],
+        o.stride[1],
+        o.dilation[0],
+        o.dilation[1],
+        geo.rows.pad_before,
+        geo.cols.pad_before,
+    ]
+    .iter()
+    .map(|&v| v as u32)
+    .collect();
+    debug_assert_eq!(taps, filter_shape.iter().take(3).product::<usize>());
+    super::launch_1d(
+        x.device(),
+        &CONV2D_FILTER_TAPS,
+        "main",
+        &taps_spec(geo.kh, geo.kw, geo.c),
+        &mut params,
+        1,
+        &[x.buffer(), dy.buffer(), partial.buffer()],
+        (slices * geo.o) as u64,
+        64,
+    )?;
+    if slices == 1 {
+        partial.reshape(&filter_shape)
+    } else {
+        partial.sum(&[0], false)
+    }
+}
+
 impl Tensor {
     /// Convolution of NHWC `self` with an HWIO `filter` `[KH, KW, C/groups, O]`.
     pub fn conv2d(&self, filter: &Tensor, opts: Conv2dOptions) -> Result<Tensor> {
@@ -711,6 +834,9 @@ impl Tensor {
         }
         if npq == 0 {
             return Tensor::zeros(self.device(), &filter_shape, DType::F32);
+        }
+        if g == 1 && kernel[0] * kernel[1] * c <= MAX_DIRECT_TAPS {
+            return filter_grad_direct(self, grad_output, &geo, filter_shape);
         }
         let cols = geo.kh * geo.kw * geo.cg();
         let rows = geo.og();
