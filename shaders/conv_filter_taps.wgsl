@@ -7,7 +7,9 @@
 // taps' sums in named registers (the specialisation generates `filter_grad` straight-line for
 // the layer's KH, KW, C), walking a slice of output rows; neighbouring invocations take
 // neighbouring o, so the dy loads are contiguous and every x load is the same address across
-// them. Row bounds are checked once per row and tap row, column bounds once per pixel and tap
+// them. When O is a multiple of 4 (DYT = vec4<f32>) an invocation owns four channels: one x
+// load then feeds four sums, which matters on a CPU adapter, where a load that is the same
+// for every lane is still a gather. Row bounds are checked once per row and tap row, column bounds once per pixel and tap
 // column. Slices write partial sums [slice, KH, KW, C, O] that the reduce kernel adds.
 
 struct Params {
@@ -20,7 +22,7 @@ struct Params {
     c: u32,
     oh: u32,
     ow: u32,
-    o: u32,
+    o: u32,          // output channels, in units of DYT (O/4 when the sums are vec4)
     sh: u32,
     sw: u32,
     dh: u32,
@@ -31,8 +33,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<DYT>;
+@group(0) @binding(3) var<storage, read_write> partial: array<DYT>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {

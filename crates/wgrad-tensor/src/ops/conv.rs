@@ -56,16 +56,18 @@ const MAX_DIRECT_TAPS: usize = 32;
 
 /// `filter_grad` for a `kh`×`kw`×`c` filter: every tap's running sum in its own register
 /// (lavapipe turns an indexed local array into memory gathers), the tap loops unrolled.
-fn taps_spec(kh: usize, kw: usize, c: usize) -> Spec {
-    static CACHE: gemm::SpecCache<(usize, usize, usize)> = Mutex::new(Vec::new());
-    gemm::memo(&CACHE, (kh, kw, c), || taps_body(kh, kw, c))
+/// With `vec4`, each invocation takes four neighbouring output channels (O a multiple of 4):
+/// dy and the partial sums move as vec4 and each x value serves four sums.
+fn taps_spec(kh: usize, kw: usize, c: usize, vec4: bool) -> Spec {
+    static CACHE: gemm::SpecCache<(usize, usize, usize, bool)> = Mutex::new(Vec::new());
+    gemm::memo(&CACHE, (kh, kw, c, vec4), || taps_body(kh, kw, c, vec4))
 }
 
-fn taps_body(kh: usize, kw: usize, c: usize) -> Spec {
+fn taps_body(kh: usize, kw: usize, c: usize, vec4: bool) -> Spec {
     let taps = kh * kw * c;
     let mut f = String::from("fn filter_grad(o: u32, r0: u32, r1: u32, slice: u32) {\n");
     for t in 0..taps {
-        f += &format!("    var a{t} = 0.0;\n");
+        f += &format!("    var a{t} = DYT(0.0);\n");
     }
     f += "    for (var r = r0; r < r1; r++) {\n";
     f += "        let n = r / p.oh;\n        let top = i32((r % p.oh) * p.sh) - i32(p.pt);\n";
@@ -97,7 +99,8 @@ fn taps_body(kh: usize, kw: usize, c: usize) -> Spec {
         f += &format!("    partial[base + {t}u * p.o] = a{t};\n");
     }
     f += "}";
-    Spec::new().line(&f)
+    let ty = if vec4 { "vec4<f32>" } else { "f32" };
+    Spec::new().alias("DYT", ty).line(&f)
 }
 
 /// Stride, padding, dilation and groups of a convolution (Keras defaults: 1, valid, 1, 1).
@@ -217,7 +220,9 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     let mut v = Vec::new();
     // The direct filter gradient is generated per filter shape; these stand for the family.
     for (kh, kw, c) in [(1, 1, 1), (3, 3, 1), (5, 5, 1), (3, 3, 3), (2, 4, 4)] {
-        v.push((&CONV2D_FILTER_TAPS, taps_spec(kh, kw, c)));
+        for vec4 in [false, true] {
+            v.push((&CONV2D_FILTER_TAPS, taps_spec(kh, kw, c, vec4)));
+        }
     }
     for dir in [
         Direction::Forward,
@@ -552,8 +557,11 @@ fn filter_grad_direct(
     filter_shape: [usize; 4],
 ) -> Result<Tensor> {
     let rows = geo.n * geo.oh;
+    let vec4 = geo.o.is_multiple_of(4);
+    // Invocations per slice: one per output channel, or per four.
+    let units = if vec4 { geo.o / 4 } else { geo.o };
     // Enough slices for about 8,192 invocations (128 workgroups), each at least a row.
-    let slices = (8192 / geo.o.max(1)).clamp(1, rows);
+    let slices = (8192 / units.max(1)).clamp(1, rows);
     let rows_per = rows.div_ceil(slices);
     let slices = rows.div_ceil(rows_per);
     let taps = geo.kh * geo.kw * geo.c;
@@ -565,7 +573,7 @@ fn filter_grad_direct(
     )?;
     let o = &geo.opts;
     let mut params: Vec<u32> = [
-        slices * geo.o,
+        slices * units,
         0,
         rows,
         rows_per,
@@ -574,7 +582,7 @@ fn filter_grad_direct(
         geo.c,
         geo.oh,
         geo.ow,
-        geo.o,
+        units,
         o.stride[0],
         o.stride[1],
         o.dilation[0],
@@ -590,11 +598,11 @@ fn filter_grad_direct(
         x.device(),
         &CONV2D_FILTER_TAPS,
         "main",
-        &taps_spec(geo.kh, geo.kw, geo.c),
+        &taps_spec(geo.kh, geo.kw, geo.c, vec4),
         &mut params,
         1,
         &[x.buffer(), dy.buffer(), partial.buffer()],
-        (slices * geo.o) as u64,
+        (slices * units) as u64,
         64,
     )?;
     if slices == 1 {
