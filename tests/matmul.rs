@@ -230,3 +230,44 @@ fn matmul_rejects_bad_operands() {
     let a3 = Tensor::zeros(&dev, &[3, 3, 4], wgrad::DType::F32).unwrap();
     assert!(matches!(a3.matmul(&b3), Err(Error::Shape { .. })));
 }
+
+/// Few output blocks over a long K (a dense layer's forward at a small batch) are computed as
+/// K slices summed: exact and padded slice lengths, transposed operands, bias + activation.
+#[test]
+fn matmul_long_k_few_blocks_is_split() {
+    let mut rng = Rng::new(4);
+    for dev in strategies() {
+        for &(m, k, n, ta_, tb_) in &[
+            (64, 10816, 128, false, false),
+            (3, 5001, 7, false, false),
+            (9, 4099, 5, true, false),
+            (2, 2048, 3, false, true),
+        ] {
+            let a = rng.vec(m * k, -1.0, 1.0);
+            let b = rng.vec(k * n, -1.0, 1.0);
+            let bias = rng.vec(n, -1.0, 1.0);
+            let (sa, sb) = (
+                if ta_ { [k, m] } else { [m, k] },
+                if tb_ { [n, k] } else { [k, n] },
+            );
+            let av = if ta_ { transpose(&a, m, k) } else { a.clone() };
+            let bv = if tb_ { transpose(&b, k, n) } else { b.clone() };
+            let tta = Tensor::from_slice(&dev, &av, &sa).unwrap();
+            let ttb = Tensor::from_slice(&dev, &bv, &sb).unwrap();
+            let tbias = Tensor::from_slice(&dev, &bias, &[n]).unwrap();
+            let o = MatmulOptions {
+                transpose_a: ta_,
+                transpose_b: tb_,
+                bias: Some(&tbias),
+                activation: Activation::Relu,
+            };
+            let got = tta.matmul_with(&ttb, o).unwrap().to_vec::<f32>().unwrap();
+            let want: Vec<f64> = matmul_ref(&a, &b, m, k, n)
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (v + bias[i % n] as f64).max(0.0))
+                .collect();
+            assert_close(&got, &want, 1e-5, 1e-5 * (k as f64).sqrt());
+        }
+    }
+}

@@ -179,16 +179,27 @@ pub(crate) struct GemmLaunch<'a> {
 
 /// Dispatches `gemm_tiled` or `gemm_blocked` by the device's strategy, splitting row blocks
 /// and z values past the grid's per-axis limit into several dispatches.
-pub(crate) fn launch(dev: &Device, op: &'static str, mut g: GemmLaunch<'_>) -> Result<()> {
-    let blk = g.blocking;
-    let (entry, rows_per_group, cols_per_group) = match dev.strategy() {
+/// The entry point and the output block (rows, columns) one workgroup computes.
+fn tiling(dev: &Device, blk: Blocking) -> (&'static str, usize, usize) {
+    match dev.strategy() {
         Strategy::Tiled => ("gemm_tiled", 64, 64),
         Strategy::RegisterBlocked => (
             "gemm_blocked",
             (blk.rm * blk.wg_m) as usize,
             (4 * blk.vn * blk.wg_n) as usize,
         ),
-    };
+    }
+}
+
+/// How many workgroups an `m`×`n` output takes (per batch entry).
+pub(crate) fn output_groups(dev: &Device, blk: Blocking, m: usize, n: usize) -> usize {
+    let (_, rows, cols) = tiling(dev, blk);
+    m.div_ceil(rows) * n.div_ceil(cols)
+}
+
+pub(crate) fn launch(dev: &Device, op: &'static str, mut g: GemmLaunch<'_>) -> Result<()> {
+    let blk = g.blocking;
+    let (entry, rows_per_group, cols_per_group) = tiling(dev, blk);
     let max = dev.limits().max_compute_workgroups_per_dimension as usize;
     let gx = g.n.div_ceil(cols_per_group);
     if gx > max {

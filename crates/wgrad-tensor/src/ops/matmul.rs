@@ -91,6 +91,37 @@ pub struct MatmulOptions<'a> {
     pub activation: Activation,
 }
 
+/// How many K slices to compute as a batch when the product has too few output blocks to keep
+/// the adapter busy: a dense layer's forward at a small batch ([64, 10816] · [10816, 128]) is
+/// one workgroup, which runs on one core of a CPU adapter (and one compute unit of a GPU).
+/// `None` when the product already has enough blocks or K is too short to be worth it.
+fn split_k(dev: &crate::Device, blk: Blocking, m: usize, n: usize, k: usize) -> Option<usize> {
+    const TARGET_GROUPS: usize = 16;
+    const MIN_SLICE: usize = 512;
+    let groups = gemm::output_groups(dev, blk, m, n);
+    let slices = (TARGET_GROUPS / groups.max(1)).min(k / MIN_SLICE);
+    (slices >= 2).then_some(slices)
+}
+
+/// `a · b` (`[M, K] · [K, N]`) as `slices` products over slices of K, summed: A is rearranged
+/// to `[S, M, K/S]` (one copy, inner runs contiguous), B is already `[S, K/S, N]` in memory.
+fn split_k_product(a: &Tensor, b: &Tensor, slices: usize) -> Result<Tensor> {
+    let (m, k) = (a.shape()[0], a.shape()[1]);
+    let n = b.shape()[1];
+    // Slices a multiple of 4 long keep the vec4 loads; the tail is zero padding.
+    let kc = k.div_ceil(slices).div_ceil(4) * 4;
+    let slices = k.div_ceil(kc);
+    let pad = slices * kc - k;
+    let (a, b) = if pad > 0 {
+        (a.pad(&[0, 0], &[0, pad])?, b.pad(&[0, 0], &[pad, 0])?)
+    } else {
+        (a.clone(), b.clone())
+    };
+    let a = a.reshape(&[m, slices, kc])?.permute(&[1, 0, 2])?;
+    let b = b.reshape(&[slices, kc, n])?;
+    a.matmul(&b)?.sum(&[0], false)
+}
+
 /// The specialisation for operands with 4-aligned rows or not, and one register blocking.
 pub(crate) fn spec(a_vec4: bool, b_vec4: bool, blk: Blocking) -> Spec {
     static CACHE: gemm::SpecCache<(bool, bool, Blocking)> = Mutex::new(Vec::new());
@@ -203,6 +234,11 @@ impl Tensor {
         }
         let dev = self.device();
         let blk = gemm::blocking_for(n);
+        if batch == 1 {
+            if let Some(slices) = split_k(dev, blk, m, n, k) {
+                return split_k_product(&a, &b, slices)?.bias_act(o.bias, o.activation);
+            }
+        }
         let slope = o.activation.fused_slope().unwrap_or(1.0);
         let spec = spec(k.is_multiple_of(4), n.is_multiple_of(4), blk);
         let bias_buf = o.bias.map_or(dev.dummy(0), |t| t.buffer());
@@ -240,7 +276,8 @@ impl Tensor {
         }
     }
 
-    /// `act(self + bias)` with bias broadcast over rows, for the degenerate K = 0 product.
+    /// `act(self + bias)` with bias broadcast over rows, for the degenerate K = 0 product
+    /// and the split-K one.
     fn bias_act(&self, bias: Option<&Tensor>, act: Activation) -> Result<Tensor> {
         let x = match bias {
             Some(b) => self.add(b)?,
