@@ -45,14 +45,7 @@ fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let dev = Device::new()?;
     println!("adapter: {}", dev.describe());
-    let (train, val, name) = common::load(&args.data, args.image_size, 3, args.seed)?;
-    println!(
-        "{name}: {} training and {} held-out images of {:?}, {} classes",
-        train.len(),
-        val.len(),
-        train.image_shape(),
-        train.num_classes()
-    );
+    let (train, val, _) = common::load(&args.data, args.image_size, 3, args.seed)?;
     let s = args.image_size;
     let model = resnet34(&dev, [s, s, 3], train.num_classes())?;
     // SGD with momentum keeps one slot per weight.

@@ -82,20 +82,8 @@ fn run(which: Model, args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> 
     let dev = Device::new()?;
     println!("adapter: {}", dev.describe());
     let channels = if matches!(which, Model::Lenet5) { 1 } else { 3 };
-    let (mut train, mut val, name) =
-        common::load(&args.data, args.image_size, channels, args.seed)?;
-    // Colour images for LeNet-5: it was drawn for one channel, so average them.
-    if train.image_shape()[2] != channels {
-        train = train.rgb_to_gray();
-        val = val.rgb_to_gray();
-    }
-    println!(
-        "{name}: {} training and {} held-out images of {:?}, {} classes",
-        train.len(),
-        val.len(),
-        train.image_shape(),
-        train.num_classes()
-    );
+    // LeNet-5 was drawn for one channel: colour images are turned into luma for it.
+    let (train, val, _) = common::load(&args.data, args.image_size, channels, args.seed)?;
     let s = args.image_size;
     let (model, summary) = build(
         &dev,

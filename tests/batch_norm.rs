@@ -4,17 +4,9 @@
 
 mod common;
 
-use common::{assert_close, device, is_dtype, is_invalid, is_shape, oracle, Rng};
+use common::{assert_close, device, down, is_dtype, is_invalid, is_shape, oracle, up, Rng};
 use wgrad::ops::batch_norm::{batch_norm_update_moving, KERAS_EPSILON, KERAS_MOMENTUM};
 use wgrad::{DType, Tensor};
-
-fn up(data: &[f32], shape: &[usize]) -> Tensor {
-    Tensor::from_slice(&device(), data, shape).unwrap()
-}
-
-fn down(t: &Tensor) -> Vec<f32> {
-    t.to_vec::<f32>().unwrap()
-}
 
 /// f64 reference of training-mode batch norm on x viewed as [M, C]:
 /// (output, mean, biased variance, inv_std).

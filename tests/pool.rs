@@ -4,21 +4,9 @@
 
 mod common;
 
-use common::{device, is_dtype, is_invalid, is_shape, Rng};
+use common::{device, down, is_dtype, is_invalid, is_shape, numel, up, Rng};
 use wgrad::ops::upsample::Upsample;
 use wgrad::{DType, Padding, Tensor};
-
-fn up(data: &[f32], shape: &[usize]) -> Tensor {
-    Tensor::from_slice(&device(), data, shape).unwrap()
-}
-
-fn down(t: &Tensor) -> Vec<f32> {
-    t.to_vec::<f32>().unwrap()
-}
-
-fn numel(s: &[usize]) -> usize {
-    s.iter().product()
-}
 
 #[track_caller]
 fn close(ctx: &str, got: &[f32], want: &[f64], rtol: f64, atol: f64) {

@@ -71,8 +71,8 @@ pub struct TrainArgs {
     pub plot: Option<PathBuf>,
 }
 
-/// Training and held-out sets named by `--data`, scaled to `size`² with `channels` (1 keeps
-/// grey images grey, 3 repeats them).
+/// Training and held-out sets named by `--data`, scaled to `size`² with `channels` (3 repeats
+/// grey images into RGB, 1 turns colour into luma), and a line saying what was loaded.
 pub fn load(
     spec: &str,
     size: usize,
@@ -120,14 +120,26 @@ pub fn load(
         }
     };
     let fit = |d: Dataset| {
-        let d = if channels == 3 { d.gray_to_rgb() } else { d };
+        let d = if channels == 3 {
+            d.gray_to_rgb()
+        } else {
+            d.rgb_to_gray()
+        };
         if d.image_shape()[..2] == [size, size] {
             d
         } else {
             d.resize(size, size)
         }
     };
-    Ok((fit(train), fit(test), name))
+    let (train, test) = (fit(train), fit(test));
+    println!(
+        "{name}: {} training and {} held-out images of {:?}, {} classes",
+        train.len(),
+        test.len(),
+        train.image_shape(),
+        train.num_classes()
+    );
+    Ok((train, test, name))
 }
 
 /// Trains `model` on `train` as the options say, validating on `val`; prints the result and

@@ -102,3 +102,17 @@ pub fn is_dtype<T: std::fmt::Debug>(r: wgrad::Result<T>) {
         "expected Error::Dtype, got {r:?}"
     );
 }
+
+/// An f32 tensor on the device under test.
+pub fn up(data: &[f32], shape: &[usize]) -> wgrad::Tensor {
+    wgrad::Tensor::from_slice(&device(), data, shape).unwrap()
+}
+
+/// A tensor's f32 values on the host.
+pub fn down(t: &wgrad::Tensor) -> Vec<f32> {
+    t.to_vec::<f32>().unwrap()
+}
+
+pub fn numel(s: &[usize]) -> usize {
+    s.iter().product()
+}
