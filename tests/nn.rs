@@ -1086,6 +1086,22 @@ fn training_curves_are_written_as_png() {
     assert!(err.to_string().contains("no-such-dir"), "{err}");
 }
 
+/// Batch-norm weights and statistics of `model` moved away from their initial 1s and 0s
+/// (γ and σ² in [0.5, 1.5), β and μ in [-0.5, 0.5)), so folding them is really exercised.
+fn scramble_batch_norms(dev: &Device, model: &mut dyn Layer, seed: u64) {
+    let names: Vec<String> = model.named_params().into_iter().map(|(n, _)| n).collect();
+    for (i, (p, n)) in model.params_mut().into_iter().zip(&names).enumerate() {
+        if n.starts_with("batch_normalization") {
+            let lo = if n.ends_with("beta") || n.ends_with("mean") {
+                -0.5
+            } else {
+                0.5
+            };
+            p.set(Tensor::rand_uniform(dev, p.shape(), lo, lo + 1.0, seed + i as u64).unwrap());
+        }
+    }
+}
+
 /// Inference folds each batch norm (and the activation after it) into the convolution before
 /// it: same outputs as running the layers one by one, in fewer dispatches. A convolution with
 /// its own activation is not folded (the nonlinearity comes before the affine map).
@@ -1106,18 +1122,7 @@ fn predict_folds_batch_norm_into_the_convolution() {
         .and_then(|m| m.add(Flatten::new()))
         .and_then(|m| m.add(Dense::new(3)))
         .unwrap();
-    // Batch-norm weights and statistics away from their initial 1s and 0s.
-    let names: Vec<String> = m.named_params().into_iter().map(|(n, _)| n).collect();
-    for (i, (p, n)) in m.params_mut().into_iter().zip(&names).enumerate() {
-        if n.starts_with("batch_normalization") {
-            let lo = if n.ends_with("beta") || n.ends_with("mean") {
-                -0.5
-            } else {
-                0.5
-            };
-            p.set(Tensor::rand_uniform(&dev, p.shape(), lo, lo + 1.0, 50 + i as u64).unwrap());
-        }
-    }
+    scramble_batch_norms(&dev, &mut m, 50);
     let x = Tensor::rand_uniform(&dev, &[3, 7, 7, 3], -1.0, 1.0, 5).unwrap();
     dev.sync().unwrap();
     let d0 = dev.counters().dispatches;
@@ -1195,17 +1200,7 @@ fn functional_predict_folds_only_private_chains() {
     let y = g.apply(Dense::new(3), p).unwrap();
     let q = g.apply(GlobalAvgPool2D::new(), c).unwrap();
     g.outputs(&[y, q]);
-    let names: Vec<String> = g.named_params().into_iter().map(|(n, _)| n).collect();
-    for (i, (p, n)) in g.params_mut().into_iter().zip(&names).enumerate() {
-        if n.starts_with("batch_normalization") {
-            let lo = if n.ends_with("beta") || n.ends_with("mean") {
-                -0.5
-            } else {
-                0.5
-            };
-            p.set(Tensor::rand_uniform(&dev, p.shape(), lo, lo + 1.0, 70 + i as u64).unwrap());
-        }
-    }
+    scramble_batch_norms(&dev, &mut g, 70);
     let xv = Tensor::rand_uniform(&dev, &[2, 6, 6, 4], -1.0, 1.0, 8).unwrap();
     let run = |g: &mut Functional, fold: bool| {
         graph::no_grad(|| {
