@@ -66,12 +66,14 @@ pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Lower-case hex of a digest.
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
 }
 
 /// Downloads `remote` into `dir` (created if needed) and returns the path of the verified file.
@@ -117,10 +119,7 @@ pub struct Archive<'a> {
 
 /// Lower-case hex MD5 of `bytes`.
 pub fn md5_hex(bytes: &[u8]) -> String {
-    Md5::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Md5::digest(bytes))
 }
 
 /// Downloads `archive`, checks its MD5, and extracts it into `root` (created if needed);
