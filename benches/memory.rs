@@ -1,5 +1,7 @@
 //! Bandwidth and latency of the basic paths: elementwise kernels (GB/s), host -> device upload
-//! and device -> host readback (GB/s), and the fixed cost of one dispatch + sync (µs).
+//! and device -> host readback (GB/s), and the fixed cost of one dispatch + sync (µs). The
+//! yardstick is a native single-threaded streaming loop (`c[i] = a[i] + b[i]` over host Vecs of
+//! the same size), timed in the same run: on a CPU adapter the kernels run on the same cores.
 //! Run: `cargo bench --bench memory`.
 
 mod common;
@@ -34,6 +36,21 @@ fn main() {
             timed("relu", iters, || {
                 black_box(a.relu().unwrap());
                 dev.sync().unwrap();
+            })
+        })
+    });
+    // The yardstick: one core streaming the same bytes. The output Vec is reused, as the
+    // kernels' pooled buffers are, so neither side pays first-touch page faults.
+    let (ha, hb) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+    let mut hc = vec![0f32; N];
+    g.throughput(Throughput::Bytes(3 * 4 * N as u64));
+    g.bench_function("native_add_16M", |bch| {
+        bch.iter_custom(|iters| {
+            timed("native_add", iters, || {
+                for ((c, x), y) in hc.iter_mut().zip(&ha).zip(&hb) {
+                    *c = x + y;
+                }
+                black_box(&mut hc);
             })
         })
     });
@@ -87,6 +104,12 @@ fn main() {
     println!(
         "relu 16M f32:           {:8.2} GB/s",
         gbs("relu", 8.0 * N as f64)
+    );
+    let native = gbs("native_add", 12.0 * N as f64);
+    println!("native add, 1 thread:   {native:8.2} GB/s (yardstick)");
+    println!(
+        "add / native:           {:8.2}",
+        gbs("add", 12.0 * N as f64) / native
     );
     println!(
         "upload 64 MiB:          {:8.2} GB/s",

@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! cargo run --example devices            # every adapter, its limits and features
-//! cargo run --example devices -- --check # only the chosen adapter; exit 2 if there is none
+//! cargo run --example devices -- --check # only the chosen adapter; exit 2 if there is none,
+//!                                        # 3 if it is a software adapter reached only through GL
 //! ```
+//! Exit status 3 lets `cargo xtask` install Mesa's Vulkan software driver where a fresh machine
+//! has only Mesa's GL one: wgrad runs on GL, but lavapipe's Vulkan driver has SHADER_F16 and
+//! subgroups, and wgrad prefers it for the same CPU.
 //! `WGRAD_ADAPTER` (a substring of the adapter name) and `WGPU_BACKEND` (vulkan, metal, dx12,
 //! gl) narrow the choice, as everywhere in wgrad.
 
@@ -75,6 +79,15 @@ fn main() -> ExitCode {
                 info.device_type,
                 dev.strategy()
             );
+            let software_gl = info.device_type == wgrad::wgpu::DeviceType::Cpu
+                && info.backend == wgrad::wgpu::Backend::Gl;
+            if check && software_gl {
+                eprintln!(
+                    "only a software adapter through GL was found; the Vulkan software driver \
+                     (Debian/Ubuntu: mesa-vulkan-drivers) serves the same CPU with f16 and subgroups"
+                );
+                return ExitCode::from(3);
+            }
             ExitCode::SUCCESS
         }
         Err(e @ Error::NoAdapter { .. }) => {

@@ -5,6 +5,7 @@
 //! command batch and never waits: the loss and the accuracy accumulate in device scalars that
 //! are read once per `log_every` steps (for the progress bar) and at the end of an epoch.
 
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -188,6 +189,9 @@ pub struct FitOptions<'a> {
     pub verbose: bool,
     /// Steps between progress-bar readings of the loss (each is one small readback).
     pub log_every: usize,
+    /// When stdout is not a terminal (a log file, CI) there is no bar; instead a plain line
+    /// (step, loss, accuracy, img/s, ETA) every this many steps, rounded up to `log_every`.
+    pub print_every: usize,
     pub callbacks: Vec<&'a mut dyn Callback>,
     /// The first epoch's number (for resuming from a checkpoint).
     pub initial_epoch: usize,
@@ -205,6 +209,7 @@ impl<'a> FitOptions<'a> {
             steps_per_epoch: None,
             verbose: true,
             log_every: 20,
+            print_every: 100,
             callbacks: Vec::new(),
             initial_epoch: 0,
             backup: None,
@@ -489,10 +494,14 @@ impl<M: Layer> Trainer<M> {
             }
         }
         let first = opts.initial_epoch.max(self.epochs_done);
+        let to_terminal = std::io::stdout().is_terminal();
+        let log_every = opts.log_every.max(1);
+        // A multiple of `log_every`, so each printed line reuses a reading the bar would take.
+        let print_every = opts.print_every.max(1).div_ceil(log_every) * log_every;
         for epoch in first..opts.epochs {
             let start = Instant::now();
             let lr = self.optimizer.learning_rate();
-            let bar = progress(opts.verbose, steps as u64, epoch, opts.epochs);
+            let bar = progress(opts.verbose && to_terminal, steps as u64, epoch, opts.epochs);
             let mut sums = self.sums(&dev)?;
             for (i, batch) in train.epoch(epoch as u64).take(steps).enumerate() {
                 let (x, target, labels) = self.upload(&dev, &batch)?;
@@ -500,14 +509,23 @@ impl<M: Layer> Trainer<M> {
                 sums.add(&loss, &pred, self.classifies().then_some(&labels))?;
                 // Start the device on this step while the host records the next.
                 dev.flush();
-                if (i + 1) % opts.log_every.max(1) == 0 || i + 1 == steps {
+                let step = i + 1;
+                let plain = opts.verbose && !to_terminal && step % print_every == 0;
+                if (to_terminal && step % log_every == 0) || plain || step == steps {
                     let r = sums.read()?;
-                    let rate = sums.samples as f64 / start.elapsed().as_secs_f64();
-                    bar.set_message(metrics_line(
-                        r.loss,
-                        self.classifies().then_some(r.accuracy),
-                        rate,
-                    ));
+                    let elapsed = start.elapsed().as_secs_f64();
+                    let rate = sums.samples as f64 / elapsed;
+                    let line = metrics_line(r.loss, self.classifies().then_some(r.accuracy), rate);
+                    if plain && step < steps {
+                        let eta = elapsed / step as f64 * (steps - step) as f64;
+                        println!(
+                            "Epoch {}/{} - step {step}/{steps} - {line} - ETA {}",
+                            epoch + 1,
+                            opts.epochs,
+                            clock(eta)
+                        );
+                    }
+                    bar.set_message(line);
                 }
                 bar.inc(1);
             }
@@ -689,6 +707,15 @@ fn progress(verbose: bool, len: u64, epoch: usize, epochs: usize) -> ProgressBar
     );
     bar.set_prefix(format!("Epoch {}/{epochs}", epoch + 1));
     bar
+}
+
+/// Seconds as `m:ss` (or `h:mm:ss`), as a log line's ETA.
+fn clock(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    match s / 3600 {
+        0 => format!("{}:{:02}", s / 60, s % 60),
+        h => format!("{h}:{:02}:{:02}", s / 60 % 60, s % 60),
+    }
 }
 
 fn metrics_line(loss: f32, acc: Option<f32>, rate: f64) -> String {
