@@ -844,7 +844,7 @@ fn a_functional_model_trains_and_saves() {
 }
 
 /// Optimizer::nadam over four steps against Keras's Nadam written out in f64 (momentum
-/// schedule u_t = β1(1 − ½·0.96^(0.004t)), its running product, bias-corrected moments).
+/// schedule u_t = β1(1 − ½·0.96ᵗ) as Keras 3, its running product, bias-corrected moments).
 #[test]
 fn nadam_follows_keras() {
     use wgrad::nn::Param;
@@ -870,7 +870,7 @@ fn nadam_follows_keras() {
             .unwrap();
         opt.step(vec![&mut p]).unwrap();
         let t = step as f64 + 1.0;
-        let u = |t: f64| b1 * (1.0 - 0.5 * 0.96f64.powf(0.004 * t));
+        let u = |t: f64| b1 * (1.0 - 0.5 * 0.96f64.powf(t));
         let (ut, ut1) = (u(t), u(t + 1.0));
         let pt = prod * ut;
         let pt1 = pt * ut1;

@@ -12,20 +12,20 @@ fn reference(u: Update, w: &[f64], g: &[f64], slots: &[Vec<f64>]) -> (Vec<f64>, 
     let mut s: Vec<Vec<f64>> = slots.to_vec();
     for i in 0..n {
         match u {
-            Update::Sgd { lr, decay } => out[i] = w[i] - lr as f64 * (g[i] + decay as f64 * w[i]),
+            Update::Sgd { lr, decay } => out[i] = w[i] * (1.0 - decay as f64) - lr as f64 * g[i],
             Update::SgdMomentum {
                 lr,
                 momentum,
                 nesterov,
                 decay,
             } => {
-                let gi = g[i] + decay as f64 * w[i];
+                let (wi, gi) = (w[i] * (1.0 - decay as f64), g[i]);
                 let v = momentum as f64 * s[0][i] - lr as f64 * gi;
                 s[0][i] = v;
                 out[i] = if nesterov {
-                    w[i] + momentum as f64 * v - lr as f64 * gi
+                    wi + momentum as f64 * v - lr as f64 * gi
                 } else {
-                    w[i] + v
+                    wi + v
                 };
             }
             Update::RmsProp {
@@ -34,10 +34,10 @@ fn reference(u: Update, w: &[f64], g: &[f64], slots: &[Vec<f64>]) -> (Vec<f64>, 
                 epsilon,
                 decay,
             } => {
-                let gi = g[i] + decay as f64 * w[i];
+                let gi = g[i];
                 let v = rho as f64 * s[0][i] + (1.0 - rho as f64) * gi * gi;
                 s[0][i] = v;
-                out[i] = w[i] - lr as f64 * gi / (v.sqrt() + epsilon as f64);
+                out[i] = w[i] * (1.0 - decay as f64) - lr as f64 * gi / (v + epsilon as f64).sqrt();
             }
             Update::Adam {
                 lr,
@@ -54,6 +54,7 @@ fn reference(u: Update, w: &[f64], g: &[f64], slots: &[Vec<f64>]) -> (Vec<f64>, 
             }
             Update::Nadam {
                 lr,
+                decay,
                 beta1,
                 beta2,
                 epsilon,
@@ -66,7 +67,8 @@ fn reference(u: Update, w: &[f64], g: &[f64], slots: &[Vec<f64>]) -> (Vec<f64>, 
                 s[0][i] = m;
                 s[1][i] = v;
                 let mhat = c1 as f64 * m + c2 as f64 * g[i];
-                out[i] = w[i] - lr as f64 * mhat / ((c3 as f64 * v).sqrt() + epsilon as f64);
+                out[i] = w[i] * (1.0 - decay as f64)
+                    - lr as f64 * mhat / ((c3 as f64 * v).sqrt() + epsilon as f64);
             }
         }
     }
@@ -103,6 +105,12 @@ fn every_rule_matches_the_f64_reference_over_three_steps() {
             epsilon: 1e-7,
             decay: 0.0,
         },
+        Update::RmsProp {
+            lr: 1e-3,
+            rho: 0.8,
+            epsilon: 1e-2,
+            decay: 2e-3,
+        },
         Update::Adam {
             lr: 1e-2,
             beta1: 0.9,
@@ -119,6 +127,7 @@ fn every_rule_matches_the_f64_reference_over_three_steps() {
         },
         Update::Nadam {
             lr: 1e-2,
+            decay: 1e-3,
             beta1: 0.9,
             beta2: 0.999,
             epsilon: 1e-7,

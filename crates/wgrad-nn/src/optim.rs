@@ -155,7 +155,8 @@ impl Optimizer {
         )
     }
 
-    /// Adam with Keras's defaults: beta1 0.9, beta2 0.999, epsilon 1e-7.
+    /// Adam with Keras's defaults: beta1 0.9, beta2 0.999, epsilon 1e-7. With
+    /// `.weight_decay(wd)` it is AdamW, as in Keras 3.
     pub fn adam(lr: impl Into<Schedule>) -> Optimizer {
         Self::with(
             Rule::Adam {
@@ -235,7 +236,8 @@ impl Optimizer {
         self
     }
 
-    /// L2 weight decay for SGD and RMSprop (added to the gradient); AdamW's decoupled decay.
+    /// Keras 3's `weight_decay`, for every rule: decoupled, `w ← w − lr·wd·w` before each
+    /// update (not an L2 term in the loss or the gradient).
     pub fn weight_decay(mut self, wd: f32) -> Self {
         self.weight_decay = wd;
         self
@@ -272,26 +274,28 @@ impl Optimizer {
 
     fn update(&self) -> Update {
         let lr = self.learning_rate();
-        let decay = self.weight_decay;
+        // Keras 3 decays every rule's weights the same way, decoupled and before the update:
+        // w ← w − lr·wd·w, with the schedule's learning rate.
+        let wd = self.weight_decay;
         match self.rule {
-            Rule::Sgd { momentum: 0.0, .. } => Update::Sgd { lr, decay },
+            Rule::Sgd { momentum: 0.0, .. } => Update::Sgd { lr, decay: lr * wd },
             Rule::Sgd { momentum, nesterov } => Update::SgdMomentum {
                 lr,
                 momentum,
                 nesterov,
-                decay,
+                decay: lr * wd,
             },
             Rule::RmsProp { rho, epsilon } => Update::RmsProp {
                 lr,
                 rho,
                 epsilon,
-                decay,
+                decay: lr * wd,
             },
             Rule::Adam {
                 beta1,
                 beta2,
                 epsilon,
-                decoupled,
+                ..
             } => {
                 let t = (self.iterations + 1) as f64;
                 let (b1, b2) = (beta1 as f64, beta2 as f64);
@@ -301,7 +305,7 @@ impl Optimizer {
                     beta1,
                     beta2,
                     epsilon,
-                    decay: if decoupled { lr * decay } else { 0.0 },
+                    decay: lr * wd,
                 }
             }
             Rule::Nadam {
@@ -309,8 +313,8 @@ impl Optimizer {
                 beta2,
                 epsilon,
             } => {
-                // Keras's schedule: u_t = β1·(1 − ½·0.96^(0.004·t)) for t from 1, and the
-                // running products of the u's up to t and t + 1.
+                // Keras 3's schedule: u_t = β1·(1 − ½·0.96ᵗ) for t from 1, and the running
+                // products of the u's up to t and t + 1.
                 let t = self.iterations + 1;
                 let b1 = beta1 as f64;
                 let (u_t, u_next) = (nadam_u(t, b1), nadam_u(t + 1, b1));
@@ -318,6 +322,7 @@ impl Optimizer {
                 let prod_next = prod_t * u_next;
                 Update::Nadam {
                     lr,
+                    decay: lr * wd,
                     beta1,
                     beta2,
                     epsilon,
@@ -378,7 +383,8 @@ impl Optimizer {
     }
 }
 
-/// Nadam's momentum at step `t` (from 1).
+/// Nadam's momentum at step `t` (from 1), Keras 3's `β1·(1 − ½·0.96ᵗ)`. (Keras 2 and TF 1
+/// had 0.96^(0.004·t), a schedule 250 times slower; Keras 3's trajectories need this one.)
 fn nadam_u(t: u64, b1: f64) -> f64 {
-    b1 * (1.0 - 0.5 * 0.96f64.powf(0.004 * t as f64))
+    b1 * (1.0 - 0.5 * 0.96f64.powf(t as f64))
 }

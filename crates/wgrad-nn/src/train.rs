@@ -501,7 +501,12 @@ impl<M: Layer> Trainer<M> {
         for epoch in first..opts.epochs {
             let start = Instant::now();
             let lr = self.optimizer.learning_rate();
-            let bar = progress(opts.verbose && to_terminal, steps as u64, epoch, opts.epochs);
+            let bar = progress(
+                opts.verbose && to_terminal,
+                steps as u64,
+                epoch,
+                opts.epochs,
+            );
             let mut sums = self.sums(&dev)?;
             for (i, batch) in train.epoch(epoch as u64).take(steps).enumerate() {
                 let (x, target, labels) = self.upload(&dev, &batch)?;
@@ -743,4 +748,17 @@ fn epoch_line(log: &EpochLog, epochs: usize) -> String {
         s += &format!(" - val_accuracy: {v:.4}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clock;
+
+    #[test]
+    fn eta_clock_reads_as_minutes_or_hours() {
+        assert_eq!(clock(0.4), "0:00");
+        assert_eq!(clock(65.0), "1:05");
+        assert_eq!(clock(3599.6), "1:00:00");
+        assert_eq!(clock(3725.0), "1:02:05");
+    }
 }

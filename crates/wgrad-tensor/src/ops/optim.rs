@@ -26,28 +26,30 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
 }
 
 /// One update rule and its step's scalars (computed on the host: schedules and Adam's bias
-/// corrections never read the device).
+/// corrections never read the device). `decay` is Keras 3's decoupled weight decay for every
+/// rule, already multiplied by the learning rate: `w ← w·(1 − decay)` before the update.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Update {
-    /// `w ← w − lr·(g + decay·w)`.
+    /// `w ← w·(1 − decay) − lr·g`.
     Sgd { lr: f32, decay: f32 },
     /// Keras's momentum SGD: `v ← μ·v − lr·g`, `w ← w + v` (Nesterov: `w + μ·v − lr·g`),
-    /// with `g` including `decay·w`. Slot: velocity.
+    /// `w` decayed first. Slot: velocity.
     SgdMomentum {
         lr: f32,
         momentum: f32,
         nesterov: bool,
         decay: f32,
     },
-    /// `s ← ρ·s + (1 − ρ)·g²`, `w ← w − lr·g/(√s + ε)`, `g` including `decay·w`. Slot: `s`.
+    /// Keras 3's RMSprop: `s ← ρ·s + (1 − ρ)·g²`, `w ← w·(1 − decay) − lr·g/√(s + ε)`.
+    /// Slot: `s`.
     RmsProp {
         lr: f32,
         rho: f32,
         epsilon: f32,
         decay: f32,
     },
-    /// Adam with its bias corrections folded into `lr` (`lr·√(1−β2ᵗ)/(1−β1ᵗ)`) and AdamW's
-    /// decoupled decay as the factor `w·(1 − decay)`. Slots: first and second moments.
+    /// Adam with its bias corrections folded into `lr` (`lr·√(1−β2ᵗ)/(1−β1ᵗ)`); `decay` is
+    /// lr·wd with the schedule's (uncorrected) lr, as Keras. Slots: first and second moments.
     Adam {
         lr: f32,
         beta1: f32,
@@ -56,9 +58,10 @@ pub enum Update {
         decay: f32,
     },
     /// Nadam with the host's coefficients: `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`,
-    /// `w ← w − lr·(c1·m + c2·g)/(√(c3·v) + ε)`. Slots: first and second moments.
+    /// `w ← w·(1 − decay) − lr·(c1·m + c2·g)/(√(c3·v) + ε)`. Slots: first and second moments.
     Nadam {
         lr: f32,
+        decay: f32,
         beta1: f32,
         beta2: f32,
         epsilon: f32,
@@ -120,9 +123,10 @@ impl Update {
                 c1: k1,
                 c2: k2,
                 c3: k3,
+                decay,
             } => {
                 (c1, c2, c3) = (k1, k2, k3);
-                (lr, 0.0, beta1, beta2, epsilon, 0)
+                (lr, decay, beta1, beta2, epsilon, 0)
             }
         };
         [
