@@ -887,6 +887,92 @@ fn nadam_follows_keras() {
     common::assert_close(&p.value().to_vec::<f32>().unwrap(), &w, 1e-5, 1e-6);
 }
 
+/// Keras's gradient clipping (clipnorm, global_clipnorm, clipvalue) ahead of a plain SGD step,
+/// against the same formulas in f64: g·c/max(‖g‖, c) per tensor, over all tensors together,
+/// and clip(g, −v, v). One gradient is above each threshold and one below it.
+#[test]
+fn gradient_clipping_follows_keras() {
+    use wgrad::nn::Param;
+    let dev = common::device();
+    let w0: [&[f32]; 2] = [&[0.5, -1.0, 2.0, 0.25], &[1.5, -0.5]];
+    let grads: [&[f32]; 2] = [&[3.0, -4.0, 1.0, 2.0], &[0.1, -0.2]];
+    let lr = 0.1f64;
+    let norm = |g: &[f32]| g.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+    let global = grads.iter().map(|g| norm(g).powi(2)).sum::<f64>().sqrt();
+    for (how, c) in [
+        ("clipnorm", 1.0f32),
+        ("global_clipnorm", 2.0),
+        ("clipvalue", 1.5),
+    ] {
+        let mut ps: Vec<Param> = w0
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                Param::new(
+                    &format!("w{i}"),
+                    Tensor::from_slice(&dev, w, &[w.len()]).unwrap(),
+                )
+            })
+            .collect();
+        for (p, g) in ps.iter().zip(grads) {
+            // loss = Σ w·g has gradient g.
+            let gt = Var::new(Tensor::from_slice(&dev, g, &[g.len()]).unwrap());
+            ops::sum(&ops::mul(p.var(), &gt).unwrap(), &[])
+                .unwrap()
+                .backward()
+                .unwrap();
+        }
+        let sgd = Optimizer::sgd(lr as f32);
+        let mut opt = match how {
+            "clipnorm" => sgd.clipnorm(c),
+            "global_clipnorm" => sgd.global_clipnorm(c),
+            _ => sgd.clipvalue(c),
+        };
+        opt.step(ps.iter_mut().collect()).unwrap();
+        let c = c as f64;
+        for ((p, w), g) in ps.iter().zip(w0).zip(grads) {
+            let scale = match how {
+                "clipnorm" => c / norm(g).max(c),
+                "global_clipnorm" => c / global.max(c),
+                _ => 1.0,
+            };
+            let want: Vec<f64> = w
+                .iter()
+                .zip(g)
+                .map(|(&w, &g)| {
+                    let g = g as f64 * scale;
+                    let g = if how == "clipvalue" {
+                        g.clamp(-c, c)
+                    } else {
+                        g
+                    };
+                    w as f64 - lr * g
+                })
+                .collect();
+            common::assert_close(&p.value().to_vec::<f32>().unwrap(), &want, 1e-5, 1e-6);
+        }
+    }
+    // Keras refuses clipnorm together with global_clipnorm; a non-positive threshold is a
+    // configuration error too, not a silent no-op.
+    let mut p = Param::new("w", Tensor::from_slice(&dev, &[1.0f32], &[1]).unwrap());
+    for opt in [
+        Optimizer::sgd(0.1).clipnorm(1.0).global_clipnorm(1.0),
+        Optimizer::sgd(0.1).clipvalue(0.0),
+        Optimizer::sgd(0.1).clipnorm(f32::NAN),
+    ] {
+        let mut opt = opt;
+        let gt = Var::new(Tensor::from_slice(&dev, &[1.0f32], &[1]).unwrap());
+        ops::sum(&ops::mul(p.var(), &gt).unwrap(), &[])
+            .unwrap()
+            .backward()
+            .unwrap();
+        let err = opt.step(vec![&mut p]).unwrap_err();
+        assert!(matches!(err, wgrad::nn::Error::Config { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("clip"), "{msg}");
+    }
+}
+
 /// Top-k accuracy on the device against a host count over the same predictions.
 #[test]
 fn top_k_accuracy_matches_a_host_count() {

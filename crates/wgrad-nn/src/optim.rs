@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use wgrad_tensor::{DType, Tensor, Update};
 
-use crate::{Param, Result};
+use crate::{Error, Param, Result};
 
 /// A learning rate as a function of the step (Keras's `LearningRateSchedule`s).
 #[derive(Clone, Debug, PartialEq)]
@@ -107,13 +107,24 @@ enum Rule {
     },
 }
 
-/// An optimizer: a rule, a learning-rate schedule, weight decay, and per-parameter slots
-/// (velocity, moments) created at the first step.
+/// Keras's gradient clipping, applied before weight decay and the update, with Keras's
+/// precedence: `clipnorm` (each gradient to that L2 norm), else `global_clipnorm` (all of them
+/// together), else `clipvalue` (elementwise). Computed on the device: no step reads a norm back.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Clip {
+    norm: Option<f32>,
+    global_norm: Option<f32>,
+    value: Option<f32>,
+}
+
+/// An optimizer: a rule, a learning-rate schedule, weight decay, gradient clipping, and
+/// per-parameter slots (velocity, moments) created at the first step.
 #[derive(Debug)]
 pub struct Optimizer {
     rule: Rule,
     lr: Schedule,
     weight_decay: f32,
+    clip: Clip,
     iterations: u64,
     /// Slots by the parameter's position in the model's parameter list.
     slots: HashMap<usize, Vec<Tensor>>,
@@ -127,6 +138,7 @@ impl Optimizer {
             rule,
             lr: lr.into(),
             weight_decay: 0.0,
+            clip: Clip::default(),
             iterations: 0,
             slots: HashMap::new(),
             momentum_product: 1.0,
@@ -243,6 +255,25 @@ impl Optimizer {
         self
     }
 
+    /// Keras's `clipnorm`: each gradient scaled by `c / max(‖g‖, c)`.
+    pub fn clipnorm(mut self, c: f32) -> Self {
+        self.clip.norm = Some(c);
+        self
+    }
+
+    /// Keras's `global_clipnorm`: every gradient scaled by `c / max(‖(g₁, g₂, …)‖, c)`.
+    /// Exclusive with `clipnorm`, as in Keras (the first step says so).
+    pub fn global_clipnorm(mut self, c: f32) -> Self {
+        self.clip.global_norm = Some(c);
+        self
+    }
+
+    /// Keras's `clipvalue`: each gradient element clipped to `[-v, v]`.
+    pub fn clipvalue(mut self, v: f32) -> Self {
+        self.clip.value = Some(v);
+        self
+    }
+
     pub fn schedule(mut self, s: Schedule) -> Self {
         self.lr = s;
         self
@@ -338,11 +369,17 @@ impl Optimizer {
     /// fixed order); the gradients are consumed with the old leaves.
     pub fn step(&mut self, params: Vec<&mut Param>) -> Result<()> {
         let update = self.update();
+        let mut todo: Vec<(usize, &mut Param, Tensor)> = Vec::new();
         for (i, p) in params.into_iter().enumerate() {
             if !p.trainable() {
                 continue;
             }
-            let Some(g) = p.grad() else { continue };
+            if let Some(g) = p.grad() {
+                todo.push((i, p, g));
+            }
+        }
+        let grads = self.clip_gradients(todo.iter().map(|(_, _, g)| g.clone()).collect())?;
+        for ((i, p, _), g) in todo.into_iter().zip(grads) {
             let slots = match self.slots.remove(&i) {
                 Some(s) => s,
                 None => (0..update.slots())
@@ -361,6 +398,59 @@ impl Optimizer {
             self.momentum_product *= nadam_u(self.iterations, beta1 as f64);
         }
         Ok(())
+    }
+
+    /// Keras's `_clip_gradients`: the same precedence and formulas, as device ops.
+    fn clip_gradients(&self, grads: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let positive = |name: &str, v: Option<f32>| -> Result<Option<f32>> {
+            match v {
+                Some(c) if !(c > 0.0 && c.is_finite()) => Err(Error::config(
+                    self.name(),
+                    format!("{name} must be a positive finite number, got {c}"),
+                )),
+                _ => Ok(v),
+            }
+        };
+        let (norm, global, value) = (
+            positive("clipnorm", self.clip.norm)?,
+            positive("global_clipnorm", self.clip.global_norm)?,
+            positive("clipvalue", self.clip.value)?,
+        );
+        if norm.is_some() && global.is_some() {
+            return Err(Error::config(
+                self.name(),
+                "only one of clipnorm and global_clipnorm can be set (as in Keras)",
+            ));
+        }
+        // g · c / max(n, c) with n² summed on the device: a no-op below the threshold.
+        let scale_to = |sum_sq: Tensor, c: f32| -> Result<Tensor> {
+            Ok(sum_sq.sqrt()?.maximum_scalar(c)?.recip()?.mul_scalar(c)?)
+        };
+        if let Some(c) = norm {
+            return grads
+                .into_iter()
+                .map(|g| Ok(g.mul(&scale_to(g.square()?.sum(&[], false)?, c)?)?))
+                .collect();
+        }
+        if let Some(c) = global {
+            let mut total: Option<Tensor> = None;
+            for g in &grads {
+                let s = g.square()?.sum(&[], false)?;
+                total = Some(match total {
+                    Some(t) => t.add(&s)?,
+                    None => s,
+                });
+            }
+            let Some(total) = total else {
+                return Ok(grads);
+            };
+            let scale = scale_to(total, c)?;
+            return grads.iter().map(|g| Ok(g.mul(&scale)?)).collect();
+        }
+        if let Some(v) = value {
+            return grads.iter().map(|g| Ok(g.clip(-v, v)?)).collect();
+        }
+        Ok(grads)
     }
 
     /// The slots of parameter `index` (for checkpoints).
