@@ -909,7 +909,7 @@ fn gradient_clipping_follows_keras() {
             .enumerate()
             .map(|(i, w)| {
                 Param::new(
-                    &format!("w{i}"),
+                    format!("w{i}"),
                     Tensor::from_slice(&dev, w, &[w.len()]).unwrap(),
                 )
             })
