@@ -16,7 +16,7 @@ struct Params {
     lr: f32,       // learning rate for this step (Adam: with the bias corrections folded in)
     decay: f32,    // lr · weight decay: the parameter is scaled by 1 − decay before the update
     a: f32,        // SGD: momentum · Adam/RMSprop: beta1 / rho
-    b: f32,        // Adam: beta2
+    b: f32,        // Adam: beta2 · RMSprop: momentum
     eps: f32,
     flag: u32,     // SGD: Nesterov
     c1: f32,       // Nadam: weight of the new first moment
@@ -33,6 +33,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> slot1_out: array<T>;
 @group(0) @binding(6) var<storage, read> slot2: array<T>;
 @group(0) @binding(7) var<storage, read_write> slot2_out: array<T>;
+@group(0) @binding(8) var<storage, read> slot3: array<T>;
+@group(0) @binding(9) var<storage, read_write> slot3_out: array<T>;
 
 fn index(wg: vec3<u32>, li: u32) -> u32 {
     return (wg.x + wg.y * p.row) * 256u + li;
@@ -73,6 +75,47 @@ fn rmsprop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     let s = p.a * slot1[i] + (1.0 - p.a) * g * g;
     slot1_out[i] = s;
     param_out[i] = param[i] * (1.0 - p.decay) - p.lr * g / sqrt(s + p.eps);
+}
+
+// Keras 3's RMSprop options. `centered` keeps the mean gradient ḡ' = ρ·ḡ + (1 − ρ)·g and divides
+// by √(s' − ḡ'² + ε); `momentum` μ accumulates the increment, m' = μ·m + lr·g/√(…), w' = w − m'.
+// Slots in order: s, then ḡ when centered, then m.
+@compute @workgroup_size(256)
+fn rmsprop_momentum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = index(wg, li);
+    if (i >= p.n) { return; }
+    let g = grad[i];
+    let s = p.a * slot1[i] + (1.0 - p.a) * g * g;
+    slot1_out[i] = s;
+    let m = p.b * slot2[i] + p.lr * g / sqrt(s + p.eps);
+    slot2_out[i] = m;
+    param_out[i] = param[i] * (1.0 - p.decay) - m;
+}
+
+@compute @workgroup_size(256)
+fn rmsprop_centered(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = index(wg, li);
+    if (i >= p.n) { return; }
+    let g = grad[i];
+    let s = p.a * slot1[i] + (1.0 - p.a) * g * g;
+    let mg = p.a * slot2[i] + (1.0 - p.a) * g;
+    slot1_out[i] = s;
+    slot2_out[i] = mg;
+    param_out[i] = param[i] * (1.0 - p.decay) - p.lr * g / sqrt(s - mg * mg + p.eps);
+}
+
+@compute @workgroup_size(256)
+fn rmsprop_centered_momentum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = index(wg, li);
+    if (i >= p.n) { return; }
+    let g = grad[i];
+    let s = p.a * slot1[i] + (1.0 - p.a) * g * g;
+    let mg = p.a * slot2[i] + (1.0 - p.a) * g;
+    slot1_out[i] = s;
+    slot2_out[i] = mg;
+    let m = p.b * slot3[i] + p.lr * g / sqrt(s - mg * mg + p.eps);
+    slot3_out[i] = m;
+    param_out[i] = param[i] * (1.0 - p.decay) - m;
 }
 
 // Adam with the bias corrections folded into lr on the host (Kingma & Ba's "efficient"

@@ -33,11 +33,28 @@ fn reference(u: Update, w: &[f64], g: &[f64], slots: &[Vec<f64>]) -> (Vec<f64>, 
                 rho,
                 epsilon,
                 decay,
+                momentum,
+                centered,
             } => {
-                let gi = g[i];
-                let v = rho as f64 * s[0][i] + (1.0 - rho as f64) * gi * gi;
+                let (gi, rho) = (g[i], rho as f64);
+                let v = rho * s[0][i] + (1.0 - rho) * gi * gi;
                 s[0][i] = v;
-                out[i] = w[i] * (1.0 - decay as f64) - lr as f64 * gi / (v + epsilon as f64).sqrt();
+                let mut denom = v + epsilon as f64;
+                if centered {
+                    let mg = rho * s[1][i] + (1.0 - rho) * gi;
+                    s[1][i] = mg;
+                    denom -= mg * mg;
+                }
+                let increment = lr as f64 * gi / denom.sqrt();
+                let wd = w[i] * (1.0 - decay as f64);
+                out[i] = if momentum > 0.0 {
+                    let k = s.len() - 1;
+                    let m = momentum as f64 * s[k][i] + increment;
+                    s[k][i] = m;
+                    wd - m
+                } else {
+                    wd - increment
+                };
             }
             Update::Adam {
                 lr,
@@ -104,12 +121,40 @@ fn every_rule_matches_the_f64_reference_over_three_steps() {
             rho: 0.9,
             epsilon: 1e-7,
             decay: 0.0,
+            momentum: 0.0,
+            centered: false,
         },
         Update::RmsProp {
             lr: 1e-3,
             rho: 0.8,
             epsilon: 1e-2,
             decay: 2e-3,
+            momentum: 0.0,
+            centered: false,
+        },
+        Update::RmsProp {
+            lr: 1e-2,
+            rho: 0.9,
+            epsilon: 1e-7,
+            decay: 0.0,
+            momentum: 0.8,
+            centered: false,
+        },
+        Update::RmsProp {
+            lr: 1e-2,
+            rho: 0.9,
+            epsilon: 1e-2,
+            decay: 1e-3,
+            momentum: 0.0,
+            centered: true,
+        },
+        Update::RmsProp {
+            lr: 1e-2,
+            rho: 0.7,
+            epsilon: 1e-2,
+            decay: 0.0,
+            momentum: 0.5,
+            centered: true,
         },
         Update::Adam {
             lr: 1e-2,

@@ -93,6 +93,8 @@ enum Rule {
     RmsProp {
         rho: f32,
         epsilon: f32,
+        momentum: f32,
+        centered: bool,
     },
     Adam {
         beta1: f32,
@@ -162,6 +164,8 @@ impl Optimizer {
             Rule::RmsProp {
                 rho: 0.9,
                 epsilon: 1e-7,
+                momentum: 0.0,
+                centered: false,
             },
             lr,
         )
@@ -209,9 +213,19 @@ impl Optimizer {
         )
     }
 
+    /// SGD's momentum, or RMSprop's (Keras's `momentum=`: the increment accumulates).
     pub fn momentum(mut self, m: f32) -> Self {
-        if let Rule::Sgd { momentum, .. } = &mut self.rule {
+        if let Rule::Sgd { momentum, .. } | Rule::RmsProp { momentum, .. } = &mut self.rule {
             *momentum = m;
+        }
+        self
+    }
+
+    /// RMSprop's `centered=True`: divides by the gradient's running variance instead of its
+    /// running second moment (one more slot).
+    pub fn centered(mut self, on: bool) -> Self {
+        if let Rule::RmsProp { centered, .. } = &mut self.rule {
+            *centered = on;
         }
         self
     }
@@ -316,11 +330,18 @@ impl Optimizer {
                 nesterov,
                 decay: lr * wd,
             },
-            Rule::RmsProp { rho, epsilon } => Update::RmsProp {
+            Rule::RmsProp {
+                rho,
+                epsilon,
+                momentum,
+                centered,
+            } => Update::RmsProp {
                 lr,
                 rho,
                 epsilon,
                 decay: lr * wd,
+                momentum,
+                centered,
             },
             Rule::Adam {
                 beta1,

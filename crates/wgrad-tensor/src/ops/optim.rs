@@ -14,7 +14,16 @@ pub static OPTIM: Kernel = Kernel {
     file: "optim.wgsl",
     source: shader!("optim.wgsl"),
     helpers: &[],
-    entries: &["sgd", "sgd_momentum", "rmsprop", "adam", "nadam"],
+    entries: &[
+        "sgd",
+        "sgd_momentum",
+        "rmsprop",
+        "rmsprop_momentum",
+        "rmsprop_centered",
+        "rmsprop_centered_momentum",
+        "adam",
+        "nadam",
+    ],
 };
 
 fn spec(vec4: bool) -> Spec {
@@ -41,12 +50,16 @@ pub enum Update {
         decay: f32,
     },
     /// Keras 3's RMSprop: `s ← ρ·s + (1 − ρ)·g²`, `w ← w·(1 − decay) − lr·g/√(s + ε)`.
-    /// Slot: `s`.
+    /// `centered` also keeps `ḡ ← ρ·ḡ + (1 − ρ)·g` and divides by `√(s − ḡ² + ε)`; a
+    /// `momentum` μ > 0 accumulates the increment, `m ← μ·m + lr·g/√(…)`, `w ← w − m`.
+    /// Slots: `s`, then `ḡ` when centered, then `m` when μ > 0.
     RmsProp {
         lr: f32,
         rho: f32,
         epsilon: f32,
         decay: f32,
+        momentum: f32,
+        centered: bool,
     },
     /// Adam with its bias corrections folded into `lr` (`lr·√(1−β2ᵗ)/(1−β1ᵗ)`); `decay` is
     /// lr·wd with the schedule's (uncorrected) lr, as Keras. Slots: first and second moments.
@@ -74,18 +87,28 @@ pub enum Update {
 impl Update {
     /// How many slot tensors (each of the parameter's shape) the rule keeps.
     pub fn slots(&self) -> usize {
-        match self {
+        match *self {
             Update::Sgd { .. } => 0,
-            Update::SgdMomentum { .. } | Update::RmsProp { .. } => 1,
+            Update::SgdMomentum { .. } => 1,
+            Update::RmsProp {
+                momentum, centered, ..
+            } => 1 + centered as usize + (momentum > 0.0) as usize,
             Update::Adam { .. } | Update::Nadam { .. } => 2,
         }
     }
 
     fn entry(&self) -> &'static str {
-        match self {
+        match *self {
             Update::Sgd { .. } => "sgd",
             Update::SgdMomentum { .. } => "sgd_momentum",
-            Update::RmsProp { .. } => "rmsprop",
+            Update::RmsProp {
+                momentum, centered, ..
+            } => match (centered, momentum > 0.0) {
+                (false, false) => "rmsprop",
+                (false, true) => "rmsprop_momentum",
+                (true, false) => "rmsprop_centered",
+                (true, true) => "rmsprop_centered_momentum",
+            },
             Update::Adam { .. } => "adam",
             Update::Nadam { .. } => "nadam",
         }
@@ -107,7 +130,9 @@ impl Update {
                 rho,
                 epsilon,
                 decay,
-            } => (lr, decay, rho, 0.0, epsilon, 0),
+                momentum,
+                ..
+            } => (lr, decay, rho, momentum, epsilon, 0),
             Update::Adam {
                 lr,
                 beta1,
