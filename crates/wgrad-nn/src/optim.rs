@@ -399,8 +399,9 @@ impl Optimizer {
                 todo.push((i, p, g));
             }
         }
-        let grads = self.clip_gradients(todo.iter().map(|(_, _, g)| g.clone()).collect())?;
-        for ((i, p, _), g) in todo.into_iter().zip(grads) {
+        let (todo, grads): (Vec<_>, Vec<_>) = todo.into_iter().map(|(i, p, g)| ((i, p), g)).unzip();
+        let grads = self.clip_gradients(grads)?;
+        for ((i, p), g) in todo.into_iter().zip(grads) {
             let slots = match self.slots.remove(&i) {
                 Some(s) => s,
                 None => (0..update.slots())
