@@ -973,6 +973,61 @@ fn gradient_clipping_follows_keras() {
     }
 }
 
+/// Keras's `use_ema` against its rule in f64: after each update a ← m·a + (1 − m)·w, with
+/// momentum 0 on the first step; with `ema_overwrite_frequency` n the weights take the average
+/// after every n-th step; `finalize_variable_values` hands them the average at the end. A
+/// trainable weight without a gradient is averaged too, as Keras averages every trainable one.
+#[test]
+fn weight_moving_average_follows_keras() {
+    use wgrad::nn::Param;
+    let dev = common::device();
+    let w0 = [0.5f32, -1.0, 2.0];
+    let grads = [
+        [0.1f32, -0.3, 0.7],
+        [0.2, 0.1, -0.4],
+        [-0.5, 0.3, 0.2],
+        [0.05, -0.1, 0.9],
+        [0.3, 0.3, -0.3],
+    ];
+    let (lr, m) = (0.1f64, 0.8f64);
+    for every in [0u64, 2] {
+        let mut p = Param::new("w", Tensor::from_slice(&dev, &w0, &[3]).unwrap());
+        let mut idle = Param::new("idle", Tensor::from_slice(&dev, &[4.0f32], &[1]).unwrap());
+        let mut opt = Optimizer::sgd(lr as f32)
+            .use_ema(m as f32)
+            .ema_overwrite_frequency(every);
+        let mut w: Vec<f64> = w0.iter().map(|&v| v as f64).collect();
+        let mut a = vec![0.0f64; 3];
+        for (t, g) in grads.iter().enumerate() {
+            let gt = Var::new(Tensor::from_slice(&dev, g, &[3]).unwrap());
+            ops::sum(&ops::mul(p.var(), &gt).unwrap(), &[])
+                .unwrap()
+                .backward()
+                .unwrap();
+            opt.step(vec![&mut p, &mut idle]).unwrap();
+            let mt = if t == 0 { 0.0 } else { m };
+            for i in 0..3 {
+                w[i] -= lr * g[i] as f64;
+                a[i] = mt * a[i] + (1.0 - mt) * w[i];
+            }
+            if every > 0 && (t as u64 + 1).is_multiple_of(every) {
+                w.clone_from(&a);
+            }
+            common::assert_close(&p.value().to_vec::<f32>().unwrap(), &w, 1e-5, 1e-6);
+        }
+        opt.finalize_variable_values(vec![&mut p, &mut idle]);
+        common::assert_close(&p.value().to_vec::<f32>().unwrap(), &a, 1e-5, 1e-6);
+        common::assert_close(&idle.value().to_vec::<f32>().unwrap(), &[4.0], 1e-6, 1e-6);
+        assert_eq!(opt.slots_per_param(), 1, "the average is SGD's one slot");
+    }
+    let mut p = Param::new("w", Tensor::from_slice(&dev, &w0, &[3]).unwrap());
+    let err = Optimizer::sgd(0.1)
+        .use_ema(1.5)
+        .step(vec![&mut p])
+        .unwrap_err();
+    assert!(err.to_string().contains("ema_momentum"), "{err}");
+}
+
 /// Top-k accuracy on the device against a host count over the same predictions.
 #[test]
 fn top_k_accuracy_matches_a_host_count() {

@@ -119,14 +119,23 @@ struct Clip {
     value: Option<f32>,
 }
 
-/// An optimizer: a rule, a learning-rate schedule, weight decay, gradient clipping, and
-/// per-parameter slots (velocity, moments) created at the first step.
+/// Keras's `use_ema`: a moving average of every trainable weight, `a ← m·a + (1 − m)·w` after
+/// each step, copied into the weights every `overwrite_every` steps and at the end of `fit`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Ema {
+    momentum: f32,
+    overwrite_every: Option<u64>,
+}
+
+/// An optimizer: a rule, a learning-rate schedule, weight decay, gradient clipping, an optional
+/// weight average, and per-parameter slots (velocity, moments) created at the first step.
 #[derive(Debug)]
 pub struct Optimizer {
     rule: Rule,
     lr: Schedule,
     weight_decay: f32,
     clip: Clip,
+    ema: Option<Ema>,
     iterations: u64,
     /// Slots by the parameter's position in the model's parameter list.
     slots: HashMap<usize, Vec<Tensor>>,
@@ -141,6 +150,7 @@ impl Optimizer {
             lr: lr.into(),
             weight_decay: 0.0,
             clip: Clip::default(),
+            ema: None,
             iterations: 0,
             slots: HashMap::new(),
             momentum_product: 1.0,
@@ -288,6 +298,27 @@ impl Optimizer {
         self
     }
 
+    /// Keras's `use_ema=True, ema_momentum=momentum` (Keras's default momentum: 0.99).
+    pub fn use_ema(mut self, momentum: f32) -> Self {
+        let overwrite_every = self.ema.and_then(|e| e.overwrite_every);
+        self.ema = Some(Ema {
+            momentum,
+            overwrite_every,
+        });
+        self
+    }
+
+    /// Keras's `ema_overwrite_frequency`: the weights take their moving average every `n`
+    /// steps (0: only at the end of `fit`). Turns the average on at Keras's 0.99 if it is off.
+    pub fn ema_overwrite_frequency(mut self, n: u64) -> Self {
+        let momentum = self.ema.map_or(0.99, |e| e.momentum);
+        self.ema = Some(Ema {
+            momentum,
+            overwrite_every: (n > 0).then_some(n),
+        });
+        self
+    }
+
     pub fn schedule(mut self, s: Schedule) -> Self {
         self.lr = s;
         self
@@ -387,32 +418,59 @@ impl Optimizer {
     }
 
     /// One update of every trainable parameter that has a gradient (`params` in the model's
-    /// fixed order); the gradients are consumed with the old leaves.
+    /// fixed order); the gradients are consumed with the old leaves. With `use_ema`, every
+    /// trainable parameter's moving average follows, as Keras's `apply` does after the update.
     pub fn step(&mut self, params: Vec<&mut Param>) -> Result<()> {
+        if let Some(e) = self.ema.filter(|e| !(0.0..=1.0).contains(&e.momentum)) {
+            return Err(Error::config(
+                self.name(),
+                format!("ema_momentum must lie in [0, 1], got {}", e.momentum),
+            ));
+        }
         let update = self.update();
-        let mut todo: Vec<(usize, &mut Param, Tensor)> = Vec::new();
-        for (i, p) in params.into_iter().enumerate() {
-            if !p.trainable() {
-                continue;
-            }
-            if let Some(g) = p.grad() {
-                todo.push((i, p, g));
+        let mut trainable: Vec<(usize, &mut Param)> = params
+            .into_iter()
+            .enumerate()
+            .filter(|(_, p)| p.trainable())
+            .collect();
+        let (with_grad, grads): (Vec<usize>, Vec<Tensor>) = trainable
+            .iter()
+            .enumerate()
+            .filter_map(|(k, (_, p))| p.grad().map(|g| (k, g)))
+            .unzip();
+        let grads = self.clip_gradients(grads)?;
+        for (k, g) in with_grad.into_iter().zip(grads) {
+            let (i, p) = &mut trainable[k];
+            let mut slots = self.take_slots(*i, p)?;
+            // The moving average rides last in the slot list (so checkpoints carry it).
+            let average = self.ema.and_then(|_| slots.pop());
+            let refs: Vec<&Tensor> = slots.iter().collect();
+            let (new, mut new_slots) = p.value().optimizer_update(&g, &refs, update)?;
+            p.set(new);
+            new_slots.extend(average);
+            if !new_slots.is_empty() {
+                self.slots.insert(*i, new_slots);
             }
         }
-        let (todo, grads): (Vec<_>, Vec<_>) = todo.into_iter().map(|(i, p, g)| ((i, p), g)).unzip();
-        let grads = self.clip_gradients(grads)?;
-        for ((i, p), g) in todo.into_iter().zip(grads) {
-            let slots = match self.slots.remove(&i) {
-                Some(s) => s,
-                None => (0..update.slots())
-                    .map(|_| Tensor::zeros(p.value().device(), p.shape(), DType::F32))
-                    .collect::<wgrad_tensor::Result<Vec<_>>>()?,
+        if let Some(ema) = self.ema {
+            // Keras: the first step's momentum is 0, so the average starts at the weights.
+            let m = if self.iterations == 0 {
+                0.0
+            } else {
+                ema.momentum
             };
-            let refs: Vec<&Tensor> = slots.iter().collect();
-            let (new, new_slots) = p.value().optimizer_update(&g, &refs, update)?;
-            p.set(new);
-            if !new_slots.is_empty() {
-                self.slots.insert(i, new_slots);
+            let overwrite = ema
+                .overwrite_every
+                .is_some_and(|n| (self.iterations + 1).is_multiple_of(n));
+            for (i, p) in trainable.iter_mut() {
+                let mut slots = self.take_slots(*i, p)?;
+                let old = slots.pop().expect("an EMA slot");
+                let average = old.mul_scalar(m)?.add(&p.value().mul_scalar(1.0 - m)?)?;
+                if overwrite {
+                    p.set(average.clone());
+                }
+                slots.push(average);
+                self.slots.insert(*i, slots);
             }
         }
         self.iterations += 1;
@@ -420,6 +478,31 @@ impl Optimizer {
             self.momentum_product *= nadam_u(self.iterations, beta1 as f64);
         }
         Ok(())
+    }
+
+    /// Parameter `i`'s slots, zeros (Keras's initial slots and average) before its first step.
+    fn take_slots(&mut self, i: usize, p: &Param) -> Result<Vec<Tensor>> {
+        match self.slots.remove(&i) {
+            Some(s) => Ok(s),
+            None => Ok((0..self.slots_per_param())
+                .map(|_| Tensor::zeros(p.value().device(), p.shape(), DType::F32))
+                .collect::<wgrad_tensor::Result<Vec<_>>>()?),
+        }
+    }
+
+    /// Keras's `finalize_variable_values`: with `use_ema`, every trainable parameter takes its
+    /// moving average (`Trainer::fit` calls this after its last epoch, as Keras's `fit` does).
+    pub fn finalize_variable_values(&self, params: Vec<&mut Param>) {
+        if self.ema.is_none() {
+            return;
+        }
+        for (i, p) in params.into_iter().enumerate() {
+            if let Some(average) = self.slots.get(&i).and_then(|s| s.last()) {
+                if p.trainable() {
+                    p.set(average.clone());
+                }
+            }
+        }
     }
 
     /// Keras's `_clip_gradients`: the same precedence and formulas, as device ops.
@@ -491,7 +574,7 @@ impl Optimizer {
 
     /// How many slot tensors each parameter keeps under this rule (for memory estimates).
     pub fn slots_per_param(&self) -> usize {
-        self.update().slots()
+        self.update().slots() + self.ema.is_some() as usize
     }
 }
 

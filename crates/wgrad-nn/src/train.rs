@@ -569,6 +569,9 @@ impl<M: Layer> Trainer<M> {
                 break;
             }
         }
+        // Keras's fit ends by handing the weights their moving averages (with `use_ema`).
+        self.optimizer
+            .finalize_variable_values(self.model.params_mut());
         Ok(history)
     }
 
