@@ -649,7 +649,7 @@ impl Device {
         }];
         for (i, buf) in d.buffers.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
+                binding: d.bindings.map_or(i as u32 + 1, |b| b[i]),
                 resource: buf.as_entire_binding(),
             });
         }
@@ -715,6 +715,10 @@ pub(crate) struct Dispatch<'a> {
     pub spec: &'a Spec,
     pub params: &'a [u32],
     pub buffers: &'a [&'a wgpu::Buffer],
+    /// The binding of each buffer; `None`: 1, 2, 3… in order. An entry's automatic layout
+    /// holds only the bindings it uses, so a family whose entries use different subsets of
+    /// one file's bindings names them.
+    pub bindings: Option<&'a [u32]>,
     pub workgroups: [u32; 3],
 }
 

@@ -34,6 +34,7 @@ pub use ops::binary::BinaryOp;
 pub use ops::conv::{Conv2dOptions, ConvEpilogue};
 pub use ops::lrn::LrnParams;
 pub use ops::matmul::Activation;
+pub use ops::nms::{NmsOptions, Selection};
 pub use ops::optim::Update;
 pub use ops::reduce::ReduceOp;
 pub use ops::unary::UnaryOp;

@@ -221,6 +221,7 @@ fn launch_rows(
             spec,
             params,
             buffers,
+            bindings: None,
             workgroups: [x as u32, rows as u32, zs as u32],
         });
         n0 += zs;

@@ -222,6 +222,7 @@ pub(crate) fn launch(dev: &Device, op: &'static str, mut g: GemmLaunch<'_>) -> R
                 spec: g.spec,
                 params: &g.params,
                 buffers: g.buffers,
+                bindings: None,
                 workgroups: [
                     gx as u32,
                     (row_blocks - r0).min(max) as u32,

@@ -97,6 +97,7 @@ fn transpose_last_two(src: &Tensor, dst: &Tensor, dims: &[usize], perm: &[usize]
         spec: &Spec::new(),
         params: &[rows as u32, cols as u32, 0, 0],
         buffers: &[src.buffer(), dst.buffer()],
+        bindings: None,
         workgroups: [grid[0] as u32, grid[1] as u32, grid[2] as u32],
     });
     Ok(true)

@@ -12,6 +12,7 @@ pub(crate) mod gemm;
 pub mod layout;
 pub mod lrn;
 pub mod matmul;
+pub mod nms;
 pub mod optim;
 pub mod pool;
 pub mod random;
@@ -49,6 +50,25 @@ pub(crate) fn launch_1d(
     threads: u64,
     wg: u64,
 ) -> Result<()> {
+    launch_1d_bound(
+        device, kernel, entry, spec, params, row_slot, buffers, None, threads, wg,
+    )
+}
+
+/// [`launch_1d`] with each buffer's binding named (see [`Dispatch::bindings`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn launch_1d_bound(
+    device: &Device,
+    kernel: &'static Kernel,
+    entry: &'static str,
+    spec: &Spec,
+    params: &mut [u32],
+    row_slot: usize,
+    buffers: &[&wgpu::Buffer],
+    bindings: Option<&[u32]>,
+    threads: u64,
+    wg: u64,
+) -> Result<()> {
     if threads == 0 {
         return Ok(());
     }
@@ -60,6 +80,7 @@ pub(crate) fn launch_1d(
         spec,
         params,
         buffers,
+        bindings,
         workgroups,
     });
     Ok(())
