@@ -22,6 +22,7 @@
 //! ```
 
 pub mod checkpoint;
+pub mod coco;
 mod error;
 mod functional;
 pub mod import;
