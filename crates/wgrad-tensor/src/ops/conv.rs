@@ -860,8 +860,9 @@ impl Tensor {
                     * cols.div_ceil((4 * blk.vn * blk.wg_n) as usize)
             }
         } * g;
-        let splits =
-            (TARGET_GROUPS / groups_per_split.max(1)).clamp(1, npq.div_ceil(MIN_CHUNK).max(1));
+        let splits = (TARGET_GROUPS / groups_per_split.max(1))
+            .clamp(1, npq.div_ceil(MIN_CHUNK).max(1))
+            .max(npq.div_ceil(super::MAX_LOOP));
         let chunk = npq.div_ceil(splits).div_ceil(4) * 4;
         let splits = npq.div_ceil(chunk);
         let dyt = grad_output.reshape(&[npq, o])?.t()?;

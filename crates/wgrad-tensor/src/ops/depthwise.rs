@@ -325,7 +325,9 @@ pub(crate) fn backward_filter(x: &Tensor, dy: &Tensor, geo: &Geometry) -> Result
     const TARGET_THREADS: usize = 16384;
     const MIN_CHUNK: usize = 64;
     let per_split = lanes * taps;
-    let splits = (TARGET_THREADS / per_split).clamp(1, npq.div_ceil(MIN_CHUNK));
+    let splits = (TARGET_THREADS / per_split)
+        .clamp(1, npq.div_ceil(MIN_CHUNK))
+        .max(npq.div_ceil(super::MAX_LOOP));
     let chunk = npq.div_ceil(splits);
     let splits = npq.div_ceil(chunk);
     let partial = Tensor::uninit(

@@ -99,7 +99,10 @@ fn split_k(dev: &crate::Device, blk: Blocking, m: usize, n: usize, k: usize) -> 
     const TARGET_GROUPS: usize = 16;
     const MIN_SLICE: usize = 512;
     let groups = gemm::output_groups(dev, blk, m, n);
-    let slices = (TARGET_GROUPS / groups.max(1)).min(k / MIN_SLICE);
+    // At most MAX_LOOP k-steps per invocation, however many output blocks there are.
+    let slices = (TARGET_GROUPS / groups.max(1))
+        .min(k / MIN_SLICE)
+        .max(k.div_ceil(super::MAX_LOOP));
     (slices >= 2).then_some(slices)
 }
 

@@ -27,6 +27,13 @@ use crate::kernel::{Kernel, Spec};
 use crate::shape::MAX_RANK;
 use crate::{Result, Tensor};
 
+/// The most loop iterations a kernel's launcher lets one invocation run. lavapipe (Mesa 22.3)
+/// ends an invocation's loops silently after 65,535 iterations in all (its loop limiter), so a
+/// longer reduction returns a truncated sum there: a 1 × 4.5M · 4.5M × 4 matmul gave 4,194,240
+/// per output and a 30,000-class softmax summed to 0.18. Launchers split longer loops across
+/// invocations (split-K, chunks) or dispatches; half the limit leaves room for inner loops.
+pub(crate) const MAX_LOOP: usize = 32768;
+
 /// Packs up to eight extents or strides into the two vec4<u32> of a parameter block.
 pub(crate) fn pack8(v: &[usize]) -> [u32; MAX_RANK] {
     let mut out = [0u32; MAX_RANK];

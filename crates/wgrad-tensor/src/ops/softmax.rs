@@ -31,6 +31,19 @@ impl Tensor {
             self.shape().to_vec()
         };
         let (a, k, b) = (numel(&shape[..ax]), shape[ax], numel(&shape[ax + 1..]));
+        // The kernel walks a row three times on one invocation; longer rows go through the
+        // split reductions instead (see MAX_LOOP), in the same stable form.
+        if 3 * k > super::MAX_LOOP && self.rank() > 0 {
+            let ax = ax as isize;
+            let shifted = self.sub(&self.max(&[ax], true)?)?;
+            let e = shifted.exp()?;
+            let s = e.sum(&[ax], true)?;
+            return if log {
+                shifted.sub(&s.log()?)
+            } else {
+                e.div(&s)
+            };
+        }
         let out = Tensor::uninit(self.device(), name, self.shape(), DType::F32)?;
         let rows = (a * b) as u64;
         let mut p = [a as u32, k as u32, b as u32, rows as u32, 0, 0, 0, 0];
