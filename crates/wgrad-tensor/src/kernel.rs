@@ -132,5 +132,6 @@ pub fn all_variants() -> Vec<(&'static Kernel, Spec)> {
     v.extend(crate::ops::batch_norm::variants());
     v.extend(crate::ops::optim::variants());
     v.extend(crate::ops::nms::variants());
+    v.extend(crate::ops::resize::variants());
     v
 }

@@ -37,6 +37,7 @@ pub use ops::matmul::Activation;
 pub use ops::nms::{NmsOptions, Selection};
 pub use ops::optim::Update;
 pub use ops::reduce::ReduceOp;
+pub use ops::resize::{Preprocess, ResizeMethod};
 pub use ops::unary::UnaryOp;
 pub use ops::upsample::Upsample;
 pub use ops::window::Padding;
