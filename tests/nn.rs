@@ -843,6 +843,36 @@ fn a_functional_model_trains_and_saves() {
     load_weights(&mut t.model, &path).unwrap();
 }
 
+/// tf.keras 2's legacy `decay=` as the chapter uses it, `SGD(lr=0.2, momentum=0.9, decay=0.01)`:
+/// step t uses lr / (1 + 0.01·t), against Keras's momentum rule in f64.
+#[test]
+fn legacy_decay_divides_the_learning_rate_by_the_step() {
+    use wgrad::nn::Param;
+    let dev = common::device();
+    let g = [0.3f32, -0.7];
+    let mut p = Param::new(
+        "w",
+        Tensor::from_slice(&dev, &[0.5f32, -1.0], &[2]).unwrap(),
+    );
+    let mut opt = Optimizer::sgd(0.2).momentum(0.9).decay(0.01);
+    let (mut w, mut v) = ([0.5f64, -1.0], [0.0f64; 2]);
+    for t in 0..4 {
+        let lr = 0.2 / (1.0 + 0.01 * t as f64);
+        assert!((opt.learning_rate() as f64 - lr).abs() < 1e-7, "step {t}");
+        let gt = Var::new(Tensor::from_slice(&dev, &g, &[2]).unwrap());
+        ops::sum(&ops::mul(p.var(), &gt).unwrap(), &[])
+            .unwrap()
+            .backward()
+            .unwrap();
+        opt.step(vec![&mut p]).unwrap();
+        for i in 0..2 {
+            v[i] = 0.9 * v[i] - lr * g[i] as f64;
+            w[i] += v[i];
+        }
+    }
+    common::assert_close(&p.value().to_vec::<f32>().unwrap(), &w, 1e-5, 1e-6);
+}
+
 /// Optimizer::nadam over four steps against Keras's Nadam written out in f64 (momentum
 /// schedule u_t = β1(1 − ½·0.96ᵗ) as Keras 3, its running product, bias-corrected moments).
 #[test]

@@ -133,6 +133,8 @@ struct Ema {
 pub struct Optimizer {
     rule: Rule,
     lr: Schedule,
+    /// tf.keras 2's legacy `decay=`: the rate is divided by 1 + decay · iterations.
+    legacy_decay: f32,
     weight_decay: f32,
     clip: Clip,
     ema: Option<Ema>,
@@ -148,6 +150,7 @@ impl Optimizer {
         Optimizer {
             rule,
             lr: lr.into(),
+            legacy_decay: 0.0,
             weight_decay: 0.0,
             clip: Clip::default(),
             ema: None,
@@ -331,7 +334,19 @@ impl Optimizer {
 
     /// The learning rate the next step uses.
     pub fn learning_rate(&self) -> f32 {
-        self.lr.at(self.iterations)
+        let lr = self.lr.at(self.iterations);
+        if self.legacy_decay == 0.0 {
+            return lr;
+        }
+        (lr as f64 / (1.0 + self.legacy_decay as f64 * self.iterations as f64)) as f32
+    }
+
+    /// tf.keras 2's legacy `decay=` argument, as the chapter's `SGD(lr=0.2, momentum=0.9,
+    /// decay=0.01)`: the learning rate (of the schedule, if any) divided by
+    /// 1 + decay · iterations.
+    pub fn decay(mut self, decay: f32) -> Self {
+        self.legacy_decay = decay;
+        self
     }
 
     pub fn name(&self) -> &'static str {
