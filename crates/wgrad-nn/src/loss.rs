@@ -14,7 +14,8 @@ const EPSILON: f32 = 1e-7;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Loss {
     /// Integer class labels (u32 `[N]`) against `[N, C]` scores: logits when `from_logits`,
-    /// otherwise probabilities (a softmax output).
+    /// otherwise probabilities (a softmax output). Dense predictions `[N, …, C]` take labels
+    /// `[N, …]` (a segmentation mask): the loss is the mean over every position, as Keras's.
     SparseCategoricalCrossentropy {
         from_logits: bool,
     },
@@ -59,6 +60,13 @@ impl Loss {
     pub fn compute(&self, pred: &Var, target: &Tensor) -> Result<Var> {
         self.check(pred, target)?;
         let t = || Var::new(target.clone());
+        if self.sparse() && pred.shape().len() > 2 {
+            // Per-position classification is the same loss over N·H·W rows of C scores.
+            let c = pred.shape()[pred.shape().len() - 1];
+            let rows = pred.shape().iter().product::<usize>() / c.max(1);
+            let p = ops::reshape(pred, &[rows, c])?;
+            return self.compute(&p, &target.reshape(&[rows])?);
+        }
         Ok(match *self {
             Loss::SparseCategoricalCrossentropy { from_logits: true } => {
                 ops::sparse_softmax_cross_entropy(pred, target)?
@@ -114,16 +122,17 @@ impl Loss {
             })
         };
         if self.sparse() {
-            let [n, _] = pred.shape() else {
+            let shape = pred.shape();
+            if shape.len() < 2 {
                 return bad(format!(
-                    "{} needs [N, classes] predictions, got {:?}",
+                    "{} needs [N, classes] (or [N, …, classes]) predictions, got {shape:?}",
                     self.name(),
-                    pred.shape()
                 ));
-            };
-            if target.dtype() != DType::U32 || target.shape() != [*n] {
+            }
+            let want = &shape[..shape.len() - 1];
+            if target.dtype() != DType::U32 || target.shape() != want {
                 return bad(format!(
-                    "{} needs u32 labels of shape [{n}], got {:?} {:?}",
+                    "{} needs u32 labels of shape {want:?} (the predictions {shape:?} without their class axis), got {:?} {:?}",
                     self.name(),
                     target.dtype(),
                     target.shape()
