@@ -1,5 +1,5 @@
 //! [`Dataset`]: an owned, in-memory set of images (f32, `N×H×W×C` row-major NHWC) and `u32`
-//! labels, with the small operations training code needs: indexing, a seeded train/validation
+//! labels — one class per image, or one per pixel (a segmentation mask) — with the small operations training code needs: indexing, a seeded train/validation
 //! split, truncation, per-image maps, and shape helpers (crop-or-pad, bilinear resize,
 //! grey→RGB) for feeding 28×28 MNIST to networks built for 32×32 RGB.
 
@@ -16,11 +16,14 @@ pub enum Split {
     Test,
 }
 
-/// Images as f32 in NHWC order plus one `u32` label per image.
+/// Images as f32 in NHWC order plus `u32` labels: one per image, or an `[H, W]` mask per
+/// image ([`Dataset::with_masks`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     images: Vec<f32>,
     labels: Vec<u32>,
+    /// Labels per sample: `[]` for one class, `[H, W]` for a mask.
+    label_shape: Vec<usize>,
     shape: [usize; 3],
     num_classes: usize,
     class_names: Option<Vec<String>>,
@@ -61,10 +64,53 @@ impl Dataset {
         Ok(Dataset {
             images,
             labels,
+            label_shape: Vec::new(),
             shape: image_shape,
             num_classes,
             class_names: None,
         })
+    }
+
+    /// A segmentation set: images `[N, H, W, C]` and one class per pixel, `masks` holding
+    /// `N` masks of `H×W` back to back (VOC's SegmentationClass as indices). Geometric
+    /// augmentation (flips, crops) moves a mask with its image; value transforms leave it.
+    /// Fails with [`Error::Invalid`] when the sizes disagree or a class is not below
+    /// `num_classes`.
+    pub fn with_masks(
+        images: Vec<f32>,
+        image_shape: [usize; 3],
+        masks: Vec<u32>,
+        num_classes: usize,
+    ) -> Result<Self> {
+        let [h, w, _] = image_shape;
+        let per = h * w;
+        if per == 0 || !masks.len().is_multiple_of(per) {
+            return Err(Error::Invalid {
+                reason: format!(
+                    "{} mask values are not a whole number of {h}×{w} masks",
+                    masks.len()
+                ),
+            });
+        }
+        let n = masks.len() / per;
+        let first: Vec<u32> = (0..n).map(|i| masks[i * per]).collect();
+        let mut ds = Dataset::new(images, image_shape, first, num_classes)?;
+        if let Some((i, &l)) = masks
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= num_classes)
+        {
+            return Err(Error::Invalid {
+                reason: format!(
+                    "class {l} at pixel {} of mask {} is not below num_classes {num_classes}",
+                    i % per,
+                    i / per
+                ),
+            });
+        }
+        ds.labels = masks;
+        ds.label_shape = vec![h, w];
+        Ok(ds)
     }
 
     /// Attaches human-readable class names (index = class id).
@@ -74,11 +120,26 @@ impl Dataset {
     }
 
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.labels.len() / self.label_len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
+    }
+
+    /// Labels per sample: `[]` (one class) or `[H, W]` (a mask).
+    pub fn label_shape(&self) -> &[usize] {
+        &self.label_shape
+    }
+
+    /// Labels per sample (1 for a class, `H·W` for a mask).
+    pub fn label_len(&self) -> usize {
+        self.label_shape.iter().product()
+    }
+
+    /// Whether the labels are per-pixel masks.
+    pub fn has_masks(&self) -> bool {
+        !self.label_shape.is_empty()
     }
 
     /// `[H, W, C]` of every image.
@@ -104,15 +165,18 @@ impl Dataset {
         &self.images
     }
 
+    /// Every sample's labels back to back (`len()·label_len()` values).
     pub fn labels(&self) -> &[u32] {
         &self.labels
     }
 
-    /// Image `i` (HWC) and its label, or `None` past the end.
-    pub fn get(&self, i: usize) -> Option<(&[f32], u32)> {
-        let label = *self.labels.get(i)?;
+    /// Image `i` (HWC) and its labels (one class, or its mask row by row), or `None` past
+    /// the end.
+    pub fn get(&self, i: usize) -> Option<(&[f32], &[u32])> {
+        let l = self.label_len();
+        let labels = self.labels.get(i * l..(i + 1) * l)?;
         let n = self.image_len();
-        Some((&self.images[i * n..(i + 1) * n], label))
+        Some((&self.images[i * n..(i + 1) * n], labels))
     }
 
     /// Takes the buffers apart: `(images, [H, W, C], labels)`.
@@ -126,15 +190,17 @@ impl Dataset {
     /// If an index is out of range.
     pub fn subset(&self, indices: &[usize]) -> Dataset {
         let n = self.image_len();
+        let l = self.label_len();
         let mut images = Vec::with_capacity(indices.len() * n);
-        let mut labels = Vec::with_capacity(indices.len());
+        let mut labels = Vec::with_capacity(indices.len() * l);
         for &i in indices {
             images.extend_from_slice(&self.images[i * n..(i + 1) * n]);
-            labels.push(self.labels[i]);
+            labels.extend_from_slice(&self.labels[i * l..(i + 1) * l]);
         }
         Dataset {
             images,
             labels,
+            label_shape: self.label_shape.clone(),
             shape: self.shape,
             num_classes: self.num_classes,
             class_names: self.class_names.clone(),
@@ -161,7 +227,7 @@ impl Dataset {
     pub fn take(mut self, n: usize) -> Dataset {
         let n = n.min(self.len());
         self.images.truncate(n * self.image_len());
-        self.labels.truncate(n);
+        self.labels.truncate(n * self.label_len());
         self
     }
 
@@ -181,19 +247,43 @@ impl Dataset {
     }
 
     /// Centre crop or zero-pad every image to `[h, w]` (28×28 MNIST → 32×32 adds 2 zero rows
-    /// and columns on each side). See [`transform::crop_or_pad`].
+    /// and columns on each side). See [`transform::crop_or_pad`]. Masks are cropped or padded
+    /// with class 0 the same way.
     pub fn crop_or_pad(&self, h: usize, w: usize) -> Dataset {
-        self.reshape_each([h, w, self.shape[2]], |img, shape| {
+        let mut out = self.reshape_each([h, w, self.shape[2]], |img, shape| {
             transform::crop_or_pad(img, shape, [h, w])
-        })
+        });
+        if self.has_masks() {
+            out.labels = self.map_masks(|m, s| transform::crop_or_pad(m, s, [h, w]));
+            out.label_shape = vec![h, w];
+        }
+        out
     }
 
     /// Bilinear resize of every image to `[h, w]` (half-pixel centres, as TF/Keras
-    /// `resize(..., "bilinear")` without antialiasing).
+    /// `resize(..., "bilinear")` without antialiasing). Masks are resized by nearest
+    /// neighbour, so every pixel keeps a class of the source.
     pub fn resize(&self, h: usize, w: usize) -> Dataset {
-        self.reshape_each([h, w, self.shape[2]], |img, shape| {
+        let mut out = self.reshape_each([h, w, self.shape[2]], |img, shape| {
             transform::resize_bilinear(img, shape, [h, w])
-        })
+        });
+        if self.has_masks() {
+            out.labels = self.map_masks(|m, s| transform::resize_nearest(m, s, [h, w]));
+            out.label_shape = vec![h, w];
+        }
+        out
+    }
+
+    /// Applies a geometric map to every mask, seen as a one-channel image.
+    fn map_masks(&self, f: impl Fn(&[f32], [usize; 3]) -> Vec<f32>) -> Vec<u32> {
+        let [h, w] = [self.label_shape[0], self.label_shape[1]];
+        self.labels
+            .chunks_exact(h * w)
+            .flat_map(|m| {
+                let m: Vec<f32> = m.iter().map(|&c| c as f32).collect();
+                f(&m, [h, w, 1]).into_iter().map(|c| c.round() as u32)
+            })
+            .collect()
     }
 
     /// Repeats a single channel three times (grey → RGB). Datasets that already have
@@ -242,6 +332,7 @@ impl Dataset {
         Dataset {
             images,
             labels: self.labels.clone(),
+            label_shape: self.label_shape.clone(),
             shape: new_shape,
             num_classes: self.num_classes,
             class_names: self.class_names.clone(),
@@ -274,7 +365,7 @@ mod tests {
     fn get_take_map_split() {
         let d = ds(10);
         assert_eq!(d.len(), 10);
-        assert_eq!(d.get(2), Some((&[8.0, 9.0, 10.0, 11.0][..], 2)));
+        assert_eq!(d.get(2), Some((&[8.0, 9.0, 10.0, 11.0][..], &[2][..])));
         assert_eq!(d.get(10), None);
         let t = d.clone().take(3);
         assert_eq!(t.len(), 3);

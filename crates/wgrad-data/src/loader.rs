@@ -19,22 +19,25 @@ use crate::transform::Transform;
 const ORDER_KEY: u64 = 0x0DE2;
 const AUGMENT_KEY: u64 = 0xA06;
 
-/// One batch on the host, ready to upload: images NHWC (`shape = [N, H, W, C]`) and labels.
+/// One batch on the host, ready to upload: images NHWC (`shape = [N, H, W, C]`) and labels
+/// (`[N]` classes, or `[N, H, W]` masks: see `label_shape`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
     pub images: Vec<f32>,
     pub shape: [usize; 4],
     pub labels: Vec<u32>,
+    /// The labels' shape: `[N]` or `[N, H, W]`.
+    pub label_shape: Vec<usize>,
 }
 
 impl Batch {
     /// Number of samples.
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.shape[0]
     }
 
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.shape[0] == 0
     }
 }
 
@@ -215,26 +218,41 @@ impl Plan {
         let shape = self.dataset.image_shape();
         let per = self.dataset.image_len();
         let mut images = Vec::with_capacity(idx.len() * per);
-        let mut labels = Vec::with_capacity(idx.len());
+        let mut labels = Vec::with_capacity(idx.len() * self.dataset.label_len());
         let mut scratch = Vec::new();
+        let mut mask = Vec::new();
+        let masks = self.dataset.has_masks();
         for &i in idx {
             let Some((img, label)) = self.dataset.get(i) else {
                 unreachable!("order holds indices below len")
             };
             let at = images.len();
             images.extend_from_slice(img);
-            if !self.transforms.is_empty() {
-                let mut rng = Rng::new(derive(self.augment_seed, i as u64));
-                for t in self.transforms.iter() {
-                    t.apply(&mut images[at..], shape, &mut rng, &mut scratch);
+            if self.transforms.is_empty() {
+                labels.extend_from_slice(label);
+                continue;
+            }
+            mask.clear();
+            mask.extend(label.iter().map(|&c| c as f32));
+            let mut rng = Rng::new(derive(self.augment_seed, i as u64));
+            for t in self.transforms.iter() {
+                // The mask replays the image's draws, so a flip or crop moves both alike.
+                let draws = rng.clone();
+                t.apply(&mut images[at..], shape, &mut rng, &mut scratch);
+                if masks && t.is_geometric() {
+                    let mut same = draws;
+                    t.apply(&mut mask, [shape[0], shape[1], 1], &mut same, &mut scratch);
                 }
             }
-            labels.push(label);
+            labels.extend(mask.iter().map(|&c| c.round() as u32));
         }
+        let mut label_shape = vec![idx.len()];
+        label_shape.extend_from_slice(self.dataset.label_shape());
         Batch {
             images,
             shape: [idx.len(), shape[0], shape[1], shape[2]],
             labels,
+            label_shape,
         }
     }
 }

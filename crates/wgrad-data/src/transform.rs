@@ -52,6 +52,15 @@ impl Transform {
         Transform::Rescale { scale, offset }
     }
 
+    /// Whether the step moves pixels (so a mask must move with its image) rather than
+    /// changing their values.
+    pub fn is_geometric(&self) -> bool {
+        matches!(
+            self,
+            Transform::HorizontalFlip { .. } | Transform::RandomCrop { .. }
+        )
+    }
+
     /// Whether this step can be applied to images of `channels` channels.
     pub fn supports_channels(&self, channels: usize) -> bool {
         match self {
@@ -189,6 +198,32 @@ pub fn crop_or_pad(image: &[f32], [h, w, c]: [usize; 3], [out_h, out_w]: [usize;
             let s = (sy as usize * w + sx as usize) * c;
             let d = (y * out_w + x) * c;
             out[d..d + c].copy_from_slice(&image[s..s + c]);
+        }
+    }
+    out
+}
+
+/// Nearest-neighbour resize of an HWC image with half-pixel centres (TF2's
+/// `resize(method="nearest")`): output pixel `o` reads `floor((o + 0.5)·in/out)`. Values are
+/// copied, never blended, which is what a label mask needs.
+pub fn resize_nearest(
+    image: &[f32],
+    [h, w, c]: [usize; 3],
+    [out_h, out_w]: [usize; 2],
+) -> Vec<f32> {
+    let mut out = vec![0.0; out_h * out_w * c];
+    if h == 0 || w == 0 {
+        return out;
+    }
+    let src = |o: usize, n_in: usize, n_out: usize| {
+        (((o as f64 + 0.5) * n_in as f64 / n_out as f64).floor() as usize).min(n_in - 1)
+    };
+    for y in 0..out_h {
+        let sy = src(y, h, out_h);
+        for x in 0..out_w {
+            let sx = src(x, w, out_w);
+            let from = (sy * w + sx) * c;
+            out[(y * out_w + x) * c..][..c].copy_from_slice(&image[from..from + c]);
         }
     }
     out

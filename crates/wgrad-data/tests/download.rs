@@ -250,7 +250,7 @@ fn loader_downloads_a_missing_split_into_the_cache() {
     let ds = idx::load_or_fetch(&spec, Split::Test, &dirs, Some(cache.path())).unwrap();
     assert_eq!(ds.len(), 2);
     assert_eq!(ds.image_shape(), [3, 3, 1]);
-    assert_eq!(ds.get(0).unwrap().1, 2);
+    assert_eq!(ds.get(0).unwrap().1, &[2]);
     assert_eq!(ds.get(1).unwrap().0[0], px[9] as f32 / 255.0);
     assert_eq!(
         files_in(cache.path()),

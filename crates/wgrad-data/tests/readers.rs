@@ -37,7 +37,7 @@ fn idx_raw_and_gzip_round_trip() {
     let ds = idx::read_pair(&b, &l_gz, 10).unwrap();
     assert_eq!(ds.len(), 3);
     assert_eq!(ds.image_shape(), [2, 4, 1]);
-    assert_eq!(ds.get(2).unwrap().1, 9);
+    assert_eq!(ds.get(2).unwrap().1, &[9]);
     assert_eq!(ds.get(1).unwrap().0[0], px[8] as f32 / 255.0);
 }
 

@@ -9,7 +9,7 @@
 //! [`geron_fashion`]), LeNet-5 and the residual networks (the seeds' [`ResidualUnit`],
 //! ResNet-18/34); the ImageNet classics with Keras's layer names, [`vgg16`], [`resnet50`] and
 //! [`xception`]; [`googlenet`] (Inception v1) and the squeeze-and-excitation ResNets
-//! ([`SeResidualUnit`], [`se_resnet`], [`se_resnet34`]).
+//! ([`SeResidualUnit`], [`se_resnet`], [`se_resnet34`]); for segmentation, [`unet`].
 
 mod alexnet;
 mod googlenet;
@@ -18,6 +18,7 @@ mod resnet;
 mod resnet50;
 mod senet;
 mod small;
+mod unet;
 mod vgg;
 mod xception;
 
@@ -31,5 +32,6 @@ pub use resnet::{
 pub use resnet50::resnet50;
 pub use senet::{se_resnet, se_resnet34, SeResidualUnit};
 pub use small::{chollet_mnist, fashion_course, geron_fashion};
+pub use unet::{unet, UNet};
 pub use vgg::vgg16;
 pub use xception::xception;

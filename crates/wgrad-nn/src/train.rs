@@ -21,7 +21,8 @@ use crate::{Ctx, Error, Layer, Loss, Optimizer, Result};
 pub struct EpochLog {
     pub epoch: usize,
     pub loss: f32,
-    /// Fraction of samples whose arg-max prediction equals the label (classification losses).
+    /// Fraction of samples (of pixels, for masks) whose arg-max prediction equals the label
+    /// (classification losses).
     pub accuracy: Option<f32>,
     /// Fraction of samples whose label is among the `k` highest scores
     /// ([`Trainer::top_k_accuracy`]; Keras's `sparse_top_k_categorical_accuracy`).
@@ -248,6 +249,8 @@ struct Sums {
     /// `k` and the count of samples whose label is among the top `k` scores.
     top_k: Option<(usize, Tensor)>,
     samples: usize,
+    /// Labelled positions: the samples, or every pixel of per-pixel labels.
+    positions: usize,
 }
 
 /// One reading of [`Sums`].
@@ -268,6 +271,7 @@ impl Sums {
                 None => None,
             },
             samples: 0,
+            positions: 0,
         })
     }
 
@@ -283,9 +287,11 @@ impl Sums {
             self.correct = self
                 .correct
                 .add(&hit.to_dtype(DType::F32)?.sum(&[], false)?.reshape(&[1])?)?;
+            self.positions += l.numel();
             if let Some((k, count)) = &mut self.top_k {
                 // In the top k when fewer than k scores beat the label's own score.
-                let c = pred.shape()[1];
+                let c = pred.shape()[pred.shape().len() - 1];
+                let pred = pred.reshape(&[l.numel(), c])?;
                 let own = pred
                     .mul(&wgrad_graph::ops::one_hot(l, c)?)?
                     .sum(&[-1], true)?;
@@ -307,10 +313,11 @@ impl Sums {
         }
         let v = Tensor::concat(&parts, 0)?.to_vec::<f32>()?;
         let n = self.samples.max(1) as f32;
+        let p = self.positions.max(1) as f32;
         Ok(Reading {
             loss: v[0] / n,
-            accuracy: v[1] / n,
-            top_k: v.get(2).map(|c| c / n),
+            accuracy: v[1] / p,
+            top_k: v.get(2).map(|c| c / p),
         })
     }
 }
@@ -388,7 +395,7 @@ impl<M: Layer> Trainer<M> {
     /// Uploads a host batch; returns the images and the loss's targets.
     fn upload(&self, dev: &Device, b: &Batch) -> Result<(Tensor, Tensor, Tensor)> {
         let x = Tensor::from_slice(dev, &b.images, &b.shape)?;
-        let labels = Tensor::from_slice(dev, &b.labels, &[b.labels.len()])?;
+        let labels = Tensor::from_slice(dev, &b.labels, &b.label_shape)?;
         if self.losses.len() != 1 {
             return Err(Error::Input {
                 what: "fit",
