@@ -255,3 +255,196 @@ fn box_iou_matches_the_definition() {
     assert!(box_iou(&wrong, &wrong).is_err());
     dev.sync().unwrap();
 }
+
+/// Keras's class_weight on the sparse cross-entropy: mean over positions of w[label]·CE, from
+/// logits and from probabilities, against f64; wrong lengths and losses are typed errors.
+#[test]
+fn class_weighted_cross_entropy_matches_f64() {
+    let dev = common::device();
+    let mut rng = Rng::new(21);
+    let (n, h, w, c) = (2, 3, 4, 3);
+    let m = n * h * w;
+    let logits = rng.vec(m * c, -2.0, 2.0);
+    let labels: Vec<u32> = (0..m).map(|_| (rng.next_u64() % c as u64) as u32).collect();
+    let weights = [0.2f32, 1.0, 3.5];
+    let lt = Tensor::from_slice(&dev, &labels, &[n, h, w]).unwrap();
+    let mut want = 0f64;
+    let mut want_p = 0f64;
+    let mut probs = Vec::new();
+    for (row, &l) in logits.chunks(c).zip(&labels) {
+        let mx = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+        let z: f64 = row.iter().map(|&v| (v as f64 - mx).exp()).sum();
+        let logp = row[l as usize] as f64 - mx - z.ln();
+        want += weights[l as usize] as f64 * -logp;
+        let p: Vec<f32> = row
+            .iter()
+            .map(|&v| ((v as f64 - mx).exp() / z) as f32)
+            .collect();
+        want_p += weights[l as usize] as f64 * -(p[l as usize] as f64).ln();
+        probs.extend(p);
+    }
+    let (want, want_p) = (want / m as f64, want_p / m as f64);
+    let x = wgrad::graph::Var::new(Tensor::from_slice(&dev, &logits, &[n, h, w, c]).unwrap());
+    let got = Loss::sparse_categorical_crossentropy(true)
+        .compute_class_weighted(&x, &lt, &weights)
+        .unwrap();
+    let got = got.value().to_vec::<f32>().unwrap()[0] as f64;
+    assert!((got - want).abs() < 1e-5 * want, "{got} vs {want}");
+    let p = wgrad::graph::Var::new(Tensor::from_slice(&dev, &probs, &[n, h, w, c]).unwrap());
+    let got_p = Loss::sparse_categorical_crossentropy(false)
+        .compute_class_weighted(&p, &lt, &weights)
+        .unwrap();
+    let got_p = got_p.value().to_vec::<f32>().unwrap()[0] as f64;
+    assert!(
+        (got_p - want_p).abs() < 1e-5 * want_p,
+        "{got_p} vs {want_p}"
+    );
+    // Unit weights are the plain loss.
+    let plain = Loss::sparse_categorical_crossentropy(true)
+        .compute(&x, &lt)
+        .unwrap()
+        .value()
+        .to_vec::<f32>()
+        .unwrap()[0];
+    let ones = Loss::sparse_categorical_crossentropy(true)
+        .compute_class_weighted(&x, &lt, &[1.0; 3])
+        .unwrap()
+        .value()
+        .to_vec::<f32>()
+        .unwrap()[0];
+    assert!((plain - ones).abs() < 1e-6);
+    let e = Loss::sparse_categorical_crossentropy(true)
+        .compute_class_weighted(&x, &lt, &[1.0; 2])
+        .unwrap_err();
+    assert!(e.to_string().contains("one per class"), "{e}");
+    assert!(Loss::MeanSquaredError
+        .compute_class_weighted(&x, &lt, &weights)
+        .is_err());
+    dev.sync().unwrap();
+}
+
+/// The whole U-Net's input gradient (encoder, both skips, transposed convolutions, the
+/// concatenations) against central finite differences of `sum(logits · r)` in f64-accumulated
+/// f32, at a sample of input positions; inference mode so batch norm is a fixed affine map.
+#[test]
+fn unet_input_gradient_matches_finite_differences() {
+    use wgrad::graph::{ops, Var};
+    use wgrad::nn::Ctx;
+    let dev = common::device();
+    let mut m = wgrad::models::unet(&dev, [8, 8, 2], 3, 2, 4).unwrap();
+    let mut rng = Rng::new(3);
+    let xv = rng.vec(8 * 8 * 2, -1.0, 1.0);
+    let rv = rng.vec(8 * 8 * 3, -1.0, 1.0);
+    let r = Tensor::from_slice(&dev, &rv, &[1, 8, 8, 3]).unwrap();
+    let mut f = |x: &[f32], grad: bool| -> (f64, Option<Vec<f32>>) {
+        let t = Tensor::from_slice(&dev, x, &[1, 8, 8, 2]).unwrap();
+        let xvar = if grad { Var::param(t) } else { Var::new(t) };
+        let mut ctx = Ctx::new(false, 0);
+        ctx.fold = false;
+        let y = m.forward(&xvar, &mut ctx).unwrap();
+        let l = ops::sum(&ops::mul(&y, &Var::new(r.clone())).unwrap(), &[]).unwrap();
+        let v = l.value().to_vec::<f32>().unwrap()[0] as f64;
+        if grad {
+            l.backward().unwrap();
+            (v, Some(xvar.grad().unwrap().to_vec::<f32>().unwrap()))
+        } else {
+            (v, None)
+        }
+    };
+    let (_, g) = f(&xv, true);
+    let g = g.unwrap();
+    let eps = 1e-3f32;
+    let mut worst = 0f64;
+    for i in (0..xv.len()).step_by(7) {
+        let mut a = xv.clone();
+        a[i] += eps;
+        let mut b = xv.clone();
+        b[i] -= eps;
+        let num = (f(&a, false).0 - f(&b, false).0) / (2.0 * eps as f64);
+        let err = (num - g[i] as f64).abs() / (num.abs().max(g[i].abs() as f64).max(1e-1));
+        worst = worst.max(err);
+    }
+    // ReLU kinks within ±eps can move a difference; a wrong skip or transposed-conv gradient
+    // is off by order one.
+    assert!(worst < 5e-2, "worst relative error {worst}");
+    dev.sync().unwrap();
+}
+
+/// A class + box model trains through `fit` from one loader: the sparse loss gets the
+/// labels, the MSE the float targets; accuracy is the class head's. Geometric augmentation
+/// with float targets is refused, and float losses without targets are typed errors.
+#[test]
+fn fit_feeds_labels_and_box_targets_to_two_heads() {
+    use wgrad::data::Transform;
+    use wgrad::nn::layers::{Dense, Flatten};
+    use wgrad::nn::{predict_multi, Act, Functional};
+    let dev = common::device();
+    // Class = which half holds the bright pixel; box target = that pixel's cell.
+    let mut rng = Rng::new(8);
+    let (mut images, mut labels, mut boxes) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..96 {
+        let p = (rng.next_u64() % 16) as usize;
+        let mut img = vec![0f32; 16];
+        img[p] = 1.0;
+        images.extend(img);
+        labels.push((p % 4 >= 2) as u32);
+        let (y, x) = ((p / 4) as f32 / 4.0, (p % 4) as f32 / 4.0);
+        boxes.extend([y, x, y + 0.25, x + 0.25]);
+    }
+    let ds = Dataset::new(images, [4, 4, 1], labels, 2)
+        .unwrap()
+        .with_targets(boxes, &[4])
+        .unwrap();
+    let mut g = Functional::new(&dev).seed(3);
+    let x = g.input(&[4, 4, 1]);
+    let h = g.apply_named("flat", Flatten::new(), x).unwrap();
+    let h = g
+        .apply_named("fc", Dense::new(32).activation(Act::Relu), h)
+        .unwrap();
+    let c = g
+        .apply_named("class_head", Dense::new(2).activation(Act::Softmax), h)
+        .unwrap();
+    let b = g
+        .apply_named("box_head", Dense::new(4).activation(Act::Sigmoid), h)
+        .unwrap();
+    g.outputs(&[c, b]);
+    let mut t = Trainer::multi_output(
+        g,
+        Optimizer::adam(1e-2),
+        vec![
+            (Loss::sparse_categorical_crossentropy(false), 0.8),
+            (Loss::MeanSquaredError, 0.2),
+        ],
+    );
+    let loader = DataLoader::new(ds.clone(), 16).shuffle(true);
+    let h = t
+        .fit(&loader, FitOptions::epochs(30).verbose(false))
+        .unwrap();
+    let last = h.epochs.last().unwrap();
+    assert!(last.loss < 0.2 * h.epochs[0].loss, "{:?}", h.epochs[0]);
+    assert!(last.accuracy.unwrap() > 0.95, "{last:?}");
+    let xs = Tensor::from_slice(&dev, ds.images(), &[96, 4, 4, 1]).unwrap();
+    let outs = predict_multi(&mut t.model, &xs, 32).unwrap();
+    let truth = Tensor::from_slice(&dev, ds.targets(), &[96, 4]).unwrap();
+    let mut iou = BoxIou::new(&dev).unwrap();
+    iou.update(&outs[1], &truth).unwrap();
+    assert!(iou.result().unwrap() > 0.5, "{}", iou.result().unwrap());
+    // The evaluated loss is the same weighted sum, here against the trained model.
+    let e = t.evaluate(&DataLoader::new(ds.clone(), 32)).unwrap();
+    assert!(
+        (e.loss - last.loss).abs() < 0.5 * last.loss.max(0.02),
+        "{e:?}"
+    );
+
+    let flipping = DataLoader::new(ds.clone(), 16).transform(Transform::random_horizontal_flip());
+    let err = t
+        .fit(&flipping, FitOptions::epochs(1).verbose(false))
+        .unwrap_err();
+    assert!(err.to_string().contains("float targets"), "{err}");
+    let plain = Dataset::new(vec![0.0; 16 * 4], [4, 4, 1], vec![0; 4], 2).unwrap();
+    // fit continues from the epochs done, so ask for one more.
+    let more = FitOptions::epochs(t.epochs_done() + 1).verbose(false);
+    let err = t.fit(&DataLoader::new(plain, 4), more).unwrap_err();
+    assert!(err.to_string().contains("with_targets"), "{err}");
+    dev.sync().unwrap();
+}

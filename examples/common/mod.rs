@@ -239,3 +239,40 @@ pub fn train<M: Layer>(
     }
     Ok(())
 }
+
+/// Writes an RGB image as a PNG through a temporary file renamed into place, so an
+/// interrupted run never leaves half a picture.
+pub fn save_png(
+    path: &Path,
+    rgb: Vec<u8>,
+    w: u32,
+    h: u32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let img = image::RgbImage::from_raw(w, h, rgb).ok_or("image buffer of the wrong size")?;
+    let tmp = path.with_extension("png.partial");
+    img.save_with_format(&tmp, image::ImageFormat::Png)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// A distinct colour per class, class 0 (background) black.
+pub fn class_colour(class: u32) -> [u8; 3] {
+    const P: [[u8; 3]; 12] = [
+        [0, 0, 0],
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+        [250, 190, 190],
+        [0, 128, 128],
+    ];
+    P[class as usize % P.len()]
+}

@@ -24,6 +24,9 @@ pub struct Dataset {
     labels: Vec<u32>,
     /// Labels per sample: `[]` for one class, `[H, W]` for a mask.
     label_shape: Vec<usize>,
+    /// Float targets per sample (a box: `[4]`), back to back; empty when there are none.
+    targets: Vec<f32>,
+    target_shape: Vec<usize>,
     shape: [usize; 3],
     num_classes: usize,
     class_names: Option<Vec<String>>,
@@ -65,6 +68,8 @@ impl Dataset {
             images,
             labels,
             label_shape: Vec::new(),
+            targets: Vec::new(),
+            target_shape: Vec::new(),
             shape: image_shape,
             num_classes,
             class_names: None,
@@ -111,6 +116,49 @@ impl Dataset {
         ds.labels = masks;
         ds.label_shape = vec![h, w];
         Ok(ds)
+    }
+
+    /// Attaches float targets, `shape` per sample (a box: `[4]`), beside the labels: what a
+    /// second output's loss trains against (Keras's `fit(x, [labels, boxes])`). Fails with
+    /// [`Error::Invalid`] unless there are exactly `len()·prod(shape)` values, all finite.
+    pub fn with_targets(mut self, targets: Vec<f32>, shape: &[usize]) -> Result<Self> {
+        let per: usize = shape.iter().product();
+        if shape.is_empty() || per == 0 || targets.len() != per * self.len() {
+            return Err(Error::Invalid {
+                reason: format!(
+                    "{} target values for {} samples of target shape {shape:?}",
+                    targets.len(),
+                    self.len()
+                ),
+            });
+        }
+        if let Some(i) = targets.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Invalid {
+                reason: format!("target {} of sample {} is {}", i % per, i / per, targets[i]),
+            });
+        }
+        self.targets = targets;
+        self.target_shape = shape.to_vec();
+        Ok(self)
+    }
+
+    /// Float targets per sample (`[]` when the set has none).
+    pub fn target_shape(&self) -> &[usize] {
+        &self.target_shape
+    }
+
+    /// Every sample's float targets back to back (empty when there are none).
+    pub fn targets(&self) -> &[f32] {
+        &self.targets
+    }
+
+    /// Sample `i`'s float targets (empty when the set has none).
+    pub fn targets_of(&self, i: usize) -> &[f32] {
+        let t: usize = self.target_shape.iter().product();
+        if self.targets.is_empty() {
+            return &[];
+        }
+        &self.targets[i * t..(i + 1) * t]
     }
 
     /// Attaches human-readable class names (index = class id).
@@ -193,14 +241,18 @@ impl Dataset {
         let l = self.label_len();
         let mut images = Vec::with_capacity(indices.len() * n);
         let mut labels = Vec::with_capacity(indices.len() * l);
+        let mut targets = Vec::new();
         for &i in indices {
             images.extend_from_slice(&self.images[i * n..(i + 1) * n]);
             labels.extend_from_slice(&self.labels[i * l..(i + 1) * l]);
+            targets.extend_from_slice(self.targets_of(i));
         }
         Dataset {
             images,
             labels,
             label_shape: self.label_shape.clone(),
+            targets,
+            target_shape: self.target_shape.clone(),
             shape: self.shape,
             num_classes: self.num_classes,
             class_names: self.class_names.clone(),
@@ -228,6 +280,8 @@ impl Dataset {
         let n = n.min(self.len());
         self.images.truncate(n * self.image_len());
         self.labels.truncate(n * self.label_len());
+        self.targets
+            .truncate(n * self.target_shape.iter().product::<usize>());
         self
     }
 
@@ -333,6 +387,8 @@ impl Dataset {
             images,
             labels: self.labels.clone(),
             label_shape: self.label_shape.clone(),
+            targets: self.targets.clone(),
+            target_shape: self.target_shape.clone(),
             shape: new_shape,
             num_classes: self.num_classes,
             class_names: self.class_names.clone(),

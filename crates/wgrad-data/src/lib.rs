@@ -46,6 +46,8 @@
 //! # Ok::<(), wgrad_data::Error>(())
 //! ```
 
+pub mod annotations;
+pub mod canvas;
 pub mod cifar;
 mod dataset;
 pub mod download;
@@ -58,6 +60,8 @@ pub mod rng;
 pub mod search;
 pub mod transform;
 
+pub use annotations::yolo_folder;
+pub use canvas::{compose, CanvasOptions, Canvases, Placed};
 pub use cifar::{cifar10, cifar100, Cifar100Label};
 pub use dataset::{Dataset, Split};
 pub use error::{Error, Result};

@@ -28,6 +28,9 @@ pub struct Batch {
     pub labels: Vec<u32>,
     /// The labels' shape: `[N]` or `[N, H, W]`.
     pub label_shape: Vec<usize>,
+    /// Float targets (boxes), `target_shape = [N, …]`; both empty when the set has none.
+    pub targets: Vec<f32>,
+    pub target_shape: Vec<usize>,
 }
 
 impl Batch {
@@ -112,6 +115,12 @@ impl DataLoader {
         );
         Arc::make_mut(&mut self.transforms).push(t);
         self
+    }
+
+    /// Whether some transform moves pixels (a flip, a crop): float targets such as boxes
+    /// would no longer describe the image, so training refuses that combination.
+    pub fn moves_pixels(&self) -> bool {
+        self.transforms.iter().any(Transform::is_geometric)
     }
 
     pub fn dataset(&self) -> &Dataset {
@@ -248,11 +257,24 @@ impl Plan {
         }
         let mut label_shape = vec![idx.len()];
         label_shape.extend_from_slice(self.dataset.label_shape());
+        let targets: Vec<f32> = idx
+            .iter()
+            .flat_map(|&i| self.dataset.targets_of(i).iter().copied())
+            .collect();
+        let target_shape = if self.dataset.target_shape().is_empty() {
+            Vec::new()
+        } else {
+            let mut t = vec![idx.len()];
+            t.extend_from_slice(self.dataset.target_shape());
+            t
+        };
         Batch {
             images,
             shape: [idx.len(), shape[0], shape[1], shape[2]],
             labels,
             label_shape,
+            targets,
+            target_shape,
         }
     }
 }

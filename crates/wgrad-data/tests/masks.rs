@@ -180,3 +180,43 @@ fn masks_follow_their_images_through_flips_and_crops() {
     assert!(Dataset::with_masks(vec![0.0; 8], [2, 2, 1], vec![0; 7], 2).is_err());
     assert!(Dataset::with_masks(vec![0.0; 4], [2, 2, 1], vec![0, 1, 2, 0], 2).is_err());
 }
+
+#[test]
+fn yolo_text_labels_read_as_pixel_boxes() {
+    use wgrad_data::yolo_folder;
+    let dir = TempDir::new("yolo-labels");
+    let root = dir.path();
+    dir.write("images/a.png", &rgb_png(8, 4, 50));
+    dir.write("images/b.png", &rgb_png(8, 4, 60));
+    dir.write(
+        "labels/a.txt",
+        b"1 0.5 0.5 0.25 0.5\n\n2 0.125 0.25 0.25 0.5\n",
+    );
+    // b has no label file: an image without objects.
+    let set = yolo_folder(root.join("images"), root.join("labels"), [8, 16], 3).unwrap();
+    assert_eq!((set.len(), set.shape), (2, [8, 16, 3]));
+    let a = &set.objects[0];
+    assert_eq!(a.len(), 2);
+    assert_eq!((a[0].class, a[0].bbox), (1, [2.0, 6.0, 6.0, 10.0]));
+    assert_eq!((a[1].class, a[1].bbox), (2, [0.0, 0.0, 4.0, 4.0]));
+    assert!(set.objects[1].is_empty());
+    for (text, needle) in [
+        ("1 0.5 0.5 0.25\n", "5 fields"),
+        ("x 0.5 0.5 0.2 0.2\n", "class"),
+        ("3 0.5 0.5 0.2 0.2\n", "not below 3"),
+        ("1 0.5 nan? 0.2 0.2\n", "not a number"),
+        ("1 0.5 1.5 0.2 0.2\n", "outside [0, 1]"),
+    ] {
+        dir.write("labels/a.txt", text.as_bytes());
+        match yolo_folder(root.join("images"), root.join("labels"), [8, 16], 3) {
+            Err(Error::Format { path, reason }) => {
+                assert!(path.ends_with("labels/a.txt"), "{path:?}");
+                assert!(
+                    reason.contains(needle) && reason.contains("line 1"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+}

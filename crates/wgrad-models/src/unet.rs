@@ -50,6 +50,7 @@ pub struct UNet {
     levels: usize,
     filters: usize,
     up_kernels: Vec<usize>,
+    widths: Option<Vec<usize>>,
 }
 
 impl UNet {
@@ -58,7 +59,16 @@ impl UNet {
             levels,
             filters,
             up_kernels: vec![2; levels],
+            widths: None,
         }
+    }
+
+    /// Channels per level, level 1 first, then the bottleneck (`levels + 1` numbers) instead
+    /// of `filters` doubling per level: the deep levels see few pixels, so widening them
+    /// (where the classes are told apart) costs little next to the full-resolution level.
+    pub fn widths(mut self, widths: &[usize]) -> UNet {
+        self.widths = Some(widths.to_vec());
+        self
     }
 
     /// The transposed convolutions' windows, level 1 (the outermost, `up1`) first.
@@ -94,17 +104,27 @@ impl UNet {
                 self.up_kernels
             )));
         }
+        let widths = match &self.widths {
+            Some(w) if w.len() == levels + 1 && !w.contains(&0) => w.clone(),
+            Some(w) => {
+                return Err(config(format!(
+                    "{} widths {w:?} for {levels} levels: give one per level and one for the bottleneck, all positive",
+                    w.len()
+                )))
+            }
+            None => (0..=levels).map(|l| filters << l).collect(),
+        };
         let mut g = Functional::new(dev);
         let mut h = g.input(&input);
         let mut skips = Vec::new();
         for level in 1..=levels {
-            h = block(&mut g, h, filters << (level - 1), &format!("enc{level}"))?;
+            h = block(&mut g, h, widths[level - 1], &format!("enc{level}"))?;
             skips.push(h);
             h = g.apply_named(&format!("pool{level}"), MaxPool2D::new(2), h)?;
         }
-        h = block(&mut g, h, filters << levels, "bottleneck")?;
+        h = block(&mut g, h, widths[levels], "bottleneck")?;
         for level in (1..=levels).rev() {
-            let f = filters << (level - 1);
+            let f = widths[level - 1];
             h = g.apply_named(
                 &format!("up{level}"),
                 Conv2DTranspose::new(f, self.up_kernels[level - 1])

@@ -36,6 +36,7 @@ mod plot;
 mod sequential;
 mod summary;
 mod train;
+pub mod yolo;
 
 pub use checkpoint::{load_weights, save_weights};
 pub use error::{Error, Result};
@@ -48,6 +49,7 @@ pub use optim::{Optimizer, Schedule};
 pub use param::{Initializer, Param, WeightLayout};
 pub use sequential::Sequential;
 pub use train::{
-    decode_predictions, predict, Callback, Control, EarlyStopping, EpochLog, FitOptions, History,
-    ModelCheckpoint, Trainer,
+    decode_predictions, predict, predict_multi, Callback, Control, EarlyStopping, EpochLog,
+    FitOptions, History, ModelCheckpoint, Trainer,
 };
+pub use yolo::{Detected, YoloGrid};

@@ -33,6 +33,15 @@ pub enum Loss {
     Huber {
         delta: f32,
     },
+    /// YOLO's grid loss for a head of `anchors·(5 + classes)` channels (see
+    /// [`crate::yolo`]): the target `[N, S_h, S_w, 3·channels]` holds the values, the
+    /// squared-error weights and the cross-entropy weights that [`crate::YoloGrid::encode`]
+    /// writes (the λ weights live in the target). Summed over cells and divided by the batch
+    /// size.
+    Yolo {
+        anchors: u32,
+        classes: u32,
+    },
 }
 
 impl Loss {
@@ -53,6 +62,7 @@ impl Loss {
             Loss::MeanSquaredError => "mean_squared_error",
             Loss::MeanAbsoluteError => "mean_absolute_error",
             Loss::Huber { .. } => "huber",
+            Loss::Yolo { .. } => "yolo",
         }
     }
 
@@ -103,6 +113,9 @@ impl Loss {
             Loss::MeanAbsoluteError => {
                 ops::mean(&ops::unary(&ops::sub(pred, &t())?, UnaryOp::Abs)?, &[])?
             }
+            Loss::Yolo { anchors, classes } => {
+                yolo(pred, target, anchors as usize, classes as usize)?
+            }
             Loss::Huber { delta } => {
                 // q = min(|d|, δ): 0.5·q² + δ·(|d| − q) is 0.5·d² inside δ and δ(|d| − δ/2) beyond.
                 let a = ops::unary(&ops::sub(pred, &t())?, UnaryOp::Abs)?;
@@ -112,6 +125,55 @@ impl Loss {
                 ops::mean(&ops::add(&quad, &lin)?, &[])?
             }
         })
+    }
+
+    /// Keras's `fit(class_weight=…)` for the sparse cross-entropy: each position's loss is
+    /// multiplied by the weight of its true class, then averaged over the positions (Keras's
+    /// "sum over batch size" reduction, so weights also scale the loss). A segmentation with
+    /// a dominant background uses it to make the rare classes count.
+    pub fn compute_class_weighted(
+        &self,
+        pred: &Var,
+        target: &Tensor,
+        class_weight: &[f32],
+    ) -> Result<Var> {
+        let Loss::SparseCategoricalCrossentropy { from_logits } = *self else {
+            return Err(Error::Input {
+                what: "class_weight",
+                reason: format!(
+                    "applies to sparse_categorical_crossentropy with class labels, not {}",
+                    self.name()
+                ),
+            });
+        };
+        self.check(pred, target)?;
+        let shape = pred.shape();
+        let c = shape[shape.len() - 1];
+        if class_weight.len() != c {
+            return Err(Error::Input {
+                what: "class_weight",
+                reason: format!(
+                    "{} weights for {c} classes: give one per class",
+                    class_weight.len()
+                ),
+            });
+        }
+        let rows = shape.iter().product::<usize>() / c.max(1);
+        let p = ops::reshape(pred, &[rows, c])?;
+        let onehot = ops::one_hot(&target.reshape(&[rows])?, c)?;
+        let logp = if from_logits {
+            ops::log_softmax(&p, -1)?
+        } else {
+            ops::log(&ops::unary(&p, UnaryOp::Clip(EPSILON, 1.0 - EPSILON))?)?
+        };
+        let per_row = ops::neg(&ops::sum(
+            &ops::mul(&logp, &Var::new(onehot.clone()))?,
+            &[-1],
+        )?)?;
+        // w[label] for every row, as one-hot · weights on the device.
+        let w = Tensor::from_slice(onehot.device(), class_weight, &[c, 1])?;
+        let row_w = onehot.matmul(&w)?.reshape(&[rows])?;
+        Ok(ops::mean(&ops::mul(&per_row, &Var::new(row_w))?, &[])?)
     }
 
     fn check(&self, pred: &Var, target: &Tensor) -> Result<()> {
@@ -138,6 +200,22 @@ impl Loss {
                     target.shape()
                 ));
             }
+        } else if let Loss::Yolo { anchors, classes } = *self {
+            let ch = anchors as usize * (5 + classes as usize);
+            let p = pred.shape();
+            let mut want = p.to_vec();
+            if let Some(last) = want.last_mut() {
+                *last *= 3;
+            }
+            if p.len() != 4 || p[3] != ch || target.dtype() != DType::F32 || target.shape() != want
+            {
+                return bad(format!(
+                    "yolo needs a head output [N, S, S, {ch}] and its encoded f32 target [N, S, S, {}], got {p:?} and {:?} {:?}",
+                    3 * ch,
+                    target.dtype(),
+                    target.shape()
+                ));
+            }
         } else if target.dtype() != DType::F32 || target.shape() != pred.shape() {
             return bad(format!(
                 "{} needs f32 targets of the prediction's shape {:?}, got {:?} {:?}",
@@ -149,6 +227,34 @@ impl Loss {
         }
         Ok(())
     }
+}
+
+/// YOLO's loss from the encoded target: squared error on the coordinates (σ on the centre
+/// offsets), binary cross-entropy with logits on objectness and classes, each weighted by the
+/// target's masks, summed and divided by the batch.
+fn yolo(pred: &Var, target: &Tensor, anchors: usize, classes: usize) -> Result<Var> {
+    let per = 5 + classes;
+    let ch = anchors * per;
+    let t = Var::new(target.slice(-1, 0, ch)?);
+    let w_sq = Var::new(target.slice(-1, ch, 2 * ch)?);
+    let w_bce = Var::new(target.slice(-1, 2 * ch, 3 * ch)?);
+    // 1 on each anchor's two centre offsets: those are compared after a sigmoid.
+    let centre: Vec<f32> = (0..ch)
+        .map(|k| if k % per < 2 { 1.0 } else { 0.0 })
+        .collect();
+    let centre = Var::new(Tensor::from_slice(target.device(), &centre, &[ch])?);
+    let sig = ops::unary(pred, UnaryOp::Sigmoid)?;
+    let mixed = ops::add(pred, &ops::mul(&centre, &ops::sub(&sig, pred)?)?)?;
+    let sq = ops::mul(&w_sq, &ops::square(&ops::sub(&mixed, &t)?)?)?;
+    // max(x, 0) − x·t + log(1 + e^−|x|), as the binary cross-entropy from logits.
+    let x = pred;
+    let bce = ops::add(
+        &ops::sub(&ops::relu(x)?, &ops::mul(x, &t)?)?,
+        &ops::unary(&ops::neg(&ops::unary(x, UnaryOp::Abs)?)?, UnaryOp::Softplus)?,
+    )?;
+    let total = ops::add(&sq, &ops::mul(&w_bce, &bce)?)?;
+    let n = pred.shape()[0].max(1) as f32;
+    Ok(ops::mul_scalar(&ops::sum(&total, &[])?, 1.0 / n)?)
 }
 
 /// −Σ t·log(clip(p)) per sample, averaged over the batch.

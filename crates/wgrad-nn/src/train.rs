@@ -331,6 +331,7 @@ pub struct Trainer<M: Layer> {
     steps: u64,
     epochs_done: usize,
     top_k: Option<usize>,
+    class_weight: Option<Vec<f32>>,
 }
 
 impl<M: Layer> Trainer<M> {
@@ -340,8 +341,10 @@ impl<M: Layer> Trainer<M> {
     }
 
     /// A model with several outputs, each with its loss and weight (Keras's
-    /// `compile(loss=[…], loss_weights=[…])`): the step minimises Σ weight·loss. Train it with
-    /// [`Trainer::train_step_multi`]; `fit` and `evaluate` take single-output models.
+    /// `compile(loss=[…], loss_weights=[…])`): the step minimises Σ weight·loss. `fit` and
+    /// `evaluate` feed a sparse loss the loader's labels and any other loss its float targets
+    /// (`Dataset::with_targets`); accuracy is the first output's. Steps on device tensors:
+    /// [`Trainer::train_step_multi`].
     pub fn multi_output(model: M, optimizer: Optimizer, losses: Vec<(Loss, f32)>) -> Trainer<M> {
         Trainer {
             model,
@@ -351,12 +354,21 @@ impl<M: Layer> Trainer<M> {
             steps: 0,
             epochs_done: 0,
             top_k: None,
+            class_weight: None,
         }
     }
 
     /// The seed of dropout masks and other per-step randomness.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// Keras's `fit(class_weight=…)`: the (first) sparse cross-entropy weighs each position
+    /// by its true class's weight during training (`evaluate` reports the plain loss, as
+    /// Keras's does). One weight per class.
+    pub fn class_weight(mut self, weights: &[f32]) -> Self {
+        self.class_weight = Some(weights.to_vec());
         self
     }
 
@@ -392,32 +404,68 @@ impl<M: Layer> Trainer<M> {
         )
     }
 
-    /// Uploads a host batch; returns the images and the loss's targets.
-    fn upload(&self, dev: &Device, b: &Batch) -> Result<(Tensor, Tensor, Tensor)> {
+    /// Uploads a host batch; returns the images, each loss's targets and the class labels.
+    /// A sparse loss trains against the batch's labels (classes or masks), any other loss
+    /// against its float targets (boxes: [`Dataset::with_targets`](wgrad_data::Dataset)),
+    /// so a class + box model trains from one loader as Keras's `fit(x, [y, boxes])`.
+    fn upload(&self, dev: &Device, b: &Batch) -> Result<(Tensor, Vec<Tensor>, Tensor)> {
         let x = Tensor::from_slice(dev, &b.images, &b.shape)?;
         let labels = Tensor::from_slice(dev, &b.labels, &b.label_shape)?;
-        if self.losses.len() != 1 {
+        let mut floats: Option<Tensor> = None;
+        let mut targets = Vec::with_capacity(self.losses.len());
+        for (loss, _) in &self.losses {
+            if loss.sparse() {
+                targets.push(labels.clone());
+                continue;
+            }
+            if b.target_shape.is_empty() {
+                return Err(Error::Input {
+                    what: "fit",
+                    reason: format!(
+                        "{} needs float targets and the loader's data set has only class labels: attach them with Dataset::with_targets, or use sparse_categorical_crossentropy",
+                        loss.name()
+                    ),
+                });
+            }
+            if floats.is_none() {
+                floats = Some(Tensor::from_slice(dev, &b.targets, &b.target_shape)?);
+            }
+            targets.push(floats.clone().expect("uploaded above"));
+        }
+        Ok((x, targets, labels))
+    }
+
+    /// Σ weight·loss over the outputs; the class weights apply to the first output in
+    /// training only, as Keras's `fit(class_weight=…)`.
+    fn total_loss(&self, preds: &[Var], targets: &[Tensor], training: bool) -> Result<Var> {
+        if preds.len() != self.losses.len() || targets.len() != self.losses.len() {
             return Err(Error::Input {
-                what: "fit",
+                what: "train_step",
                 reason: format!(
-                    "a DataLoader feeds single-output models; this one has {} losses (use train_step_multi)",
+                    "the model has {} outputs, {} targets were given, and {} losses compiled",
+                    preds.len(),
+                    targets.len(),
                     self.losses.len()
                 ),
             });
         }
-        let target = match self.loss() {
-            Loss::SparseCategoricalCrossentropy { .. } => labels.clone(),
-            _ => {
-                return Err(Error::Input {
-                    what: "fit",
-                    reason: format!(
-                        "{} needs float targets of the prediction's shape, and a DataLoader gives class labels: use sparse_categorical_crossentropy, or call train_step with the targets",
-                        self.loss().name()
-                    ),
-                })
+        let mut total: Option<Var> = None;
+        for (i, ((pred, target), (loss, weight))) in
+            preds.iter().zip(targets).zip(&self.losses).enumerate()
+        {
+            let mut l = match &self.class_weight {
+                Some(cw) if i == 0 && training => loss.compute_class_weighted(pred, target, cw)?,
+                _ => loss.compute(pred, target)?,
+            };
+            if *weight != 1.0 {
+                l = ops::mul_scalar(&l, *weight)?;
             }
-        };
-        Ok((x, target, labels))
+            total = Some(match total {
+                Some(t) => ops::add(&t, &l)?,
+                None => l,
+            });
+        }
+        total.ok_or_else(|| Error::config("Trainer", "no loss"))
     }
 
     /// One training step on device tensors: forward, loss, backward, optimizer update.
@@ -444,28 +492,7 @@ impl<M: Layer> Trainer<M> {
         let mut ctx = Ctx::new(true, splitmix(self.seed ^ splitmix(self.steps)));
         let xs: Vec<Var> = inputs.iter().map(|x| Var::new(x.clone())).collect();
         let preds = self.model.forward_multi(&xs, &mut ctx)?;
-        if preds.len() != self.losses.len() {
-            return Err(Error::Input {
-                what: "train_step",
-                reason: format!(
-                    "the model has {} outputs and {} losses",
-                    preds.len(),
-                    self.losses.len()
-                ),
-            });
-        }
-        let mut total: Option<Var> = None;
-        for ((pred, target), (loss, weight)) in preds.iter().zip(targets).zip(&self.losses) {
-            let mut l = loss.compute(pred, target)?;
-            if *weight != 1.0 {
-                l = ops::mul_scalar(&l, *weight)?;
-            }
-            total = Some(match total {
-                Some(t) => ops::add(&t, &l)?,
-                None => l,
-            });
-        }
-        let total = total.ok_or_else(|| Error::config("Trainer", "no loss"))?;
+        let total = self.total_loss(&preds, targets, true)?;
         total.backward()?;
         self.optimizer.step(self.model.params_mut())?;
         self.steps += 1;
@@ -479,6 +506,12 @@ impl<M: Layer> Trainer<M> {
     /// each; returns the history. The progress bar shows loss, accuracy and images/second.
     pub fn fit(&mut self, train: &DataLoader, mut opts: FitOptions<'_>) -> Result<History> {
         let dev = self.device()?;
+        if train.moves_pixels() && !train.dataset().target_shape().is_empty() {
+            return Err(Error::Input {
+                what: "fit",
+                reason: "the loader flips or crops its images, and its float targets (boxes) would no longer describe them: drop the geometric transforms, or move the targets yourself".into(),
+            });
+        }
         let mut history = History::default();
         let steps = opts
             .steps_per_epoch
@@ -516,9 +549,9 @@ impl<M: Layer> Trainer<M> {
             );
             let mut sums = self.sums(&dev)?;
             for (i, batch) in train.epoch(epoch as u64).take(steps).enumerate() {
-                let (x, target, labels) = self.upload(&dev, &batch)?;
-                let (loss, pred) = self.train_step(&x, &target)?;
-                sums.add(&loss, &pred, self.classifies().then_some(&labels))?;
+                let (x, targets, labels) = self.upload(&dev, &batch)?;
+                let (loss, preds) = self.train_step_multi(std::slice::from_ref(&x), &targets)?;
+                sums.add(&loss, &preds[0], self.classifies().then_some(&labels))?;
                 // Start the device on this step while the host records the next.
                 dev.flush();
                 let step = i + 1;
@@ -588,14 +621,14 @@ impl<M: Layer> Trainer<M> {
         let start = Instant::now();
         let mut sums = self.sums(&dev)?;
         for batch in data.epoch(0) {
-            let (x, target, labels) = self.upload(&dev, &batch)?;
+            let (x, targets, labels) = self.upload(&dev, &batch)?;
             no_grad(|| -> Result<()> {
                 let mut ctx = Ctx::new(false, 0);
-                let pred = self.model.forward(&Var::new(x), &mut ctx)?;
-                let loss = self.loss().compute(&pred, &target)?;
+                let preds = self.model.forward_multi(&[Var::new(x)], &mut ctx)?;
+                let loss = self.total_loss(&preds, &targets, false)?;
                 sums.add(
                     loss.value(),
-                    pred.value(),
+                    preds[0].value(),
                     self.classifies().then_some(&labels),
                 )
             })?;
@@ -705,6 +738,38 @@ pub fn predict(model: &mut dyn Layer, x: &Tensor, batch: usize) -> Result<Tensor
         }
         let refs: Vec<&Tensor> = outs.iter().collect();
         Ok(Tensor::concat(&refs, 0)?)
+    })
+}
+
+/// [`predict`] for a model with several outputs: one tensor per output, each over all of
+/// `x`'s samples.
+pub fn predict_multi(model: &mut dyn Layer, x: &Tensor, batch: usize) -> Result<Vec<Tensor>> {
+    let n = x.shape().first().copied().unwrap_or(0);
+    if n == 0 || batch == 0 {
+        return Err(Error::Input {
+            what: "predict",
+            reason: format!(
+                "needs a non-empty batch and batch size; got {n} samples, batch {batch}"
+            ),
+        });
+    }
+    no_grad(|| {
+        let mut outs: Vec<Vec<Tensor>> = Vec::new();
+        let mut ctx = Ctx::new(false, 0);
+        for s in (0..n).step_by(batch) {
+            let xs = x.slice(0, s, (s + batch).min(n))?;
+            let ys = model.forward_multi(&[Var::new(xs)], &mut ctx)?;
+            outs.resize_with(ys.len(), Vec::new);
+            for (o, y) in outs.iter_mut().zip(ys) {
+                o.push(y.into_value());
+            }
+        }
+        outs.iter()
+            .map(|parts| {
+                let refs: Vec<&Tensor> = parts.iter().collect();
+                Ok(Tensor::concat(&refs, 0)?)
+            })
+            .collect()
     })
 }
 

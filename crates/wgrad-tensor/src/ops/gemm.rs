@@ -25,11 +25,24 @@ const VN: u32 = 4;
 /// Invocations per workgroup. lavapipe runs 8 lanes per vector; 64 lets its threads take
 /// whole workgroups with little scheduling overhead.
 const WG: u32 = 64;
+/// Products at most 8 columns wide (a U-Net's first level, 8-channel convolutions and their
+/// input gradients): 16 columns per invocation would compute half of them on padding, so
+/// 8 columns by 32 rows keep the same 64 accumulators busy (U-Net step at 48², 8 filters:
+/// see docs/performance.md).
+const NARROW: Blocking = Blocking {
+    rm: 32,
+    vn: 2,
+    wg_n: 1,
+    wg_m: WG,
+};
 /// Widths a workgroup can have along N; the rest of its 64 invocations go along M, so a
 /// narrow product (a 10-class Dense layer, a 64-channel convolution) still fills its lanes.
 pub(crate) const WG_WIDTHS: [u32; 7] = [1, 2, 4, 8, 16, 32, 64];
 
 pub(crate) fn blocking_for(n: usize) -> Blocking {
+    if n <= (4 * NARROW.vn) as usize {
+        return NARROW;
+    }
     let invocations = n.div_ceil((4 * VN) as usize) as u32;
     let wg_n = WG_WIDTHS
         .into_iter()
@@ -45,12 +58,15 @@ pub(crate) fn blocking_for(n: usize) -> Blocking {
 
 /// Every blocking `blocking_for` can return (for variant enumeration).
 pub(crate) fn all_blockings() -> impl Iterator<Item = Blocking> {
-    WG_WIDTHS.into_iter().map(|wg_n| Blocking {
-        rm: RM,
-        vn: VN,
-        wg_n,
-        wg_m: WG / wg_n,
-    })
+    WG_WIDTHS
+        .into_iter()
+        .map(|wg_n| Blocking {
+            rm: RM,
+            vn: VN,
+            wg_n,
+            wg_m: WG / wg_n,
+        })
+        .chain([NARROW])
 }
 
 /// The `gemm_blocked` entry point as straight-line WGSL over named accumulators `c{i}_{j}`
