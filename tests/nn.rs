@@ -1213,14 +1213,25 @@ fn a_two_headed_model_trains_with_weighted_losses() {
         last < 0.1 * first.unwrap(),
         "weighted loss {first:?} -> {last}"
     );
-    // A DataLoader cannot feed it, and says why.
+    // A DataLoader without float targets cannot feed the MSE head, and says what to do;
+    // with the centres attached, fit trains both heads from it.
     let err = t
         .fit(
-            &DataLoader::new(data, 32),
+            &DataLoader::new(data.clone(), 32),
             FitOptions::epochs(1).verbose(false),
         )
         .unwrap_err();
-    assert!(err.to_string().contains("train_step_multi"), "{err}");
+    assert!(err.to_string().contains("with_targets"), "{err}");
+    let with = data.with_targets(centres, &[2]).unwrap();
+    let h = t
+        .fit(
+            &DataLoader::new(with, 32),
+            FitOptions::epochs(1).verbose(false),
+        )
+        .unwrap();
+    let e = &h.epochs[0];
+    assert!(e.loss < 0.2 * first.unwrap(), "{e:?}");
+    assert!(e.accuracy.unwrap() > 0.9, "{e:?}");
 }
 
 /// `History::save_plot` writes a real 1000×420 PNG, atomically, and reports a bad path.
