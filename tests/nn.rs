@@ -1416,3 +1416,103 @@ fn functional_predict_folds_only_private_chains() {
     );
     dev.sync().unwrap();
 }
+
+/// Keras's transfer-learning semantics: a frozen BatchNormalization runs in inference mode
+/// while the model trains (moving statistics used and left alone, gamma and beta unchanged and
+/// without gradients); unfrozen with a fresh optimizer, training continues from the weights.
+#[test]
+fn frozen_batch_norm_runs_in_inference_mode() {
+    use wgrad::graph::{no_grad, Var};
+    use wgrad::nn::Ctx;
+    let dev = common::device();
+    let build = || {
+        Sequential::new(&dev, &[6, 6, 1])
+            .seed(4)
+            .add(Conv2D::new(4, 3).same())
+            .unwrap()
+            .add(BatchNormalization::new())
+            .unwrap()
+            .add(Flatten::new())
+            .unwrap()
+            .add(Dense::new(4))
+            .unwrap()
+    };
+    let mut m = build();
+    // Non-trivial moving statistics, as a pretrained base has.
+    let warm = DataLoader::new(blobs(64, 1), 32);
+    let mut t = Trainer::new(
+        m,
+        Optimizer::adam(1e-2),
+        Loss::sparse_categorical_crossentropy(true),
+    );
+    t.fit(&warm, FitOptions::epochs(2).verbose(false)).unwrap();
+    m = t.model;
+    let bn = |m: &Sequential| -> Vec<Vec<f32>> {
+        m.named_params()
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("batch_normalization"))
+            .map(|(_, p)| p.value().to_vec::<f32>().unwrap())
+            .collect()
+    };
+    let x = Tensor::from_slice(&dev, blobs(8, 9).images(), &[8, 6, 6, 1]).unwrap();
+    let run = |m: &mut Sequential, training: bool| {
+        no_grad(|| {
+            m.forward(&Var::new(x.clone()), &mut Ctx::new(training, 0))
+                .unwrap()
+                .value()
+                .to_vec::<f32>()
+                .unwrap()
+        })
+    };
+    // Trainable: training mode normalises with the batch's statistics, so outputs differ.
+    assert_ne!(run(&mut m, true), run(&mut m, false));
+    m.layer_mut("batch_normalization").unwrap().freeze(false);
+    let stats = bn(&m);
+    let infer = run(&mut m, false);
+    let train_mode = run(&mut m, true);
+    let want: Vec<f64> = infer.iter().map(|&v| v as f64).collect();
+    common::assert_close(&train_mode, &want, 1e-6, 1e-6);
+    assert_eq!(
+        bn(&m),
+        stats,
+        "a frozen forward in training mode updates nothing"
+    );
+
+    let mut t = Trainer::new(
+        m,
+        Optimizer::sgd(0.1),
+        Loss::sparse_categorical_crossentropy(true),
+    );
+    let before = weights(&t.model);
+    let data = DataLoader::new(blobs(64, 2), 32);
+    let phase1 = t.fit(&data, FitOptions::epochs(2).verbose(false)).unwrap();
+    assert_eq!(
+        bn(&t.model),
+        stats,
+        "gamma, beta and the moving statistics stay"
+    );
+    assert_ne!(weights(&t.model)[0], before[0], "the convolution trains");
+    for (n, p) in t.model.named_params() {
+        if n.starts_with("batch_normalization") {
+            assert!(!p.trainable() && p.var().grad().is_none(), "{n}");
+        }
+    }
+    // Phase 2: unfreeze, fresh optimizer at a low rate: continues from phase 1's weights.
+    let mut m = t.model;
+    m.layer_mut("batch_normalization").unwrap().freeze(true);
+    let trained = weights(&m);
+    let mut t = Trainer::new(
+        m,
+        Optimizer::sgd(1e-3),
+        Loss::sparse_categorical_crossentropy(true),
+    );
+    let phase2 = t.fit(&data, FitOptions::epochs(1).verbose(false)).unwrap();
+    let first = phase1.epochs[0].loss;
+    let continued = phase2.epochs[0].loss;
+    assert!(
+        continued < first,
+        "phase 2 starts from trained weights: {continued} vs {first}"
+    );
+    assert_ne!(bn(&t.model), stats, "unfrozen, batch norm trains again");
+    assert_ne!(weights(&t.model), trained);
+}

@@ -85,7 +85,10 @@ impl Layer for BatchNormalization {
     fn forward(&mut self, x: &Var, ctx: &mut Ctx) -> Result<Var> {
         let name = "BatchNormalization";
         let (gamma, beta) = (built(name, &self.gamma)?, built(name, &self.beta)?);
-        if ctx.training {
+        // Keras (since TF 2.0): a frozen batch norm runs in inference mode even while the
+        // model trains — moving statistics used, not updated — so fine-tuning a pretrained
+        // base does not wreck the statistics it learnt.
+        if ctx.training && gamma.trainable() {
             let (y, mean, var) = ops::batch_norm_train(x, gamma.var(), beta.var(), self.epsilon)?;
             let mm = self.moving_mean.as_mut().expect("built with gamma");
             let mv = self.moving_variance.as_mut().expect("built with gamma");
