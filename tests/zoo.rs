@@ -8,8 +8,10 @@
 
 mod common;
 use wgrad::graph::{no_grad, Var};
-use wgrad::models::{googlenet, resnet34, resnet50, se_resnet34, vgg16, xception};
-use wgrad::nn::{Ctx, Layer};
+use wgrad::models::{
+    googlenet, resnet34, resnet50, resnet50_with, se_resnet34, vgg16, xception, xception_with, Top,
+};
+use wgrad::nn::{predict, Ctx, Layer};
 use wgrad::{Device, Tensor};
 
 /// `k×k` convolution from `cin` to `cout` channels, with or without bias.
@@ -100,6 +102,49 @@ fn resnet50_runs_on_a_small_image() {
     let dev = common::device();
     let mut m = resnet50(&dev, [32, 32, 3], 7).unwrap();
     smoke(&dev, &mut m, [32, 32, 3], 7);
+    dev.sync().unwrap();
+}
+
+/// Keras's `include_top=False` with `pooling=None | "avg" | "max"`: the same base (same
+/// weights for the same seed), ending at the last feature map or its global average or
+/// maximum; the classifier's parameters are all that differ.
+#[test]
+fn bases_without_their_top() {
+    let dev = common::device();
+    let full = resnet50(&dev, [64, 64, 3], 1000).unwrap();
+    let mut map = resnet50_with(&dev, [64, 64, 3], Top::FeatureMap).unwrap();
+    let mut avg = resnet50_with(&dev, [64, 64, 3], Top::Avg).unwrap();
+    let mut max = resnet50_with(&dev, [64, 64, 3], Top::Max).unwrap();
+    let head = 2048 * 1000 + 1000;
+    assert_eq!(avg.param_counts().0, full.param_counts().0 - head);
+    assert_eq!(map.param_counts(), avg.param_counts());
+    let names: Vec<String> = avg.named_params().into_iter().map(|(n, _)| n).collect();
+    assert!(!names.iter().any(|n| n.starts_with("predictions")));
+    let x = Tensor::rand_uniform(&dev, &[2, 64, 64, 3], 0.0, 1.0, 3).unwrap();
+    let fm = predict(&mut map, &x, 2).unwrap();
+    assert_eq!(fm.shape(), &[2, 2, 2, 2048]);
+    let v = fm.to_vec::<f32>().unwrap();
+    let (mut mean, mut most) = (vec![0f64; 2 * 2048], vec![f64::MIN; 2 * 2048]);
+    for n in 0..2 {
+        for p in 0..4 {
+            for c in 0..2048 {
+                let e = v[(n * 4 + p) * 2048 + c] as f64;
+                mean[n * 2048 + c] += e / 4.0;
+                most[n * 2048 + c] = most[n * 2048 + c].max(e);
+            }
+        }
+    }
+    let a = predict(&mut avg, &x, 2).unwrap();
+    assert_eq!(a.shape(), &[2, 2048]);
+    common::assert_close(&a.to_vec::<f32>().unwrap(), &mean, 1e-5, 1e-6);
+    let m = predict(&mut max, &x, 2).unwrap();
+    common::assert_close(&m.to_vec::<f32>().unwrap(), &most, 1e-6, 1e-7);
+    let base = xception_with(&dev, [71, 71, 3], Top::Avg).unwrap();
+    let xfull = xception(&dev, [71, 71, 3], 4).unwrap();
+    assert_eq!(
+        base.param_counts().0,
+        xfull.param_counts().0 - (2048 * 4 + 4)
+    );
     dev.sync().unwrap();
 }
 

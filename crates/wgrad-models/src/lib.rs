@@ -18,6 +18,7 @@ mod resnet;
 mod resnet50;
 mod senet;
 mod small;
+mod top;
 mod unet;
 mod vgg;
 mod xception;
@@ -29,9 +30,10 @@ pub use resnet::{
     resnet18, resnet18_pytorch, resnet34, resnet34_pytorch, torchvision_resnet_name, Convention,
     ResidualUnit, RESNET18_BLOCKS, RESNET34_BLOCKS,
 };
-pub use resnet50::resnet50;
+pub use resnet50::{resnet50, resnet50_with};
 pub use senet::{se_resnet, se_resnet34, SeResidualUnit};
 pub use small::{chollet_mnist, fashion_course, geron_fashion};
+pub use top::Top;
 pub use unet::{unet, UNet};
 pub use vgg::vgg16;
-pub use xception::xception;
+pub use xception::{xception, xception_with};

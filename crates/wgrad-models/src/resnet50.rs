@@ -2,11 +2,11 @@
 //! convolutions with bias, batch norm with epsilon 1.001e-5, and Keras's layer names so that
 //! Keras's weights map onto it by name.
 
-use wgrad_nn::layers::{
-    Activation, BatchNormalization, Conv2D, Dense, GlobalAvgPool2D, MaxPool2D, ZeroPadding2D,
-};
+use wgrad_nn::layers::{Activation, BatchNormalization, Conv2D, MaxPool2D, ZeroPadding2D};
 use wgrad_nn::{Act, Add, Functional, Result, Tap};
 use wgrad_tensor::Device;
+
+use crate::top::{finish, Top};
 
 /// The batch-norm epsilon of Keras's ResNet family (not Keras's default 1e-3).
 const BN_EPSILON: f32 = 1.001e-5;
@@ -63,6 +63,13 @@ fn bottleneck(
 /// counts. Layer names are Keras's: `conv1_conv`, `conv1_bn`, `conv2_block1_0_conv` (the
 /// shortcut), `conv2_block1_1_conv` … `conv5_block3_3_bn`, `avg_pool`, `predictions`.
 pub fn resnet50(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Functional> {
+    resnet50_with(dev, input, Top::Classes(num_classes))
+}
+
+/// [`resnet50`] with Keras's `include_top` / `pooling` choice: `Top::Avg` is the base of
+/// transfer learning (`include_top=False, pooling="avg"`), the same layers and names up to the
+/// last feature map, so pretrained weights import into it by name.
+pub fn resnet50_with(dev: &Device, input: [usize; 3], top: Top) -> Result<Functional> {
     let mut g = Functional::new(dev);
     let x = g.input(&input);
     let h = g.apply_named("conv1_pad", ZeroPadding2D::new(3), x)?;
@@ -84,8 +91,6 @@ pub fn resnet50(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<F
             };
         }
     }
-    let h = g.apply_named("avg_pool", GlobalAvgPool2D::new(), h)?;
-    let y = g.apply_named("predictions", Dense::new(num_classes), h)?;
-    g.outputs(&[y]);
+    finish(&mut g, h, top)?;
     Ok(g)
 }

@@ -2,11 +2,11 @@
 //! convolutions without bias, each followed by batch norm, in residual blocks; Keras's layer
 //! names so that Keras's weights map onto it by name.
 
-use wgrad_nn::layers::{
-    Activation, BatchNormalization, Conv2D, Dense, GlobalAvgPool2D, MaxPool2D, SeparableConv2D,
-};
+use wgrad_nn::layers::{Activation, BatchNormalization, Conv2D, MaxPool2D, SeparableConv2D};
 use wgrad_nn::{Act, Add, Functional, Result, Tap};
 use wgrad_tensor::Device;
+
+use crate::top::{finish, Top};
 
 /// Names for the layers Keras leaves unnamed (the shortcut convolutions, their batch norms
 /// and the adds): Keras's automatic ones in a fresh session, `conv2d`, `conv2d_1`, ….
@@ -76,6 +76,13 @@ fn relu(g: &mut Functional, x: Tap, name: &str) -> Result<Tap> {
 /// `conv2d_3`, `batch_normalization` … `batch_normalization_3`, `add` … `add_11`), which an
 /// importer should not rely on.
 pub fn xception(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Functional> {
+    xception_with(dev, input, Top::Classes(num_classes))
+}
+
+/// [`xception`] with Keras's `include_top` / `pooling` choice: `Top::Avg` is the base of
+/// transfer learning (`include_top=False, pooling="avg"`), the same layers and names up to the
+/// last feature map, so pretrained weights import into it by name.
+pub fn xception_with(dev: &Device, input: [usize; 3], top: Top) -> Result<Functional> {
     let mut g = Functional::new(dev);
     let mut auto = Auto::default();
     let x = g.input(&input);
@@ -126,8 +133,6 @@ pub fn xception(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<F
     h = relu(&mut g, h, "block14_sepconv1_act")?;
     h = sepconv_bn(&mut g, h, 2048, "block14_sepconv2")?;
     h = relu(&mut g, h, "block14_sepconv2_act")?;
-    let h = g.apply_named("avg_pool", GlobalAvgPool2D::new(), h)?;
-    let y = g.apply_named("predictions", Dense::new(num_classes), h)?;
-    g.outputs(&[y]);
+    finish(&mut g, h, top)?;
     Ok(g)
 }
