@@ -1516,3 +1516,26 @@ fn frozen_batch_norm_runs_in_inference_mode() {
     assert_ne!(bn(&t.model), stats, "unfrozen, batch norm trains again");
     assert_ne!(weights(&t.model), trained);
 }
+
+/// `Functional::layer_mut` finds a layer by its summary name (freezing a nested base).
+#[test]
+fn functional_layers_are_found_by_name() {
+    use wgrad::nn::Functional;
+    let dev = common::device();
+    let mut inner = Functional::new(&dev);
+    let x = inner.input(&[6, 6, 1]);
+    let h = inner.apply_named("conv", Conv2D::new(2, 3), x).unwrap();
+    inner.outputs(&[h]);
+    let mut g = Functional::new(&dev);
+    let x = g.input(&[6, 6, 1]);
+    let h = g.apply_named("base", inner, x).unwrap();
+    let h = g.apply_named("flat", Flatten::new(), h).unwrap();
+    let y = g.apply_named("head", Dense::new(3), h).unwrap();
+    g.outputs(&[y]);
+    let all = g.param_counts().0;
+    g.layer_mut("base").unwrap().freeze(false);
+    assert_eq!(g.param_counts().0, all - (2 * 9 + 2));
+    assert!(g.layer_mut("nowhere").is_none());
+    let names: Vec<String> = g.named_params().into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"base/conv/kernel".to_string()), "{names:?}");
+}

@@ -1,4 +1,7 @@
-//! Detection annotations in YOLO's text format over an image folder: `images/<stem>.<ext>`
+//! Detection annotations over an image folder, in COCO's JSON ([`coco_folder`]) or YOLO's text
+//! format ([`yolo_folder`]).
+//!
+//! YOLO: `images/<stem>.<ext>`
 //! with `labels/<stem>.txt`, one object per line, `class x_centre y_centre width height`, the
 //! four numbers fractions of the image's width and height (Darknet's convention, as the
 //! Ultralytics tools write it). An image without a label file has no objects. Images are read
@@ -99,4 +102,116 @@ fn parse(path: &Path, [h, w]: [usize; 2], classes: usize, image: usize) -> Resul
         });
     }
     Ok(out)
+}
+
+/// Reads a COCO-style annotation file (`images`, `annotations`, `categories`; boxes
+/// `[x, y, width, height]` in the image's pixels) with the images of `images/` it names by
+/// `file_name`, brought to `size = [H, W]`. Classes are the categories in increasing id order
+/// (`0..categories`), their names in the returned list. Images are in the file's order; an
+/// image without annotations has no objects; `iscrowd` regions are left out. A malformed file,
+/// a box on an unknown image or category, or a negative size is an [`Error::Format`].
+pub fn coco_folder(
+    annotations: impl AsRef<Path>,
+    images: impl AsRef<Path>,
+    size: [usize; 2],
+) -> Result<(Canvases, Vec<String>)> {
+    use serde_json::Value;
+    let path = annotations.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bad = |why: String| Error::format(path, why);
+    let root: Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let list = |key: &str| -> Result<&Vec<Value>> {
+        root.get(key).and_then(Value::as_array).ok_or_else(|| {
+            bad(format!(
+                "no \"{key}\" list (a COCO file has images, annotations, categories)"
+            ))
+        })
+    };
+    let id = |v: &Value, what: &str| -> Result<u64> {
+        v.get("id")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad(format!("a {what} without a numeric \"id\": {v}")))
+    };
+    let mut cats: Vec<(u64, String)> = Vec::new();
+    for c in list("categories")? {
+        let name = c
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        cats.push((id(c, "category")?, name));
+    }
+    cats.sort();
+    let mut imgs: Vec<(u64, PathBuf, f64, f64)> = Vec::new();
+    for im in list("images")? {
+        let file = im
+            .get("file_name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(format!("an image without \"file_name\": {im}")))?;
+        let dim = |k: &str| im.get(k).and_then(Value::as_f64).filter(|v| *v > 0.0);
+        let (w, h) = match (dim("width"), dim("height")) {
+            (Some(w), Some(h)) => (w, h),
+            _ => {
+                return Err(bad(format!(
+                    "image {file}: width and height must be positive"
+                )))
+            }
+        };
+        imgs.push((id(im, "image")?, images.as_ref().join(file), w, h));
+    }
+    if imgs.is_empty() {
+        return Err(bad("no images".into()));
+    }
+    let mut objects: Vec<Vec<Placed>> = vec![Vec::new(); imgs.len()];
+    for a in list("annotations")? {
+        if a.get("iscrowd").and_then(Value::as_u64) == Some(1) {
+            continue;
+        }
+        let image = a.get("image_id").and_then(Value::as_u64);
+        let Some(slot) = image.and_then(|i| imgs.iter().position(|m| m.0 == i)) else {
+            return Err(bad(format!("an annotation on an unknown image: {a}")));
+        };
+        let cat = a.get("category_id").and_then(Value::as_u64);
+        let Some(class) = cat.and_then(|c| cats.iter().position(|k| k.0 == c)) else {
+            return Err(bad(format!("an annotation of an unknown category: {a}")));
+        };
+        let b: Vec<f64> = a
+            .get("bbox")
+            .and_then(Value::as_array)
+            .map(|v| v.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default();
+        if b.len() != 4 || b[2] < 0.0 || b[3] < 0.0 {
+            return Err(bad(format!(
+                "a bbox must be [x, y, width, height] with non-negative sizes: {a}"
+            )));
+        }
+        let (_, _, w, h) = imgs[slot];
+        let (sy, sx) = (size[0] as f64 / h, size[1] as f64 / w);
+        objects[slot].push(Placed {
+            class: class as u32,
+            bbox: [
+                (b[1] * sy) as f32,
+                (b[0] * sx) as f32,
+                ((b[1] + b[3]) * sy) as f32,
+                ((b[0] + b[2]) * sx) as f32,
+            ],
+            source: slot,
+        });
+    }
+    let mut pixels = Vec::new();
+    for (_, file, _, _) in &imgs {
+        pixels.extend(read_image(file, size)?);
+    }
+    let names = cats.into_iter().map(|(_, n)| n).collect::<Vec<_>>();
+    Ok((
+        Canvases {
+            images: pixels,
+            shape: [size[0], size[1], 3],
+            objects,
+            masks: Vec::new(),
+            classes: names.len(),
+        },
+        names,
+    ))
 }

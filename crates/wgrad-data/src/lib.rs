@@ -60,7 +60,7 @@ pub mod rng;
 pub mod search;
 pub mod transform;
 
-pub use annotations::yolo_folder;
+pub use annotations::{coco_folder, yolo_folder};
 pub use canvas::{compose, CanvasOptions, Canvases, Placed};
 pub use cifar::{cifar10, cifar100, Cifar100Label};
 pub use dataset::{Dataset, Split};

@@ -220,3 +220,72 @@ fn yolo_text_labels_read_as_pixel_boxes() {
         }
     }
 }
+
+#[test]
+fn coco_json_annotations_read_as_pixel_boxes() {
+    use wgrad_data::coco_folder;
+    let dir = TempDir::new("coco-json");
+    let root = dir.path();
+    dir.write("img/a.png", &rgb_png(8, 4, 50));
+    dir.write("img/b.png", &rgb_png(8, 4, 60));
+    let json = r#"{
+      "images": [{"id": 7, "file_name": "a.png", "width": 8, "height": 4},
+                 {"id": 3, "file_name": "b.png", "width": 8, "height": 4}],
+      "categories": [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"}],
+      "annotations": [
+        {"image_id": 7, "category_id": 18, "bbox": [2, 1, 4, 2]},
+        {"image_id": 7, "category_id": 1, "bbox": [0, 0, 1, 1], "iscrowd": 1},
+        {"image_id": 3, "category_id": 1, "bbox": [0.5, 0, 2, 4]}
+      ]}"#;
+    let ann = dir.write("ann.json", json.as_bytes());
+    // Resized to 8×16: x scales by 2, y by 2.
+    let (set, names) = coco_folder(&ann, root.join("img"), [8, 16]).unwrap();
+    assert_eq!(names, ["person", "dog"]);
+    assert_eq!(set.len(), 2);
+    assert_eq!(set.objects[0].len(), 1, "the crowd region is left out");
+    assert_eq!(
+        (set.objects[0][0].class, set.objects[0][0].bbox),
+        (1, [2.0, 4.0, 6.0, 12.0])
+    );
+    assert_eq!(
+        (set.objects[1][0].class, set.objects[1][0].bbox),
+        (0, [0.0, 1.0, 8.0, 5.0])
+    );
+    for (text, needle) in [
+        ("{", "not valid JSON"),
+        (
+            r#"{"images": [], "annotations": [], "categories": []}"#,
+            "no images",
+        ),
+        (
+            r#"{"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 4}], "annotations": [{"image_id": 2, "category_id": 1, "bbox": [0,0,1,1]}], "categories": [{"id": 1}]}"#,
+            "unknown image",
+        ),
+        (
+            r#"{"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 4}], "annotations": [{"image_id": 1, "category_id": 5, "bbox": [0,0,1,1]}], "categories": [{"id": 1}]}"#,
+            "unknown category",
+        ),
+        (
+            r#"{"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 4}], "annotations": [{"image_id": 1, "category_id": 1, "bbox": [0,0,-1,1]}], "categories": [{"id": 1}]}"#,
+            "non-negative",
+        ),
+        (
+            r#"{"images": [{"id": 1, "file_name": "a.png", "width": 8}], "annotations": [], "categories": []}"#,
+            "positive",
+        ),
+        (r#"{"annotations": [], "categories": []}"#, "\"images\""),
+    ] {
+        let p = dir.write("bad.json", text.as_bytes());
+        match coco_folder(&p, root.join("img"), [8, 16]) {
+            Err(Error::Format { reason, .. }) => {
+                assert!(reason.contains(needle), "{text}: {reason}")
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    let missing = dir.write("missing.json", br#"{"images": [{"id": 1, "file_name": "zz.png", "width": 8, "height": 4}], "annotations": [], "categories": []}"#);
+    assert!(matches!(
+        coco_folder(&missing, root.join("img"), [8, 16]),
+        Err(Error::Io { .. })
+    ));
+}

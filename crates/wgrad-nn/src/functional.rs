@@ -314,6 +314,15 @@ impl Functional {
         self.outputs = outs.to_vec();
     }
 
+    /// The layer named `name` (as `summary()` shows it), e.g. to freeze a pretrained base
+    /// (Keras's `model.get_layer(name).trainable = False`).
+    pub fn layer_mut(&mut self, name: &str) -> Option<&mut dyn Layer> {
+        self.nodes.iter_mut().find_map(|n| match &mut n.op {
+            Op::Layer(l, _) if n.name == name => Some(&mut **l as &mut dyn Layer),
+            _ => None,
+        })
+    }
+
     /// The shape of a tap's samples.
     pub fn shape(&self, t: Tap) -> &[usize] {
         &self.nodes[t.0].shape
