@@ -720,25 +720,14 @@ pub fn decode_predictions(
 
 /// Inference over `x` in slices of `batch` samples, joined along the batch axis.
 pub fn predict(model: &mut dyn Layer, x: &Tensor, batch: usize) -> Result<Tensor> {
-    let n = x.shape().first().copied().unwrap_or(0);
-    if n == 0 || batch == 0 {
+    let mut outs = predict_multi(model, x, batch)?;
+    if outs.len() != 1 {
         return Err(Error::Input {
             what: "predict",
-            reason: format!(
-                "needs a non-empty batch and batch size; got {n} samples, batch {batch}"
-            ),
+            reason: format!("the model has {} outputs: use predict_multi", outs.len()),
         });
     }
-    no_grad(|| {
-        let mut outs = Vec::new();
-        let mut ctx = Ctx::new(false, 0);
-        for s in (0..n).step_by(batch) {
-            let xs = x.slice(0, s, (s + batch).min(n))?;
-            outs.push(model.forward(&Var::new(xs), &mut ctx)?.into_value());
-        }
-        let refs: Vec<&Tensor> = outs.iter().collect();
-        Ok(Tensor::concat(&refs, 0)?)
-    })
+    Ok(outs.remove(0))
 }
 
 /// [`predict`] for a model with several outputs: one tensor per output, each over all of
