@@ -219,12 +219,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let history = trainer.fit(&loader, FitOptions::epochs(args.epochs).validation(&val))?;
     let seconds = start.elapsed().as_secs_f64();
-    let rate = history
-        .epochs
-        .iter()
-        .map(|e| e.images_per_second)
-        .sum::<f64>()
-        / history.epochs.len().max(1) as f64;
+    let rate = history.mean_images_per_second();
     println!(
         "{} epoch(s) in {seconds:.1}s, training at {rate:.1} img/s",
         history.epochs.len()

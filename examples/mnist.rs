@@ -96,12 +96,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let train_time = start.elapsed().as_secs_f64();
     let eval = trainer.evaluate(&test)?;
-    let rate: f64 = history
-        .epochs
-        .iter()
-        .map(|e| e.images_per_second)
-        .sum::<f64>()
-        / history.epochs.len().max(1) as f64;
+    let rate = history.mean_images_per_second();
     println!(
         "test accuracy: {:.2}% (loss {:.4}) after {} epoch(s); training {:.1}s at {:.0} img/s",
         100.0 * eval.accuracy.unwrap_or(0.0),

@@ -128,12 +128,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let history = trainer.fit(&loader, FitOptions::epochs(args.epochs).validation(&val))?;
     let seconds = start.elapsed().as_secs_f64();
-    let rate = history
-        .epochs
-        .iter()
-        .map(|e| e.images_per_second)
-        .sum::<f64>()
-        / history.epochs.len().max(1) as f64;
+    let rate = history.mean_images_per_second();
 
     // Mean IoU on the held-out canvases, the confusion matrix summed on the device.
     let mut miou = MeanIou::new(&dev, classes)?;

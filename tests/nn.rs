@@ -1539,3 +1539,18 @@ fn functional_layers_are_found_by_name() {
     let names: Vec<String> = g.named_params().into_iter().map(|(n, _)| n).collect();
     assert!(names.contains(&"base/conv/kernel".to_string()), "{names:?}");
 }
+
+/// `History::mean_images_per_second` averages the epochs' rates (0 for an empty history).
+#[test]
+fn history_mean_rate() {
+    use wgrad::nn::{EpochLog, History};
+    let mut h = History::default();
+    assert_eq!(h.mean_images_per_second(), 0.0);
+    h.epochs = [100.0, 300.0]
+        .map(|r| EpochLog {
+            images_per_second: r,
+            ..Default::default()
+        })
+        .to_vec();
+    assert_eq!(h.mean_images_per_second(), 200.0);
+}

@@ -213,12 +213,7 @@ pub fn train<M: Layer>(
         );
         return Ok(());
     };
-    let rate = history
-        .epochs
-        .iter()
-        .map(|e| e.images_per_second)
-        .sum::<f64>()
-        / history.epochs.len() as f64;
+    let rate = history.mean_images_per_second();
     println!(
         "validation accuracy {:.2}% (loss {:.4}) after {} steps; {} epoch(s) in {seconds:.1}s, \
          training at {rate:.1} img/s",

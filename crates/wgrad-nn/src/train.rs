@@ -61,6 +61,12 @@ impl History {
     pub fn series(&self, metric: &str) -> Vec<f32> {
         self.epochs.iter().filter_map(|e| e.get(metric)).collect()
     }
+
+    /// The training images/s averaged over the epochs (0 when none ran).
+    pub fn mean_images_per_second(&self) -> f64 {
+        let sum: f64 = self.epochs.iter().map(|e| e.images_per_second).sum();
+        sum / self.epochs.len().max(1) as f64
+    }
 }
 
 /// What a callback tells `fit` after an epoch.
