@@ -5,31 +5,8 @@
 
 mod common;
 
-use common::{device, is_invalid, is_shape, oracle, Rng};
+use common::{box_iou_f64 as iou, device, is_invalid, is_shape, oracle, Rng};
 use wgrad::{DType, NmsOptions, Tensor};
-
-/// IoU in f64, written from the definition: corners sorted, empty boxes overlap nothing.
-fn iou(a: &[f32], b: &[f32]) -> f64 {
-    let c = |v: &[f32]| {
-        let v: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-        (
-            v[0].min(v[2]),
-            v[1].min(v[3]),
-            v[0].max(v[2]),
-            v[1].max(v[3]),
-        )
-    };
-    let (ay0, ax0, ay1, ax1) = c(a);
-    let (by0, bx0, by1, bx1) = c(b);
-    let (area_a, area_b) = ((ay1 - ay0) * (ax1 - ax0), (by1 - by0) * (bx1 - bx0));
-    if area_a <= 0.0 || area_b <= 0.0 {
-        return 0.0;
-    }
-    let ih = (ay1.min(by1) - ay0.max(by0)).max(0.0);
-    let iw = (ax1.min(bx1) - ax0.max(bx0)).max(0.0);
-    let inter = ih * iw;
-    inter / (area_a + area_b - inter)
-}
 
 fn options(case: &oracle::Case) -> NmsOptions {
     let p = &case.params;

@@ -204,27 +204,6 @@ fn mean_iou_counts_the_confusion_matrix_over_batches() {
     dev.sync().unwrap();
 }
 
-fn iou_ref(a: &[f32], b: &[f32]) -> f64 {
-    let c = |v: &[f32]| {
-        let v: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-        (
-            v[0].min(v[2]),
-            v[1].min(v[3]),
-            v[0].max(v[2]),
-            v[1].max(v[3]),
-        )
-    };
-    let (ay0, ax0, ay1, ax1) = c(a);
-    let (by0, bx0, by1, bx1) = c(b);
-    let inter = (ay1.min(by1) - ay0.max(by0)).max(0.0) * (ax1.min(bx1) - ax0.max(bx0)).max(0.0);
-    let union = (ay1 - ay0) * (ax1 - ax0) + (by1 - by0) * (bx1 - bx0) - inter;
-    if union <= 0.0 {
-        0.0
-    } else {
-        inter / union
-    }
-}
-
 #[test]
 fn box_iou_matches_the_definition() {
     let dev = common::device();
@@ -242,7 +221,7 @@ fn box_iou_matches_the_definition() {
     let want: Vec<f64> = a
         .chunks(4)
         .zip(b.chunks(4))
-        .map(|(x, y)| iou_ref(x, y))
+        .map(|(x, y)| common::box_iou_f64(x, y))
         .collect();
     assert_close(&got, &want, 1e-5, 1e-6);
     assert!((got[0] - 1.0).abs() < 1e-6 && got[1] == 0.0 && got[2] == 0.0);
