@@ -84,7 +84,7 @@ fn detector(dev: &Device, side: usize, channels: usize) -> wgrad::nn::Result<Fun
     h = block(&mut g, h, 64, "c4")?;
     h = block(&mut g, h, 128, "c5")?;
     let y = g.apply_named("grid_head", Conv2D::new(channels, 1), h)?;
-    g.outputs(&[y]);
+    g.outputs(&[y])?;
     Ok(g)
 }
 

@@ -16,7 +16,7 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use wgrad::data::{fashion_mnist, DataLoader, Split};
 use wgrad::models::{fashion_course, geron_fashion};
-use wgrad::nn::{FitOptions, Loss, Optimizer, Sequential, Trainer};
+use wgrad::nn::{FitOptions, Functional, Loss, Optimizer, Trainer};
 use wgrad::Device;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     common::exit(run(Args::parse()))
 }
 
-fn build(dev: &Device, which: Model, seed: u64) -> wgrad::nn::Result<Sequential> {
+fn build(dev: &Device, which: Model, seed: u64) -> wgrad::nn::Result<Functional> {
     match which {
         Model::Course => fashion_course(dev, 10, seed),
         Model::Geron => geron_fashion(dev, 10, seed),

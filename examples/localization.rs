@@ -95,7 +95,7 @@ fn model(dev: &Device, side: usize, classes: usize) -> wgrad::nn::Result<Functio
         h,
     )?;
     let boxes = g.apply_named("box_head", Dense::new(4).activation(Act::Sigmoid), h)?;
-    g.outputs(&[class, boxes]);
+    g.outputs(&[class, boxes])?;
     Ok(g)
 }
 

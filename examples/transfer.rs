@@ -85,7 +85,7 @@ fn base(dev: &Device, seed: u64, avg: bool) -> wgrad::nn::Result<Functional> {
     } else {
         g.apply_named("flatten", Flatten::new(), h)?
     };
-    g.outputs(&[y]);
+    g.outputs(&[y])?;
     Ok(g)
 }
 
@@ -95,7 +95,7 @@ fn with_head(dev: &Device, base: Functional, head: &str) -> wgrad::nn::Result<Fu
     let x = g.input(&[28, 28, 1]);
     let h = g.apply_named("base", base, x)?;
     let y = g.apply_named(head, Dense::new(10), h)?;
-    g.outputs(&[y]);
+    g.outputs(&[y])?;
     Ok(g)
 }
 

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use common::TrainArgs;
 use wgrad::models;
-use wgrad::nn::Layer;
+use wgrad::nn::Functional;
 use wgrad::Device;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -48,34 +48,26 @@ fn main() -> ExitCode {
     common::exit(run(args.model, args.train))
 }
 
-/// The model, built for `input` and `classes`, and its `summary()`.
+/// The model, built for `input` and `classes`: every zoo constructor returns the one model
+/// type.
 fn build(
     dev: &Device,
     which: Model,
     input: [usize; 3],
     classes: usize,
-    batch: usize,
-) -> wgrad::nn::Result<(Box<dyn Layer>, String)> {
+) -> wgrad::nn::Result<Functional> {
     use Model::*;
-    let seq = |m: wgrad::nn::Sequential| {
-        let s = m.summary_with_slots(batch, 1);
-        (Box::new(m) as Box<dyn Layer>, s)
-    };
-    let fun = |m: wgrad::nn::Functional| {
-        let s = m.summary_with_slots(batch, 1);
-        (Box::new(m) as Box<dyn Layer>, s)
-    };
-    Ok(match which {
-        Lenet5 => seq(models::lenet5(dev, input, classes)?),
-        Alexnet => seq(models::alexnet(dev, input, classes)?),
-        Vgg16 => seq(models::vgg16(dev, input, classes)?),
-        Googlenet => fun(models::googlenet(dev, input, classes)?),
-        Resnet18 => seq(models::resnet18(dev, input, classes)?),
-        Resnet34 => seq(models::resnet34(dev, input, classes)?),
-        Resnet50 => fun(models::resnet50(dev, input, classes)?),
-        Xception => fun(models::xception(dev, input, classes)?),
-        SeResnet34 => seq(models::se_resnet34(dev, input, classes)?),
-    })
+    match which {
+        Lenet5 => models::lenet5(dev, input, classes),
+        Alexnet => models::alexnet(dev, input, classes),
+        Vgg16 => models::vgg16(dev, input, classes),
+        Googlenet => models::googlenet(dev, input, classes),
+        Resnet18 => models::resnet18(dev, input, classes),
+        Resnet34 => models::resnet34(dev, input, classes),
+        Resnet50 => models::resnet50(dev, input, classes),
+        Xception => models::xception(dev, input, classes),
+        SeResnet34 => models::se_resnet34(dev, input, classes),
+    }
 }
 
 fn run(which: Model, args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -85,14 +77,8 @@ fn run(which: Model, args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> 
     // LeNet-5 was drawn for one channel: colour images are turned into luma for it.
     let (train, val, _) = common::load(&args.data, args.image_size, channels, args.seed)?;
     let s = args.image_size;
-    let (model, summary) = build(
-        &dev,
-        which,
-        [s, s, channels],
-        train.num_classes(),
-        args.batch_size,
-    )?;
-    println!("{summary}");
+    let model = build(&dev, which, [s, s, channels], train.num_classes())?;
+    println!("{}", model.summary_with_slots(args.batch_size, 1));
     let title = format!("{which:?}");
     common::train(model, train, val, &args, &title)
 }

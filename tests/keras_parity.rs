@@ -159,7 +159,7 @@ fn mini_resnet_matches_keras() {
     let y = g
         .apply_named("head", Dense::new(10).activation(Act::Softmax), h)
         .unwrap();
-    g.outputs(&[y]);
+    g.outputs(&[y]).unwrap();
     check(&dev, "mini_resnet", &mut g, 7_586);
 }
 
@@ -209,7 +209,7 @@ fn mini_xception_se_matches_keras() {
     let y = g
         .apply_named("head", Dense::new(5).activation(Act::Softmax), h)
         .unwrap();
-    g.outputs(&[y]);
+    g.outputs(&[y]).unwrap();
     check(&dev, "mini_xception_se", &mut g, 2_601);
 }
 
@@ -282,7 +282,7 @@ fn pytorch_state_dicts_convert_on_load() {
             .unwrap();
         let h = g.apply_named("pool", GlobalAvgPool2D::new(), h).unwrap();
         let y = g.apply_named("fc", Dense::new(3), h).unwrap();
-        g.outputs(&[y]);
+        g.outputs(&[y]).unwrap();
         g
     };
     let mut a = build(1);

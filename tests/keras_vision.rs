@@ -208,7 +208,7 @@ fn build(dev: &Device, meta: &Value) -> (Functional, Vec<String>) {
             vec![heads.first().map_or(x, |h| h.1)],
         )
     };
-    g.outputs(&taps);
+    g.outputs(&taps).unwrap();
     (g, roles)
 }
 

@@ -177,7 +177,7 @@ fn resnet_inference_folding_matches_the_layer_by_layer_run() {
         p.set(Tensor::rand_uniform(&dev, p.shape(), lo, lo + 0.5, 300 + i as u64).unwrap());
     }
     let x = Tensor::rand_uniform(&dev, &[2, 32, 32, 3], 0.0, 1.0, 4).unwrap();
-    let run = |m: &mut wgrad::nn::Sequential, fold: bool| {
+    let run = |m: &mut wgrad::nn::Functional, fold: bool| {
         wgrad::graph::no_grad(|| {
             let mut ctx = Ctx::new(false, 0);
             ctx.fold = fold;

@@ -724,7 +724,7 @@ fn residual_block(dev: &Device) -> wgrad::nn::Functional {
     let h = g.apply(Conv2D::new(3, 3).same(), h).unwrap();
     let y = g.merge(Add, &[h, x]).unwrap();
     let y = g.apply(Activation(Act::Elu(1.0)), y).unwrap();
-    g.outputs(&[y]);
+    g.outputs(&[y]).unwrap();
     g
 }
 
@@ -737,7 +737,7 @@ fn se_block(dev: &Device) -> wgrad::nn::Functional {
     let s = g.apply(Dense::new(6).activation(Act::Sigmoid), s).unwrap();
     let s = g.apply(Reshape::new(&[1, 1, 6]), s).unwrap();
     let y = g.merge(Multiply, &[x, s]).unwrap();
-    g.outputs(&[y]);
+    g.outputs(&[y]).unwrap();
     g
 }
 
@@ -766,7 +766,7 @@ fn functional_graphs_have_gradients_and_summaries() {
     let b = g.input(&[3, 3, 1]);
     let c = g.merge(Concatenate::default(), &[a, b]).unwrap();
     assert_eq!(g.shape(c), &[3, 3, 3]);
-    g.outputs(&[c, a]);
+    g.outputs(&[c, a]).unwrap();
     let xa: Vec<f32> = (0..18).map(|v| v as f32).collect();
     let xb: Vec<f32> = (0..9).map(|v| 100.0 + v as f32).collect();
     let va = Var::new(Tensor::from_slice(&dev, &xa, &[1, 3, 3, 2]).unwrap());
@@ -793,6 +793,82 @@ fn functional_graphs_have_gradients_and_summaries() {
     assert!(err.to_string().contains("output"), "{err}");
 }
 
+/// A graph is checked when its outputs are declared, not at its first forward: no outputs,
+/// an input nobody reads and a layer whose output reaches no output are typed errors there.
+#[test]
+fn functional_graphs_are_validated_when_outputs_are_declared() {
+    use wgrad::nn::{Error, Functional};
+    let dev = common::device();
+    let mut g = Functional::new(&dev);
+    let x = g.input(&[4]);
+    let unused = g.input(&[2]);
+    let h = g.apply(Dense::new(3), x).unwrap();
+    let dangling = g.apply(Dense::new(5), x).unwrap();
+    let config = |e: Error| match e {
+        Error::Config { reason, .. } => reason,
+        other => panic!("expected a configuration error, got {other}"),
+    };
+    let r = config(g.outputs(&[]).unwrap_err());
+    assert!(r.contains("at least one output"), "{r}");
+    let r = config(g.outputs(&[h]).unwrap_err());
+    assert!(
+        r.contains("input_layer_1") && r.contains("reaches none"),
+        "{r}"
+    );
+    let mut other = Functional::new(&dev);
+    let far = other.input(&[1]);
+    let far = other.apply(Dense::new(1), far).unwrap();
+    let far = other.apply(Dense::new(1), far).unwrap();
+    let r = config(g.outputs(&[far]).unwrap_err());
+    assert!(r.contains("not a tensor of this model"), "{r}");
+    // With both inputs read, the dense layer left over is named.
+    let joined = g.apply(Dense::new(3), unused).unwrap();
+    let y = g.merge(wgrad::nn::Add, &[h, joined]).unwrap();
+    let r = config(g.outputs(&[y]).unwrap_err());
+    assert!(
+        r.contains("\"dense_1\"") && r.contains("reaches none"),
+        "{r}"
+    );
+    g.outputs(&[y, dangling]).unwrap();
+    assert_eq!(g.output_shapes(), vec![&[3][..], &[5][..]]);
+    assert_eq!(g.input_shapes(), vec![&[4][..], &[2][..]]);
+}
+
+/// `Sequential` builds the one model graph: the finished chain is a `Functional` with the
+/// same names, weights, summary and outputs.
+#[test]
+fn a_sequential_model_is_a_chain_of_the_functional_graph() {
+    let dev = common::device();
+    let seq = blob_model(&dev, 7);
+    let names: Vec<String> = seq.layer_names().iter().map(|s| s.to_string()).collect();
+    let summary = seq.summary(8);
+    assert!(summary.starts_with("Model: \"sequential\""), "{summary}");
+    assert!(
+        !summary.contains("Connected to") && !summary.contains("InputLayer"),
+        "{summary}"
+    );
+    let x =
+        Var::new(Tensor::from_slice(&dev, &blobs(4, 3).images()[..4 * 36], &[4, 6, 6, 1]).unwrap());
+    let mut seq = seq;
+    let want = seq
+        .forward(&x, &mut Ctx::new(false, 0))
+        .unwrap()
+        .value()
+        .to_vec::<f32>()
+        .unwrap();
+    let mut g: wgrad::nn::Functional = seq.into_model();
+    assert_eq!(g.kind(), "Sequential");
+    assert_eq!(g.layer_names(), names);
+    assert_eq!(g.summary(8), summary);
+    let got = g
+        .forward(&x, &mut Ctx::new(false, 0))
+        .unwrap()
+        .value()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_eq!(got, want);
+}
+
 #[test]
 fn a_functional_model_trains_and_saves() {
     use wgrad::nn::{Add, Functional};
@@ -807,7 +883,7 @@ fn a_functional_model_trains_and_saves() {
     // The classes differ by where the blob is: keep positions (Flatten, not global pooling).
     let h = g.apply(Flatten::new(), h).unwrap();
     let y = g.apply(Dense::new(4), h).unwrap();
-    g.outputs(&[y]);
+    g.outputs(&[y]).unwrap();
     let train = DataLoader::new(blobs(256, 1), 32).shuffle(true).seed(1);
     let test = DataLoader::new(blobs(128, 2), 64);
     let mut t = Trainer::new(
@@ -1181,7 +1257,7 @@ fn a_two_headed_model_trains_with_weighted_losses() {
     let h = g.apply(Flatten::new(), h).unwrap();
     let class = g.apply(Dense::new(4), h).unwrap();
     let position = g.apply(Dense::new(2), h).unwrap();
-    g.outputs(&[class, position]);
+    g.outputs(&[class, position]).unwrap();
     let mut t = Trainer::multi_output(
         g,
         Optimizer::adam(1e-2),
@@ -1381,7 +1457,7 @@ fn functional_predict_folds_only_private_chains() {
     let p = g.apply(GlobalAvgPool2D::new(), cb).unwrap();
     let y = g.apply(Dense::new(3), p).unwrap();
     let q = g.apply(GlobalAvgPool2D::new(), c).unwrap();
-    g.outputs(&[y, q]);
+    g.outputs(&[y, q]).unwrap();
     scramble_batch_norms(&dev, &mut g, 70);
     let xv = Tensor::rand_uniform(&dev, &[2, 6, 6, 4], -1.0, 1.0, 8).unwrap();
     let run = |g: &mut Functional, fold: bool| {
@@ -1525,13 +1601,13 @@ fn functional_layers_are_found_by_name() {
     let mut inner = Functional::new(&dev);
     let x = inner.input(&[6, 6, 1]);
     let h = inner.apply_named("conv", Conv2D::new(2, 3), x).unwrap();
-    inner.outputs(&[h]);
+    inner.outputs(&[h]).unwrap();
     let mut g = Functional::new(&dev);
     let x = g.input(&[6, 6, 1]);
     let h = g.apply_named("base", inner, x).unwrap();
     let h = g.apply_named("flat", Flatten::new(), h).unwrap();
     let y = g.apply_named("head", Dense::new(3), h).unwrap();
-    g.outputs(&[y]);
+    g.outputs(&[y]).unwrap();
     let all = g.param_counts().0;
     g.layer_mut("base").unwrap().freeze(false);
     assert_eq!(g.param_counts().0, all - (2 * 9 + 2));

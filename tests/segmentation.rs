@@ -386,7 +386,7 @@ fn fit_feeds_labels_and_box_targets_to_two_heads() {
     let b = g
         .apply_named("box_head", Dense::new(4).activation(Act::Sigmoid), h)
         .unwrap();
-    g.outputs(&[c, b]);
+    g.outputs(&[c, b]).unwrap();
     let mut t = Trainer::multi_output(
         g,
         Optimizer::adam(1e-2),

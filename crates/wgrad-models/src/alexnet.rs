@@ -3,7 +3,7 @@
 //! channels of the layer below, not half of them).
 
 use wgrad_nn::layers::{Conv2D, Dense, Dropout, Flatten, LocalResponseNormalization, MaxPool2D};
-use wgrad_nn::{Act, Result, Sequential};
+use wgrad_nn::{Act, Functional, Result, Sequential};
 use wgrad_tensor::Device;
 
 /// The paper's response normalisation: k = 2, n = 5 (depth radius 2), alpha = 1e-4, beta =
@@ -26,7 +26,7 @@ fn lrn() -> LocalResponseNormalization {
 /// 9,216 × 4,096 floats (151 MB): an adapter that binds less at once (lavapipe: 128 MiB, see
 /// `Device::max_tensor_bytes`) fails to build the model at 227×227, with an error naming that
 /// layer. Smaller images down to 67×67 still give valid shapes (and a smaller fc6).
-pub fn alexnet(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Sequential> {
+pub fn alexnet(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Functional> {
     let conv = |f, k| Conv2D::new(f, k).same().activation(Act::Relu);
     let pool = || MaxPool2D::new(3).strides(2);
     Sequential::new(dev, &input)
@@ -46,4 +46,5 @@ pub fn alexnet(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Se
         .add(Dense::new(4096).activation(Act::Relu))?
         .add(Dropout::new(0.5))?
         .add(Dense::new(num_classes))
+        .map(Sequential::into_model)
 }

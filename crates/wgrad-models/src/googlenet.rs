@@ -127,6 +127,6 @@ pub fn googlenet(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<
     let h = g.apply_named("pool5_7x7_s1", GlobalAvgPool2D::new(), h)?;
     let h = g.apply_named("pool5_drop_7x7_s1", Dropout::new(0.4), h)?;
     let y = g.apply_named("loss3_classifier", Dense::new(num_classes), h)?;
-    g.outputs(&[y]);
+    g.outputs(&[y])?;
     Ok(g)
 }

@@ -12,7 +12,7 @@ use wgrad_graph::Var;
 use wgrad_nn::layers::{
     Activation, BatchNormalization, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D,
 };
-use wgrad_nn::{Act, Ctx, Error, Layer, Param, Result, Sequential};
+use wgrad_nn::{Act, Ctx, Error, Functional, Layer, Param, Result, Sequential};
 use wgrad_tensor::{Device, Padding};
 
 /// Which framework's padding and batch-norm conventions a ResNet follows.
@@ -195,7 +195,7 @@ fn resnet(
     num_classes: usize,
     blocks: &[usize],
     c: Convention,
-) -> Result<Sequential> {
+) -> Result<Functional> {
     let mut m = Sequential::new(dev, &input)
         .add(
             Conv2D::new(64, 7)
@@ -218,12 +218,13 @@ fn resnet(
     m.add(GlobalAvgPool2D::new())?
         .add(Flatten::new())?
         .add(Dense::new(num_classes))
+        .map(Sequential::into_model)
 }
 
 /// The seeds' ResNet-34: units [64]×3 + [128]×4 + [256]×6 + [512]×3; with 10 classes,
 /// 21,306,826 parameters (21,289,802 trainable + 17,024 batch-norm statistics), as Keras
 /// counts it. The head outputs logits (softmax in the loss).
-pub fn resnet34(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Sequential> {
+pub fn resnet34(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Functional> {
     resnet(dev, input, num_classes, &RESNET34_BLOCKS, Convention::Keras)
 }
 
@@ -235,7 +236,7 @@ pub const RESNET18_BLOCKS: [usize; 4] = [2, 2, 2, 2];
 /// ResNet-34 in torchvision's conventions (see the module docs): with 1000 classes at
 /// 224×224×3, 21,797,672 parameters as torchvision counts them (weights and batch-norm
 /// γ/β; the 17,024 running statistics are buffers there).
-pub fn resnet34_pytorch(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Sequential> {
+pub fn resnet34_pytorch(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Functional> {
     resnet(
         dev,
         input,
@@ -246,7 +247,7 @@ pub fn resnet34_pytorch(dev: &Device, input: [usize; 3], num_classes: usize) -> 
 }
 
 /// ResNet-18 in torchvision's conventions.
-pub fn resnet18_pytorch(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Sequential> {
+pub fn resnet18_pytorch(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Functional> {
     resnet(
         dev,
         input,
@@ -297,6 +298,6 @@ pub fn torchvision_resnet_name(blocks: &[usize], name: &str) -> String {
 }
 
 /// ResNet-18: units [64]×2 + [128]×2 + [256]×2 + [512]×2.
-pub fn resnet18(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Sequential> {
+pub fn resnet18(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Functional> {
     resnet(dev, input, num_classes, &RESNET18_BLOCKS, Convention::Keras)
 }

@@ -90,7 +90,7 @@ impl Layer for SeResidualUnit {
         };
         let y = g.merge_named("add", Add, &[u, skip])?;
         let y = g.apply_named("out", Activation(Act::Relu), y)?;
-        g.outputs(&[y]);
+        g.outputs(&[y])?;
         let out = g.shape(y).to_vec();
         self.graph = Some(g);
         Ok(out)
@@ -126,7 +126,7 @@ pub fn se_resnet(
     input: [usize; 3],
     num_classes: usize,
     blocks: &[usize],
-) -> Result<Sequential> {
+) -> Result<Functional> {
     let mut m = Sequential::new(dev, &input)
         .add(Conv2D::new(64, 7).strides(2).same().use_bias(false))?
         .add(BatchNormalization::new())?
@@ -144,12 +144,13 @@ pub fn se_resnet(
     m.add(GlobalAvgPool2D::new())?
         .add(Flatten::new())?
         .add(Dense::new(num_classes))
+        .map(Sequential::into_model)
 }
 
 /// SE-ResNet-34: [`crate::resnet34`] with squeeze-and-excitation units, 3 of width 64, 4 of
 /// 128, 6 of 256 and 3 of 512, for 224×224×3 (any size from 32×32). With 1000 classes: 21,958,868
 /// trainable parameters (ResNet-34's 21,797,672 plus 161,196 in the SE dense layers) and the
 /// same 17,024 batch-norm statistics.
-pub fn se_resnet34(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Sequential> {
+pub fn se_resnet34(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Functional> {
     se_resnet(dev, input, num_classes, &[3, 4, 6, 3])
 }

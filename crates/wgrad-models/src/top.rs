@@ -30,6 +30,6 @@ pub(crate) fn finish(g: &mut Functional, h: Tap, top: Top) -> Result<()> {
         Top::Avg => g.apply_named("avg_pool", GlobalAvgPool2D::new(), h)?,
         Top::Max => g.apply_named("max_pool", GlobalMaxPool2D::new(), h)?,
     };
-    g.outputs(&[y]);
+    g.outputs(&[y])?;
     Ok(())
 }

@@ -141,7 +141,7 @@ impl UNet {
             h = block(&mut g, h, f, &format!("dec{level}"))?;
         }
         let y = g.apply_named("pixel_classes", Conv2D::new(num_classes, 1), h)?;
-        g.outputs(&[y]);
+        g.outputs(&[y])?;
         Ok(g)
     }
 }

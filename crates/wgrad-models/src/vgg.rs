@@ -2,7 +2,7 @@
 //! it, with Keras's layer names so that Keras's weights map onto it by name.
 
 use wgrad_nn::layers::{Conv2D, Dense, Flatten, MaxPool2D};
-use wgrad_nn::{Act, Result, Sequential};
+use wgrad_nn::{Act, Functional, Result, Sequential};
 use wgrad_tensor::Device;
 
 /// Keras's VGG16 with `include_top=True`: five blocks of 3×3 "same" ReLU convolutions with
@@ -16,7 +16,7 @@ use wgrad_tensor::Device;
 ///
 /// Layers are named as in Keras: `block1_conv1` … `block5_conv3`, `block1_pool` …
 /// `block5_pool`, `flatten`, `fc1`, `fc2`, `predictions`.
-pub fn vgg16(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Sequential> {
+pub fn vgg16(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Functional> {
     let mut m = Sequential::new(dev, &input);
     for (block, (filters, convs)) in [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
         .into_iter()
@@ -35,4 +35,5 @@ pub fn vgg16(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Sequ
         .add_named("fc1", Dense::new(4096).activation(Act::Relu))?
         .add_named("fc2", Dense::new(4096).activation(Act::Relu))?
         .add_named("predictions", Dense::new(num_classes))
+        .map(Sequential::into_model)
 }

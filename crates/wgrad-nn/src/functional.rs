@@ -11,7 +11,7 @@
 //! let h = g.apply(Conv2D::new(16, 3).same(), h)?;
 //! let y = g.merge(Add, &[h, x])?;                 // the residual skip
 //! let y = g.apply(Activation(Act::Relu), y)?;
-//! g.outputs(&[y]);
+//! g.outputs(&[y])?;
 //! println!("{}", g.summary(8));
 //! # Ok(()) }
 //! ```
@@ -22,9 +22,16 @@ use wgrad_tensor::Device;
 use crate::summary;
 use crate::{Act, Ctx, Error, Layer, Param, Result};
 
-/// A symbolic tensor of a [`Functional`] model: the output of one of its nodes.
+/// A symbolic tensor of a [`Functional`] model: the output of one of its nodes. It knows its
+/// model, so passing it to another model is an error rather than a wrong connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tap(usize);
+pub struct Tap {
+    node: usize,
+    model: u64,
+}
+
+/// Each model's identity, for its taps.
+static NEXT_MODEL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A layer that joins several tensors (Keras's merge layers).
 pub trait Merge: Send {
@@ -181,14 +188,19 @@ struct Node {
     shape: Vec<usize>,
 }
 
-/// A model as a graph of layers (Keras's functional API). Nodes are added in a topological
-/// order by construction: a layer can only read taps that exist.
+/// A model as a graph of layers (Keras's functional API), and the one model type of wgrad:
+/// [`crate::Sequential`] builds a chain of it, and every zoo constructor returns one. Nodes
+/// are added in a topological order by construction: a layer can only read taps that exist.
 pub struct Functional {
     device: Device,
     nodes: Vec<Node>,
     inputs: Vec<Tap>,
     outputs: Vec<Tap>,
     seed: u64,
+    id: u64,
+    /// Built by `Sequential`: a chain, summarised as Keras summarises a `Sequential` (no
+    /// input row, no "Connected to" column).
+    pub(crate) chain: bool,
 }
 
 impl Functional {
@@ -199,6 +211,8 @@ impl Functional {
             inputs: Vec::new(),
             outputs: Vec::new(),
             seed: 0,
+            id: NEXT_MODEL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            chain: false,
         }
     }
 
@@ -208,9 +222,20 @@ impl Functional {
         self
     }
 
+    pub(crate) fn set_seed(&mut self, seed: u64) {
+        self.seed = seed;
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     fn push(&mut self, name: String, op: Op, shape: Vec<usize>) -> Tap {
         self.nodes.push(Node { name, op, shape });
-        Tap(self.nodes.len() - 1)
+        Tap {
+            node: self.nodes.len() - 1,
+            model: self.id,
+        }
     }
 
     fn seen(&self, kind: &str) -> usize {
@@ -225,7 +250,7 @@ impl Functional {
     }
 
     fn check(&self, t: Tap) -> Result<()> {
-        if t.0 >= self.nodes.len() {
+        if t.model != self.id || t.node >= self.nodes.len() {
             return Err(Error::config(
                 "Functional",
                 format!("{t:?} is not a tensor of this model"),
@@ -248,8 +273,13 @@ impl Functional {
     }
 
     pub fn apply_boxed(&mut self, layer: Box<dyn Layer>, x: Tap) -> Result<Tap> {
-        let name = summary::layer_name(layer.kind(), self.seen(layer.kind()));
+        let name = self.auto_name(layer.kind());
         self.apply_as(name, layer, x)
+    }
+
+    /// Keras's default name for the next layer of `kind` (`conv2d`, `conv2d_1`…).
+    pub(crate) fn auto_name(&self, kind: &str) -> String {
+        summary::layer_name(kind, self.seen(kind))
     }
 
     /// `layer(x)` under `name` (Keras's `name=`): the prefix of the layer's weights in saved
@@ -270,7 +300,7 @@ impl Functional {
         self.merge_as(name.to_string(), Box::new(merge), xs)
     }
 
-    fn check_name(&self, name: &str) -> Result<()> {
+    pub(crate) fn check_name(&self, name: &str) -> Result<()> {
         if self.nodes.iter().any(|n| n.name == name) {
             return Err(Error::config(
                 "Functional",
@@ -280,11 +310,24 @@ impl Functional {
         Ok(())
     }
 
-    fn apply_as(&mut self, name: String, mut layer: Box<dyn Layer>, x: Tap) -> Result<Tap> {
+    fn apply_as(&mut self, name: String, layer: Box<dyn Layer>, x: Tap) -> Result<Tap> {
+        let salt = self.nodes.len() as u64 + 1;
+        self.apply_salted(name, layer, x, salt)
+    }
+
+    /// `layer(x)` with its weights seeded from the model's seed and `salt` (`Sequential`
+    /// salts by layer count, as it always has, so its models keep their initial weights).
+    pub(crate) fn apply_salted(
+        &mut self,
+        name: String,
+        mut layer: Box<dyn Layer>,
+        x: Tap,
+        salt: u64,
+    ) -> Result<Tap> {
         self.check(x)?;
-        let seed = crate::layer::splitmix(self.seed ^ (self.nodes.len() as u64 + 1));
+        let seed = crate::layer::splitmix(self.seed ^ salt);
         let shape = layer
-            .build(&self.device, &self.nodes[x.0].shape.clone(), seed)
+            .build(&self.device, &self.nodes[x.node].shape.clone(), seed)
             .map_err(|e| e.in_layer(&name, layer.kind()))?;
         Ok(self.push(name, Op::Layer(layer, x), shape))
     }
@@ -301,7 +344,7 @@ impl Functional {
         }
         let shapes: Vec<&[usize]> = xs
             .iter()
-            .map(|t| self.nodes[t.0].shape.as_slice())
+            .map(|t| self.nodes[t.node].shape.as_slice())
             .collect();
         let shape = merge
             .output_shape(&shapes)
@@ -309,9 +352,93 @@ impl Functional {
         Ok(self.push(name, Op::Merge(merge, xs.to_vec()), shape))
     }
 
-    /// Declares the model's outputs.
-    pub fn outputs(&mut self, outs: &[Tap]) {
+    /// Declares the model's outputs (Keras's `Model(inputs, outputs)`) and checks the graph
+    /// then, not at the first `forward`: at least one output, every tap of this model, every
+    /// input and every layer on a path to an output.
+    pub fn outputs(&mut self, outs: &[Tap]) -> Result<()> {
+        if outs.is_empty() {
+            return Err(Error::config(
+                "Functional",
+                "a model needs at least one output",
+            ));
+        }
+        for &t in outs {
+            self.check(t)?;
+        }
+        let mut needed = vec![false; self.nodes.len()];
+        for t in outs {
+            needed[t.node] = true;
+        }
+        for j in (0..self.nodes.len()).rev() {
+            if needed[j] {
+                for t in self.reads(j) {
+                    needed[t.node] = true;
+                }
+            }
+        }
+        if let Some(j) = (0..self.nodes.len()).find(|&j| !needed[j]) {
+            let what = if matches!(self.nodes[j].op, Op::Input(_)) {
+                "input"
+            } else {
+                "layer"
+            };
+            return Err(Error::config(
+                "Functional",
+                format!(
+                    "{what} {:?} reaches none of the outputs: connect it or leave it out",
+                    self.nodes[j].name
+                ),
+            ));
+        }
         self.outputs = outs.to_vec();
+        Ok(())
+    }
+
+    /// Sets the outputs of a graph known to be connected (a chain's last layer).
+    pub(crate) fn set_outputs_unchecked(&mut self, outs: &[Tap]) {
+        self.outputs = outs.to_vec();
+    }
+
+    /// The taps node `j` reads.
+    fn reads(&self, j: usize) -> Vec<Tap> {
+        match &self.nodes[j].op {
+            Op::Input(_) => Vec::new(),
+            Op::Layer(_, t) => vec![*t],
+            Op::Merge(_, ts) => ts.clone(),
+        }
+    }
+
+    /// The names of the model's layers (merges included, inputs not), in order.
+    pub fn layer_names(&self) -> Vec<&str> {
+        self.nodes
+            .iter()
+            .filter(|n| !matches!(n.op, Op::Input(_)))
+            .map(|n| n.name.as_str())
+            .collect()
+    }
+
+    /// The shapes of one sample of each input.
+    pub fn input_shapes(&self) -> Vec<&[usize]> {
+        self.inputs.iter().map(|t| self.shape(*t)).collect()
+    }
+
+    /// The shape of one sample of the (first) output; empty before outputs are declared.
+    pub fn output_shape(&self) -> &[usize] {
+        self.outputs.first().map_or(&[], |t| self.shape(*t))
+    }
+
+    /// The number of layers (merges included, inputs not).
+    pub fn len(&self) -> usize {
+        self.layer_names().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shapes of one sample of each output.
+    pub fn output_shapes(&self) -> Vec<&[usize]> {
+        self.outputs.iter().map(|t| self.shape(*t)).collect()
     }
 
     /// The layer named `name` (as `summary()` shows it), e.g. to freeze a pretrained base
@@ -323,9 +450,11 @@ impl Functional {
         })
     }
 
-    /// The shape of a tap's samples.
+    /// The shape of a tap's samples. Panics when `t` belongs to another model (as indexing
+    /// a slice out of bounds does): taps are only made by this model's builders.
     pub fn shape(&self, t: Tap) -> &[usize] {
-        &self.nodes[t.0].shape
+        assert!(t.model == self.id, "{t:?} is not a tensor of this model");
+        &self.nodes[t.node].shape
     }
 
     /// (trainable, non-trainable) parameter counts.
@@ -333,17 +462,21 @@ impl Functional {
         summary::param_counts(&self.params())
     }
 
-    /// Keras's functional `summary()` with a "Connected to" column and the memory columns.
+    /// Keras's `summary()`: each layer's output shape, parameters and activation memory for
+    /// a batch of `batch` (plus a "Connected to" column for a graph that is not a chain), and
+    /// an estimate of the memory one training step needs, assuming 2 optimizer slots.
     pub fn summary(&self, batch: usize) -> String {
         self.summary_with_slots(batch, 2)
     }
 
     /// [`Functional::summary`] with the training-memory estimate for an optimizer keeping
-    /// `slots` tensors per weight (see `Sequential::summary_with_slots`).
+    /// `slots` tensors per weight (`Optimizer::slots_per_param`: SGD 0, with momentum 1,
+    /// RMSprop 1, Adam/Nadam 2).
     pub fn summary_with_slots(&self, batch: usize, slots: usize) -> String {
         let rows: Vec<summary::Row> = self
             .nodes
             .iter()
+            .filter(|n| !(self.chain && matches!(n.op, Op::Input(_))))
             .map(|n| {
                 let (label, params, from) = match &n.op {
                     Op::Input(_) => (format!("{} (InputLayer)", n.name), 0, vec![]),
@@ -356,23 +489,29 @@ impl Functional {
                 };
                 let connected = from
                     .iter()
-                    .map(|t| self.nodes[t.0].name.as_str())
+                    .map(|t| self.nodes[t.node].name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ");
                 summary::Row {
                     label,
                     shape: n.shape.clone(),
                     params,
-                    connected: Some(if connected.is_empty() {
-                        "-".into()
-                    } else {
-                        connected
+                    connected: (!self.chain).then(|| {
+                        if connected.is_empty() {
+                            "-".into()
+                        } else {
+                            connected
+                        }
                     }),
                 }
             })
             .collect();
         summary::render(
-            "functional",
+            if self.chain {
+                "sequential"
+            } else {
+                "functional"
+            },
             batch,
             &rows,
             self.param_counts(),
@@ -380,7 +519,8 @@ impl Functional {
         )
     }
 
-    /// Bytes one training step holds at its peak, estimated as for `Sequential`.
+    /// Bytes one training step holds at its peak, estimated (see `summary()`), with `slots`
+    /// optimizer slots per trainable weight (Adam: 2, SGD with momentum: 1).
     pub fn training_memory_estimate(&self, batch: usize, slots: usize) -> u64 {
         let input: usize = self
             .nodes
@@ -405,7 +545,7 @@ impl Functional {
             if let Op::Layer(l, _) = &n.op {
                 v.extend(l.inner_shapes());
             }
-            let output = self.outputs.iter().any(|t| t.0 == i);
+            let output = self.outputs.iter().any(|t| t.node == i);
             if !matches!(n.op, Op::Input(_)) && (with_outputs || !output) {
                 v.push(n.shape.clone());
             }
@@ -419,15 +559,14 @@ impl Functional {
     fn fold_plan(&self) -> Vec<Option<(usize, Option<usize>)>> {
         let n = self.nodes.len();
         let mut readers = vec![Vec::new(); n];
-        for (j, node) in self.nodes.iter().enumerate() {
-            match &node.op {
-                Op::Input(_) => {}
-                Op::Layer(_, t) => readers[t.0].push(j),
-                Op::Merge(_, ts) => ts.iter().for_each(|t| readers[t.0].push(j)),
+        for j in 0..n {
+            for t in self.reads(j) {
+                readers[t.node].push(j);
             }
         }
         let sole = |j: usize| {
-            (readers[j].len() == 1 && !self.outputs.iter().any(|o| o.0 == j)).then(|| readers[j][0])
+            (readers[j].len() == 1 && !self.outputs.iter().any(|o| o.node == j))
+                .then(|| readers[j][0])
         };
         let layer = |j: usize| match &self.nodes[j].op {
             Op::Layer(l, _) => Some(&**l),
@@ -448,13 +587,14 @@ impl Functional {
             .collect()
     }
 
-    /// Node `j` run with the batch norm `bn` (and activation `act`) folded in; `None` when
-    /// the layer cannot fuse them.
+    /// Node `j` run with the batch norm `bn` folded in, then `act` and a residual (a skip
+    /// connection added before the activation); `None` when the layer cannot fuse them.
     fn forward_folded(
         &mut self,
         j: usize,
         bn: usize,
-        act: Option<usize>,
+        act: Act,
+        residual: Option<&wgrad_tensor::Tensor>,
         values: &[Option<Var>],
     ) -> Result<Option<Var>> {
         let Op::Layer(l, _) = &self.nodes[bn].op else {
@@ -464,64 +604,63 @@ impl Functional {
             return Ok(None);
         };
         let (scale, shift) = affine?;
-        let a = act
-            .and_then(|k| match &self.nodes[k].op {
-                Op::Layer(l, _) => l.as_activation(),
-                _ => None,
-            })
-            .unwrap_or(Act::Linear);
         let Op::Layer(layer, t) = &mut self.nodes[j].op else {
             return Ok(None);
         };
-        let x = values[t.0].clone().expect("a reader runs after its input");
-        layer.forward_fused(&x, &scale, &shift, a, None).transpose()
+        let x = values[t.node]
+            .clone()
+            .expect("a reader runs after its input");
+        layer
+            .forward_fused(&x, &scale, &shift, act, residual)
+            .transpose()
     }
 
-    fn layers(&self) -> impl Iterator<Item = (&str, &dyn Layer)> {
-        self.nodes.iter().filter_map(|n| match &n.op {
-            Op::Layer(l, _) => Some((n.name.as_str(), &**l)),
+    /// The activation node `k` applies, when it is an activation layer.
+    fn activation_of(&self, k: usize) -> Option<Act> {
+        match &self.nodes[k].op {
+            Op::Layer(l, _) => l.as_activation(),
             _ => None,
-        })
-    }
-}
-
-impl Layer for Functional {
-    fn kind(&self) -> &'static str {
-        "Functional"
-    }
-
-    fn inner_shapes(&self) -> Vec<Vec<usize>> {
-        self.shapes(false)
-    }
-
-    /// A functional model is built node by node; nesting one checks its single input.
-    fn build(&mut self, _: &Device, input_shape: &[usize], _: u64) -> Result<Vec<usize>> {
-        match (self.inputs.as_slice(), self.outputs.as_slice()) {
-            ([i], [o]) if self.nodes[i.0].shape == input_shape => Ok(self.nodes[o.0].shape.clone()),
-            _ => Err(Error::config(
-                "Functional",
-                format!("nested use needs one input of shape {input_shape:?} and one output"),
-            )),
         }
     }
 
-    /// The single-input, single-output case (what `Trainer` uses).
-    fn forward(&mut self, x: &Var, ctx: &mut Ctx) -> Result<Var> {
+    /// `act(self(x) + residual)`, the end of a residual block. At inference the residual and
+    /// the activation go into the write-out of the last convolution, with the batch norm
+    /// after it, when the model (one input, one output) ends in such a pair; otherwise they
+    /// run as their own ops.
+    pub fn forward_residual(
+        &mut self,
+        x: &Var,
+        ctx: &mut Ctx,
+        residual: &Var,
+        act: Act,
+    ) -> Result<Var> {
+        self.one_output("forward_residual")?;
+        let mut out = self.run(std::slice::from_ref(x), ctx, Some((residual, act)))?;
+        Ok(out.remove(0))
+    }
+
+    fn one_output(&self, what: &str) -> Result<()> {
         if self.outputs.len() != 1 {
             return Err(Error::config(
                 "Functional",
                 format!(
-                    "forward() needs one output, the model has {} (use forward_multi)",
+                    "{what}() needs one output, the model has {} (use forward_multi)",
                     self.outputs.len()
                 ),
             ));
         }
-        Ok(self.forward_multi(std::slice::from_ref(x), ctx)?.remove(0))
+        Ok(())
     }
 
-    /// Runs the graph on one batch per input; returns one batch per output. Each node's value
-    /// is dropped right after its last reader has run, so inference keeps only live tensors.
-    fn forward_multi(&mut self, inputs: &[Var], ctx: &mut Ctx) -> Result<Vec<Var>> {
+    /// Runs the graph on one batch per input; returns one batch per output. With a `tail`
+    /// (one output), returns `act(output + residual)`. Each node's value is dropped right
+    /// after its last reader has run, so inference keeps only live tensors.
+    fn run(
+        &mut self,
+        inputs: &[Var],
+        ctx: &mut Ctx,
+        tail: Option<(&Var, Act)>,
+    ) -> Result<Vec<Var>> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::Input {
                 what: "Functional",
@@ -540,15 +679,13 @@ impl Layer for Functional {
         }
         let n = self.nodes.len();
         let mut last_use = vec![0usize; n];
-        for (j, node) in self.nodes.iter().enumerate() {
-            match &node.op {
-                Op::Input(_) => {}
-                Op::Layer(_, t) => last_use[t.0] = j,
-                Op::Merge(_, ts) => ts.iter().for_each(|t| last_use[t.0] = j),
+        for j in 0..n {
+            for t in self.reads(j) {
+                last_use[t.node] = j;
             }
         }
         for t in &self.outputs {
-            last_use[t.0] = usize::MAX;
+            last_use[t.node] = usize::MAX;
         }
         let fold = !ctx.training && ctx.fold && !wgrad_graph::is_grad_enabled();
         let plan = if fold {
@@ -556,15 +693,27 @@ impl Layer for Functional {
         } else {
             vec![None; n]
         };
+        let mut tail_done = false;
         let mut skip = vec![false; n];
         let mut values: Vec<Option<Var>> = vec![None; n];
         for j in 0..n {
             if skip[j] {
                 continue;
             }
-            // Node j with the batch norm after it (and its activation) in one write-out.
+            // Node j with the batch norm after it (and its activation, or the residual tail
+            // when the batch norm is the output) in one write-out.
             if let Some((bn, act)) = plan[j] {
-                if let Some(y) = self.forward_folded(j, bn, act, &values)? {
+                let residual_tail = tail.filter(|_| act.is_none() && self.outputs[0].node == bn);
+                let (a, residual) = match residual_tail {
+                    Some((r, a)) => (a, Some(r.value())),
+                    None => (
+                        act.and_then(|k| self.activation_of(k))
+                            .unwrap_or(Act::Linear),
+                        None,
+                    ),
+                };
+                if let Some(y) = self.forward_folded(j, bn, a, residual, &values)? {
+                    tail_done = residual.is_some();
                     values[act.unwrap_or(bn)] = Some(y);
                     skip[bn] = true;
                     if let Some(k) = act {
@@ -579,7 +728,11 @@ impl Layer for Functional {
                 }
             }
             let value = {
-                let get = |t: &Tap| values[t.0].clone().expect("a reader runs after its input");
+                let get = |t: &Tap| {
+                    values[t.node]
+                        .clone()
+                        .expect("a reader runs after its input")
+                };
                 let expected = &self.nodes[j].shape.clone();
                 match &mut self.nodes[j].op {
                     Op::Input(i) => {
@@ -588,10 +741,14 @@ impl Layer for Functional {
                             return Err(Error::Input {
                                 what: "Functional",
                                 reason: format!(
-                                    "input {} has shape {:?}, the model expects [N, {:?}]",
+                                    "input {} has shape {:?}, the model expects [N, {}]",
                                     i,
                                     x.shape(),
                                     expected
+                                        .iter()
+                                        .map(|d| d.to_string())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
                                 ),
                             });
                         }
@@ -614,11 +771,59 @@ impl Layer for Functional {
                 }
             }
         }
-        Ok(self
+        let mut outs: Vec<Var> = self
             .outputs
             .iter()
-            .map(|t| values[t.0].clone().expect("outputs are kept"))
-            .collect())
+            .map(|t| values[t.node].clone().expect("outputs are kept"))
+            .collect();
+        if let (Some((residual, act)), false) = (tail, tail_done) {
+            outs[0] = act.apply(&ops::add(&outs[0], residual)?)?;
+        }
+        Ok(outs)
+    }
+
+    fn layers(&self) -> impl Iterator<Item = (&str, &dyn Layer)> {
+        self.nodes.iter().filter_map(|n| match &n.op {
+            Op::Layer(l, _) => Some((n.name.as_str(), &**l)),
+            _ => None,
+        })
+    }
+}
+
+impl Layer for Functional {
+    fn kind(&self) -> &'static str {
+        if self.chain {
+            "Sequential"
+        } else {
+            "Functional"
+        }
+    }
+
+    fn inner_shapes(&self) -> Vec<Vec<usize>> {
+        self.shapes(false)
+    }
+
+    /// A functional model is built node by node; nesting one checks its single input.
+    fn build(&mut self, _: &Device, input_shape: &[usize], _: u64) -> Result<Vec<usize>> {
+        match (self.inputs.as_slice(), self.outputs.as_slice()) {
+            ([i], [o]) if self.nodes[i.node].shape == input_shape => {
+                Ok(self.nodes[o.node].shape.clone())
+            }
+            _ => Err(Error::config(
+                "Functional",
+                format!("nested use needs one input of shape {input_shape:?} and one output"),
+            )),
+        }
+    }
+
+    /// The single-input, single-output case (what `Trainer` uses).
+    fn forward(&mut self, x: &Var, ctx: &mut Ctx) -> Result<Var> {
+        self.one_output("forward")?;
+        Ok(self.run(std::slice::from_ref(x), ctx, None)?.remove(0))
+    }
+
+    fn forward_multi(&mut self, inputs: &[Var], ctx: &mut Ctx) -> Result<Vec<Var>> {
+        self.run(inputs, ctx, None)
     }
 
     fn params(&self) -> Vec<&Param> {

@@ -199,52 +199,89 @@ impl Act {
     }
 }
 
-/// A boxed layer is a layer: models chosen at run time (`Box<dyn Layer>`) train like any.
-impl Layer for Box<dyn Layer> {
-    fn kind(&self) -> &'static str {
-        (**self).kind()
-    }
-    fn build(&mut self, dev: &Device, input_shape: &[usize], seed: u64) -> Result<Vec<usize>> {
-        (**self).build(dev, input_shape, seed)
-    }
-    fn forward(&mut self, x: &Var, ctx: &mut Ctx) -> Result<Var> {
-        (**self).forward(x, ctx)
-    }
-    fn forward_multi(&mut self, inputs: &[Var], ctx: &mut Ctx) -> Result<Vec<Var>> {
-        (**self).forward_multi(inputs, ctx)
-    }
-    fn params(&self) -> Vec<&Param> {
-        (**self).params()
-    }
-    fn params_mut(&mut self) -> Vec<&mut Param> {
-        (**self).params_mut()
-    }
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
-    fn channel_affine(&self) -> Option<Result<(wgrad_tensor::Tensor, wgrad_tensor::Tensor)>> {
-        (**self).channel_affine()
-    }
-    fn as_activation(&self) -> Option<Act> {
-        (**self).as_activation()
-    }
-    fn forward_fused(
-        &mut self,
-        x: &Var,
-        scale: &wgrad_tensor::Tensor,
-        shift: &wgrad_tensor::Tensor,
-        act: Act,
-        residual: Option<&wgrad_tensor::Tensor>,
-    ) -> Option<Result<Var>> {
-        (**self).forward_fused(x, scale, shift, act, residual)
-    }
-    fn inner_shapes(&self) -> Vec<Vec<usize>> {
-        (**self).inner_shapes()
-    }
-    fn named_params(&self) -> Vec<(String, &Param)> {
-        (**self).named_params()
-    }
-    fn freeze(&mut self, trainable: bool) {
-        (**self).freeze(trainable)
-    }
+/// `impl Layer for $ty` by handing every method to the layer `$inner` (an expression of
+/// `$s`, the receiver), so that wrappers forward the whole trait, optional hooks included.
+macro_rules! delegate_layer {
+    ($ty:ty, |$s:ident| $inner:expr) => {
+        impl $crate::Layer for $ty {
+            fn kind(&self) -> &'static str {
+                let $s = self;
+                $inner.kind()
+            }
+            fn build(
+                &mut self,
+                dev: &wgrad_tensor::Device,
+                input_shape: &[usize],
+                seed: u64,
+            ) -> $crate::Result<Vec<usize>> {
+                let $s = self;
+                $inner.build(dev, input_shape, seed)
+            }
+            fn forward(
+                &mut self,
+                x: &wgrad_graph::Var,
+                ctx: &mut $crate::Ctx,
+            ) -> $crate::Result<wgrad_graph::Var> {
+                let $s = self;
+                $inner.forward(x, ctx)
+            }
+            fn forward_multi(
+                &mut self,
+                inputs: &[wgrad_graph::Var],
+                ctx: &mut $crate::Ctx,
+            ) -> $crate::Result<Vec<wgrad_graph::Var>> {
+                let $s = self;
+                $inner.forward_multi(inputs, ctx)
+            }
+            fn params(&self) -> Vec<&$crate::Param> {
+                let $s = self;
+                $inner.params()
+            }
+            fn params_mut(&mut self) -> Vec<&mut $crate::Param> {
+                let $s = self;
+                $inner.params_mut()
+            }
+            fn describe(&self) -> String {
+                let $s = self;
+                $inner.describe()
+            }
+            fn channel_affine(
+                &self,
+            ) -> Option<$crate::Result<(wgrad_tensor::Tensor, wgrad_tensor::Tensor)>> {
+                let $s = self;
+                $inner.channel_affine()
+            }
+            fn as_activation(&self) -> Option<$crate::Act> {
+                let $s = self;
+                $inner.as_activation()
+            }
+            fn forward_fused(
+                &mut self,
+                x: &wgrad_graph::Var,
+                scale: &wgrad_tensor::Tensor,
+                shift: &wgrad_tensor::Tensor,
+                act: $crate::Act,
+                residual: Option<&wgrad_tensor::Tensor>,
+            ) -> Option<$crate::Result<wgrad_graph::Var>> {
+                let $s = self;
+                $inner.forward_fused(x, scale, shift, act, residual)
+            }
+            fn inner_shapes(&self) -> Vec<Vec<usize>> {
+                let $s = self;
+                $inner.inner_shapes()
+            }
+            fn named_params(&self) -> Vec<(String, &$crate::Param)> {
+                let $s = self;
+                $inner.named_params()
+            }
+            fn freeze(&mut self, trainable: bool) {
+                let $s = self;
+                $inner.freeze(trainable)
+            }
+        }
+    };
 }
+pub(crate) use delegate_layer;
+
+// A boxed layer is a layer: models chosen at run time (`Box<dyn Layer>`) train like any.
+delegate_layer!(Box<dyn Layer>, |s| (**s));
