@@ -1630,3 +1630,79 @@ fn history_mean_rate() {
         .to_vec();
     assert_eq!(h.mean_images_per_second(), 200.0);
 }
+
+/// The layer a user writes: a learned scale per channel, in four methods (`kind` comes from
+/// the type's name).
+struct ChannelScale {
+    scale: Option<wgrad::nn::Param>,
+}
+
+impl Layer for ChannelScale {
+    fn build(
+        &mut self,
+        dev: &Device,
+        input: &[usize],
+        _seed: u64,
+    ) -> wgrad::nn::Result<Vec<usize>> {
+        let c = *input.last().expect("a channel axis");
+        let init: Vec<f32> = (0..c).map(|i| 0.5 + 0.25 * i as f32).collect();
+        let w = Tensor::from_slice(dev, &init, &[c])?;
+        self.scale = Some(wgrad::nn::Param::new("scale", w));
+        Ok(input.to_vec())
+    }
+
+    fn forward(&mut self, x: &Var, _ctx: &mut Ctx) -> wgrad::nn::Result<Var> {
+        let w = self.scale.as_ref().expect("built").var();
+        Ok(ops::mul(x, w)?)
+    }
+
+    fn params(&self) -> Vec<&wgrad::nn::Param> {
+        self.scale.iter().collect()
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut wgrad::nn::Param> {
+        self.scale.iter_mut().collect()
+    }
+}
+
+#[test]
+fn a_custom_layer_in_four_methods_trains_in_a_model() {
+    let dev = common::device();
+    check_layer(
+        "ChannelScale",
+        ChannelScale { scale: None },
+        &[2, 3, 3, 4],
+        2e-2,
+    );
+    let model = Sequential::new(&dev, &[6, 6, 1])
+        .seed(4)
+        .add(Conv2D::new(3, 3).same())
+        .unwrap()
+        .add(ChannelScale { scale: None })
+        .unwrap()
+        .add(Flatten::new())
+        .unwrap()
+        .add(Dense::new(4))
+        .unwrap();
+    let summary = model.summary(8);
+    let row = summary
+        .lines()
+        .find(|l| l.contains("(ChannelScale)"))
+        .unwrap_or_else(|| panic!("no ChannelScale row:\n{summary}"));
+    // Name (kind), output shape, then the parameter count: one scale per channel.
+    let params = row.split(')').nth(2).map(|r| r.split_whitespace().next());
+    assert!(row.contains("(None, 6, 6, 3)"), "{row}");
+    assert_eq!(params, Some(Some("3")), "{row}");
+    let train = DataLoader::new(blobs(128, 1), 32).shuffle(true).seed(2);
+    let mut t = Trainer::new(
+        model,
+        Optimizer::adam(2e-2),
+        Loss::sparse_categorical_crossentropy(true),
+    );
+    let h = t.fit(&train, FitOptions::epochs(4).verbose(false)).unwrap();
+    let losses: Vec<f32> = h.epochs.iter().map(|e| e.loss).collect();
+    assert!(losses[3] < 0.5 * losses[0], "losses {losses:?}");
+    // The scale is a weight like any other: it moved from its initial values.
+    let scale = t.model.params()[2].value().to_vec::<f32>().unwrap();
+    assert!((scale[0] - 0.5).abs() > 1e-3, "{scale:?}");
+}

@@ -92,19 +92,6 @@ impl Layer for ResidualUnit {
         "ResidualUnit"
     }
 
-    /// Both branches' tensors and their sum (the ReLU of the sum is the unit's output).
-    fn inner_shapes(&self) -> Vec<Vec<usize>> {
-        let mut v: Vec<Vec<usize>> = [&self.main, &self.skip]
-            .into_iter()
-            .flatten()
-            .flat_map(|m| m.all_shapes())
-            .collect();
-        if let Some(out) = v.last().cloned() {
-            v.push(out);
-        }
-        v
-    }
-
     fn build(&mut self, dev: &Device, input: &[usize], seed: u64) -> Result<Vec<usize>> {
         let (f, s, c) = (self.filters, self.strides, self.convention);
         let main = Sequential::new(dev, input)
@@ -184,6 +171,28 @@ impl Layer for ResidualUnit {
 
     fn describe(&self) -> String {
         format!("{} /{}", self.filters, self.strides)
+    }
+
+    fn hints(&self) -> Option<&dyn wgrad_nn::Hints> {
+        Some(self)
+    }
+    fn hints_mut(&mut self) -> Option<&mut dyn wgrad_nn::Hints> {
+        Some(self)
+    }
+}
+
+impl wgrad_nn::Hints for ResidualUnit {
+    /// Both branches' tensors and their sum (the ReLU of the sum is the unit's output).
+    fn inner_shapes(&self) -> Vec<Vec<usize>> {
+        let mut v: Vec<Vec<usize>> = [&self.main, &self.skip]
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m.all_shapes())
+            .collect();
+        if let Some(out) = v.last().cloned() {
+            v.push(out);
+        }
+        v
     }
 }
 

@@ -55,10 +55,6 @@ impl Layer for SeResidualUnit {
         "SeResidualUnit"
     }
 
-    fn inner_shapes(&self) -> Vec<Vec<usize>> {
-        self.graph.as_ref().map_or(Vec::new(), |g| g.inner_shapes())
-    }
-
     fn build(&mut self, dev: &Device, input: &[usize], seed: u64) -> Result<Vec<usize>> {
         let (f, s, r) = (self.filters, self.strides, self.ratio);
         if r == 0 || f / r == 0 {
@@ -115,6 +111,19 @@ impl Layer for SeResidualUnit {
 
     fn describe(&self) -> String {
         format!("{} /{} se 1/{}", self.filters, self.strides, self.ratio)
+    }
+
+    fn hints(&self) -> Option<&dyn wgrad_nn::Hints> {
+        Some(self)
+    }
+    fn hints_mut(&mut self) -> Option<&mut dyn wgrad_nn::Hints> {
+        Some(self)
+    }
+}
+
+impl wgrad_nn::Hints for SeResidualUnit {
+    fn inner_shapes(&self) -> Vec<Vec<usize>> {
+        self.graph.as_ref().map_or(Vec::new(), |g| g.inner_shapes())
     }
 }
 

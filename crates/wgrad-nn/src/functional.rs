@@ -534,7 +534,7 @@ impl Functional {
     }
 
     /// Every tensor shape the graph computes (inputs excluded), in order: each layer's inner
-    /// shapes (see [`Layer::inner_shapes`]) then its output.
+    /// shapes (see [`crate::Hints::inner_shapes`]) then its output.
     pub fn all_shapes(&self) -> Vec<Vec<usize>> {
         self.shapes(true)
     }
@@ -543,7 +543,7 @@ impl Functional {
         let mut v = Vec::new();
         for (i, n) in self.nodes.iter().enumerate() {
             if let Op::Layer(l, _) = &n.op {
-                v.extend(l.inner_shapes());
+                v.extend(l.hints().map_or(Vec::new(), |h| h.inner_shapes()));
             }
             let output = self.outputs.iter().any(|t| t.node == i);
             if !matches!(n.op, Op::Input(_)) && (with_outputs || !output) {
@@ -576,10 +576,10 @@ impl Functional {
             .map(|j| {
                 layer(j)?;
                 let bn = sole(j)?;
-                layer(bn)?.channel_affine()?.ok()?;
+                layer(bn)?.hints()?.channel_affine()?.ok()?;
                 let act = sole(bn).filter(|&k| {
                     layer(k)
-                        .and_then(|l| l.as_activation())
+                        .and_then(|l| l.hints()?.as_activation())
                         .is_some_and(|a| a != Act::Softmax)
                 });
                 Some((bn, act))
@@ -600,7 +600,7 @@ impl Functional {
         let Op::Layer(l, _) = &self.nodes[bn].op else {
             return Ok(None);
         };
-        let Some(affine) = l.channel_affine() else {
+        let Some(affine) = l.hints().and_then(|h| h.channel_affine()) else {
             return Ok(None);
         };
         let (scale, shift) = affine?;
@@ -610,7 +610,10 @@ impl Functional {
         let x = values[t.node]
             .clone()
             .expect("a reader runs after its input");
-        layer
+        let Some(hints) = layer.hints_mut() else {
+            return Ok(None);
+        };
+        hints
             .forward_fused(&x, &scale, &shift, act, residual)
             .transpose()
     }
@@ -618,7 +621,7 @@ impl Functional {
     /// The activation node `k` applies, when it is an activation layer.
     fn activation_of(&self, k: usize) -> Option<Act> {
         match &self.nodes[k].op {
-            Op::Layer(l, _) => l.as_activation(),
+            Op::Layer(l, _) => l.hints()?.as_activation(),
             _ => None,
         }
     }
@@ -799,10 +802,6 @@ impl Layer for Functional {
         }
     }
 
-    fn inner_shapes(&self) -> Vec<Vec<usize>> {
-        self.shapes(false)
-    }
-
     /// A functional model is built node by node; nesting one checks its single input.
     fn build(&mut self, _: &Device, input_shape: &[usize], _: u64) -> Result<Vec<usize>> {
         match (self.inputs.as_slice(), self.outputs.as_slice()) {
@@ -848,5 +847,18 @@ impl Layer for Functional {
                     .map(move |(p, v)| (format!("{name}/{p}"), v))
             })
             .collect()
+    }
+
+    fn hints(&self) -> Option<&dyn crate::Hints> {
+        Some(self)
+    }
+    fn hints_mut(&mut self) -> Option<&mut dyn crate::Hints> {
+        Some(self)
+    }
+}
+
+impl crate::Hints for Functional {
+    fn inner_shapes(&self) -> Vec<Vec<usize>> {
+        self.shapes(false)
     }
 }

@@ -49,12 +49,19 @@ pub(crate) fn splitmix(mut z: u64) -> u64 {
 /// A layer: built once for an input shape, then called on batches.
 ///
 /// Shapes exclude the batch axis (`[28, 28, 1]` for an MNIST image), as in Keras's
-/// `summary()`. Implement it for a custom layer: build its sublayers and weights in `build`,
-/// compose graph ops (or other layers' `forward`) in `forward`, and list the weights in
-/// `params`/`params_mut` (sublayers' weights included, under prefixed names).
+/// `summary()`. A custom layer implements four methods: `build` creates its sublayers and
+/// weights, `forward` composes graph ops (or other layers' `forward`), and `params` /
+/// `params_mut` list the weights (sublayers' weights included, under prefixed names). The
+/// rest have defaults: `kind` is the type's name, and the optional [`Hints`] (inference fusion,
+/// inner shapes for memory estimates) are for the built-in layers.
 pub trait Layer: Send {
-    /// Keras's class name (`Conv2D`, `Dense`…), for `summary()`.
-    fn kind(&self) -> &'static str;
+    /// Keras's class name (`Conv2D`, `Dense`…), for `summary()`; by default the Rust type's
+    /// name without its path and generic arguments.
+    fn kind(&self) -> &'static str {
+        let full = std::any::type_name::<Self>();
+        let plain = full.split('<').next().unwrap_or(full);
+        plain.rsplit("::").next().unwrap_or(plain)
+    }
 
     /// Creates the weights for inputs of `input_shape` and returns the output shape. `seed`
     /// makes the initial weights reproducible.
@@ -89,6 +96,37 @@ pub trait Layer: Send {
         String::new()
     }
 
+    /// What the layer can tell or do for the model graph beyond its forward pass (inference
+    /// fusion, inner tensor shapes): a layer opts in by implementing [`Hints`] and returning
+    /// `Some(self)` here and from [`Layer::hints_mut`]. A custom layer needs neither.
+    fn hints(&self) -> Option<&dyn Hints> {
+        None
+    }
+
+    fn hints_mut(&mut self) -> Option<&mut dyn Hints> {
+        None
+    }
+
+    /// Every weight under a name unique in the layer (`kernel`; a container prefixes its
+    /// sublayers' names: `conv2d/kernel`), in the order of `params`.
+    fn named_params(&self) -> Vec<(String, &Param)> {
+        self.params()
+            .into_iter()
+            .map(|p| (p.name().to_string(), p))
+            .collect()
+    }
+
+    /// Freezes (`false`) or unfreezes every weight of the layer; state stays untrainable.
+    fn freeze(&mut self, trainable: bool) {
+        for p in self.params_mut() {
+            p.set_trainable(trainable);
+        }
+    }
+}
+
+/// Optional capabilities of a layer, for the model graph's inference fusion and memory
+/// estimate (see [`Layer::hints`]); every method has a "cannot" default.
+pub trait Hints {
     /// In inference, the per-channel map `x·scale + shift` this layer computes (batch norm),
     /// as `(scale, shift)`, so the layer before it can apply it in its write-out.
     fn channel_affine(&self) -> Option<Result<(wgrad_tensor::Tensor, wgrad_tensor::Tensor)>> {
@@ -120,22 +158,6 @@ pub trait Layer: Send {
     /// training keeps alive for the backward pass. Plain layers have none.
     fn inner_shapes(&self) -> Vec<Vec<usize>> {
         Vec::new()
-    }
-
-    /// Every weight under a name unique in the layer (`kernel`; a container prefixes its
-    /// sublayers' names: `conv2d/kernel`), in the order of `params`.
-    fn named_params(&self) -> Vec<(String, &Param)> {
-        self.params()
-            .into_iter()
-            .map(|p| (p.name().to_string(), p))
-            .collect()
-    }
-
-    /// Freezes (`false`) or unfreezes every weight of the layer; state stays untrainable.
-    fn freeze(&mut self, trainable: bool) {
-        for p in self.params_mut() {
-            p.set_trainable(trainable);
-        }
     }
 }
 
@@ -245,30 +267,13 @@ macro_rules! delegate_layer {
                 let $s = self;
                 $inner.describe()
             }
-            fn channel_affine(
-                &self,
-            ) -> Option<$crate::Result<(wgrad_tensor::Tensor, wgrad_tensor::Tensor)>> {
+            fn hints(&self) -> Option<&dyn $crate::Hints> {
                 let $s = self;
-                $inner.channel_affine()
+                $inner.hints()
             }
-            fn as_activation(&self) -> Option<$crate::Act> {
+            fn hints_mut(&mut self) -> Option<&mut dyn $crate::Hints> {
                 let $s = self;
-                $inner.as_activation()
-            }
-            fn forward_fused(
-                &mut self,
-                x: &wgrad_graph::Var,
-                scale: &wgrad_tensor::Tensor,
-                shift: &wgrad_tensor::Tensor,
-                act: $crate::Act,
-                residual: Option<&wgrad_tensor::Tensor>,
-            ) -> Option<$crate::Result<wgrad_graph::Var>> {
-                let $s = self;
-                $inner.forward_fused(x, scale, shift, act, residual)
-            }
-            fn inner_shapes(&self) -> Vec<Vec<usize>> {
-                let $s = self;
-                $inner.inner_shapes()
+                $inner.hints_mut()
             }
             fn named_params(&self) -> Vec<(String, &$crate::Param)> {
                 let $s = self;

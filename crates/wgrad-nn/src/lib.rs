@@ -42,7 +42,7 @@ pub use checkpoint::{load_weights, save_weights};
 pub use error::{Error, Result};
 pub use functional::{Add, Concatenate, Functional, Merge, Multiply, Tap};
 pub use import::{import_weights, Framework, Import};
-pub use layer::{Act, Ctx, Layer};
+pub use layer::{Act, Ctx, Hints, Layer};
 pub use loss::Loss;
 pub use metrics::{BoxIou, MeanIou};
 pub use optim::{Optimizer, Schedule};

@@ -146,6 +146,38 @@ impl Layer for Conv2D {
         })
     }
 
+    fn params(&self) -> Vec<&Param> {
+        self.kernel.iter().chain(self.bias.iter()).collect()
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        self.kernel.iter_mut().chain(self.bias.iter_mut()).collect()
+    }
+
+    fn describe(&self) -> String {
+        let [kh, kw] = self.kernel_size;
+        let mut s = format!("{kh}x{kw}");
+        if self.opts.stride != [1, 1] {
+            s += &format!("/{}", self.opts.stride[0]);
+        }
+        if self.opts.padding == Padding::Same {
+            s += " same";
+        }
+        if self.act != Act::Linear {
+            s += &format!(" {}", self.act.name());
+        }
+        s
+    }
+
+    fn hints(&self) -> Option<&dyn crate::Hints> {
+        Some(self)
+    }
+    fn hints_mut(&mut self) -> Option<&mut dyn crate::Hints> {
+        Some(self)
+    }
+}
+
+impl crate::Hints for Conv2D {
     fn forward_fused(
         &mut self,
         x: &Var,
@@ -201,28 +233,5 @@ impl Layer for Conv2D {
                 .map(Var::new)
                 .map_err(Into::into),
         )
-    }
-
-    fn params(&self) -> Vec<&Param> {
-        self.kernel.iter().chain(self.bias.iter()).collect()
-    }
-
-    fn params_mut(&mut self) -> Vec<&mut Param> {
-        self.kernel.iter_mut().chain(self.bias.iter_mut()).collect()
-    }
-
-    fn describe(&self) -> String {
-        let [kh, kw] = self.kernel_size;
-        let mut s = format!("{kh}x{kw}");
-        if self.opts.stride != [1, 1] {
-            s += &format!("/{}", self.opts.stride[0]);
-        }
-        if self.opts.padding == Padding::Same {
-            s += " same";
-        }
-        if self.act != Act::Linear {
-            s += &format!(" {}", self.act.name());
-        }
-        s
     }
 }

@@ -176,14 +176,24 @@ impl Layer for Activation {
     fn build(&mut self, _: &Device, input: &[usize], _: u64) -> Result<Vec<usize>> {
         Ok(input.to_vec())
     }
-    fn as_activation(&self) -> Option<Act> {
-        Some(self.0)
-    }
     fn forward(&mut self, x: &Var, _: &mut Ctx) -> Result<Var> {
         self.0.apply(x)
     }
     fn describe(&self) -> String {
         self.0.name().into()
+    }
+
+    fn hints(&self) -> Option<&dyn crate::Hints> {
+        Some(self)
+    }
+    fn hints_mut(&mut self) -> Option<&mut dyn crate::Hints> {
+        Some(self)
+    }
+}
+
+impl crate::Hints for Activation {
+    fn as_activation(&self) -> Option<Act> {
+        Some(self.0)
     }
 }
 

@@ -125,6 +125,39 @@ impl Layer for BatchNormalization {
         }
     }
 
+    fn params(&self) -> Vec<&Param> {
+        [
+            &self.gamma,
+            &self.beta,
+            &self.moving_mean,
+            &self.moving_variance,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        [
+            &mut self.gamma,
+            &mut self.beta,
+            &mut self.moving_mean,
+            &mut self.moving_variance,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    fn hints(&self) -> Option<&dyn crate::Hints> {
+        Some(self)
+    }
+    fn hints_mut(&mut self) -> Option<&mut dyn crate::Hints> {
+        Some(self)
+    }
+}
+
+impl crate::Hints for BatchNormalization {
     fn channel_affine(&self) -> Option<Result<(Tensor, Tensor)>> {
         let (g, b) = (self.gamma.as_ref()?, self.beta.as_ref()?);
         let (m, v) = (self.moving_mean.as_ref()?, self.moving_variance.as_ref()?);
@@ -150,30 +183,6 @@ impl Layer for BatchNormalization {
             *cache = Some((from.map(Tensor::clone), scale.clone(), shift.clone()));
         }
         Some(out)
-    }
-
-    fn params(&self) -> Vec<&Param> {
-        [
-            &self.gamma,
-            &self.beta,
-            &self.moving_mean,
-            &self.moving_variance,
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
-    }
-
-    fn params_mut(&mut self) -> Vec<&mut Param> {
-        [
-            &mut self.gamma,
-            &mut self.beta,
-            &mut self.moving_mean,
-            &mut self.moving_variance,
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
     }
 }
 
