@@ -7,14 +7,14 @@ struct Params {
     shape: array<vec4<u32>, 2>,
     src_strides: array<vec4<u32>, 2>,
     dst_strides: array<vec4<u32>, 2>,
-    n: u32,          // elements (copy) or output words (copy_half)
+    n: u32,          // invocations: runs (copy) or output words (copy_half)
     row: u32,
     rank: u32,
     src_base: u32,
     dst_base: u32,
     total: u32,      // copy_half: output elements
-    pad0: u32,
-    pad1: u32,
+    runs_per_row: u32, // copy: runs of RUN elements per innermost row
+    pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -52,7 +52,7 @@ fn dst_offset(i: u32) -> u32 {
 // One invocation moves a run of up to RUN elements along the innermost axis: the index is
 // decoded (a division per outer axis) once per run instead of once per element. Integer
 // division does not vectorise on CPU adapters; decoding per element made this copy ~10x
-// slower than the memory traffic (60 M elements/s on lavapipe). `p.pad0` = runs per row.
+// slower than the memory traffic (60 M elements/s on lavapipe).
 const RUN: u32 = 8u;
 
 @compute @workgroup_size(256)
@@ -63,8 +63,8 @@ fn copy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let inner = p.shape[last / 4u][last % 4u];
     let s_step = p.src_strides[last / 4u][last % 4u];
     let d_step = p.dst_strides[last / 4u][last % 4u];
-    var rem = t / p.pad0;
-    let j0 = (t % p.pad0) * RUN;
+    var rem = t / p.runs_per_row;
+    let j0 = (t % p.runs_per_row) * RUN;
     var so = p.src_base + j0 * s_step;
     var d_o = p.dst_base + j0 * d_step;
     for (var d = i32(last) - 1; d >= 0; d--) {

@@ -611,14 +611,14 @@ impl Device {
         &self.inner.dummies[i]
     }
 
-    /// Records one dispatch: `params` (32-bit words) at binding 0 as a uniform, then `buffers`
+    /// Records one dispatch: `params` (a parameter block's bytes) at binding 0 as a uniform, then `buffers`
     /// as storage bindings 1, 2, ... in order.
     pub(crate) fn dispatch(&self, d: Dispatch<'_>) {
         if d.workgroups.contains(&0) {
             return;
         }
         debug_assert!(
-            d.params.len() * 4 <= PARAM_SLOT as usize,
+            d.params.len() <= PARAM_SLOT as usize,
             "{}: params too long",
             d.kernel.name
         );
@@ -636,8 +636,8 @@ impl Device {
         let slot = PARAM_SLOT.max(self.inner.limits.min_uniform_buffer_offset_alignment as u64);
         let offset = b.dispatches as u64 * slot;
         b.params.resize(offset as usize, 0);
-        b.params.extend_from_slice(bytemuck::cast_slice(d.params));
-        let param_bytes = ((d.params.len() as u64 * 4).div_ceil(16) * 16).max(16);
+        b.params.extend_from_slice(d.params);
+        let param_bytes = (d.params.len() as u64).div_ceil(16).max(1) * 16;
         b.params.resize((offset + param_bytes) as usize, 0);
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
@@ -713,7 +713,10 @@ pub(crate) struct Dispatch<'a> {
     pub kernel: &'static Kernel,
     pub entry: &'static str,
     pub spec: &'a Spec,
-    pub params: &'a [u32],
+    /// The bytes of the kernel's parameter block (`bytemuck::bytes_of` of a [`Block`]).
+    ///
+    /// [`Block`]: crate::kernel::Block
+    pub params: &'a [u8],
     pub buffers: &'a [&'a wgpu::Buffer],
     /// The binding of each buffer; `None`: 1, 2, 3… in order. An entry's automatic layout
     /// holds only the bindings it uses, so a family whose entries use different subsets of

@@ -18,7 +18,73 @@ pub struct Kernel {
     pub helpers: &'static [&'static str],
     /// Entry points the launchers use.
     pub entries: &'static [&'static str],
+    /// The Rust mirrors of the file's uniform parameter blocks (see [`params!`]); a test
+    /// checks them against the WGSL structs of the same names, field by field.
+    pub blocks: &'static [BlockLayout],
 }
+
+/// How Rust lays out a kernel's uniform parameter block: its WGSL struct's name, each field's
+/// name, byte offset and scalar type (`u32`, `f32`, `i32`: the element type of an array
+/// field) in order, and its size.
+#[derive(Debug)]
+pub struct BlockLayout {
+    pub wgsl: &'static str,
+    pub fields: &'static [(&'static str, usize, &'static str)],
+    pub size: usize,
+}
+
+/// The scalar a Rust field type is made of: `u32` for `[[u32; 4]; 2]`.
+pub(crate) const fn scalar_of(ty: &'static str) -> &'static str {
+    let b = ty.as_bytes();
+    let mut i = 0;
+    while i + 3 <= b.len() {
+        if (b[i] == b'u' || b[i] == b'f' || b[i] == b'i') && b[i + 1] == b'3' && b[i + 2] == b'2' {
+            return match b[i] {
+                b'u' => "u32",
+                b'f' => "f32",
+                _ => "i32",
+            };
+        }
+        i += 1;
+    }
+    "?"
+}
+
+/// A uniform parameter block: a `#[repr(C)]` plain-old-data struct that mirrors a WGSL
+/// struct field by field (declare it with [`params!`]).
+pub(crate) trait Block: bytemuck::Pod {
+    const LAYOUT: BlockLayout;
+}
+
+/// Declares a kernel's parameter block: `params!("Params" => struct ConvParams { n: u32, … })`
+/// makes a `#[repr(C)]` `Pod` struct and its [`BlockLayout`] for the WGSL struct `Params`.
+/// A WGSL `vec4<u32>` is a `[u32; 4]` here and must sit at a multiple of 16 bytes: pad with
+/// fields that the WGSL struct has too, so that both sides name every word.
+macro_rules! params {
+    ($(#[$m:meta])* $wgsl:literal => struct $name:ident {
+        $($(#[$fm:meta])* $f:ident : $t:ty),* $(,)?
+    }) => {
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+        pub(crate) struct $name {
+            $($(#[$fm])* pub $f: $t),*
+        }
+
+        impl $crate::kernel::Block for $name {
+            const LAYOUT: $crate::kernel::BlockLayout = $crate::kernel::BlockLayout {
+                wgsl: $wgsl,
+                fields: &[$((
+                    stringify!($f),
+                    ::std::mem::offset_of!($name, $f),
+                    $crate::kernel::scalar_of(stringify!($t)),
+                )),*],
+                size: ::std::mem::size_of::<$name>(),
+            };
+        }
+    };
+}
+pub(crate) use params;
 
 /// The declarations that specialise a kernel: constants, type aliases, function choices.
 ///
@@ -134,4 +200,143 @@ pub fn all_variants() -> Vec<(&'static Kernel, Spec)> {
     v.extend(crate::ops::nms::variants());
     v.extend(crate::ops::resize::variants());
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use naga::{AddressSpace, Module, TypeInner};
+
+    /// Compares a Rust block with the WGSL struct of its name in `module`: the same fields
+    /// in the same order at the same offsets, and the same size.
+    fn compare(block: &BlockLayout, module: &Module) -> Result<(), String> {
+        let ty = module
+            .types
+            .iter()
+            .map(|(_, t)| t)
+            .find(|t| t.name.as_deref() == Some(block.wgsl))
+            .ok_or_else(|| format!("no WGSL struct {}", block.wgsl))?;
+        let TypeInner::Struct { members, span } = &ty.inner else {
+            return Err(format!("{} is not a struct", block.wgsl));
+        };
+        let wgsl: Vec<(&str, usize, &str)> = members
+            .iter()
+            .map(|m| {
+                let name = m.name.as_deref().unwrap_or("?");
+                (name, m.offset as usize, scalar(module, m.ty))
+            })
+            .collect();
+        if wgsl != block.fields {
+            return Err(format!(
+                "fields (name, offset, scalar) differ:\n  Rust {:?}\n  WGSL {wgsl:?}",
+                block.fields
+            ));
+        }
+        if *span as usize != block.size {
+            return Err(format!("size: Rust {} bytes, WGSL {span}", block.size));
+        }
+        Ok(())
+    }
+
+    /// The scalar a WGSL type is made of (through vectors and arrays).
+    fn scalar(module: &Module, ty: naga::Handle<naga::Type>) -> &'static str {
+        let s = match module.types[ty].inner {
+            TypeInner::Scalar(s) | TypeInner::Vector { scalar: s, .. } => s,
+            TypeInner::Array { base, .. } => return scalar(module, base),
+            _ => return "?",
+        };
+        match (s.kind, s.width) {
+            (naga::ScalarKind::Uint, 4) => "u32",
+            (naga::ScalarKind::Float, 4) => "f32",
+            (naga::ScalarKind::Sint, 4) => "i32",
+            _ => "?",
+        }
+    }
+
+    fn parse(kernel: &Kernel, spec: &Spec) -> Module {
+        let src = kernel.source_with(spec);
+        naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{}: {}", kernel.name, e.emit_to_string(&src)))
+    }
+
+    /// Every uniform struct of every kernel variant has a Rust mirror with its layout, and
+    /// every mirror a kernel lists is one of its uniforms: a field added, dropped or moved on
+    /// one side fails here, without an adapter.
+    #[test]
+    fn parameter_blocks_match_their_wgsl_structs() {
+        let mut checked = std::collections::BTreeSet::new();
+        for (kernel, spec) in all_variants() {
+            let module = parse(kernel, &spec);
+            let uniforms: Vec<&str> = module
+                .global_variables
+                .iter()
+                .filter(|(_, v)| v.space == AddressSpace::Uniform)
+                .map(|(_, v)| module.types[v.ty].name.as_deref().unwrap_or("?"))
+                .collect();
+            for u in &uniforms {
+                assert!(
+                    kernel.blocks.iter().any(|b| b.wgsl == *u),
+                    "{}: the uniform struct {u} has no Rust block in `blocks`",
+                    kernel.name
+                );
+            }
+            for b in kernel.blocks {
+                assert!(
+                    uniforms.contains(&b.wgsl),
+                    "{}: lists a block for {}, which no uniform uses",
+                    kernel.name,
+                    b.wgsl
+                );
+                if let Err(e) = compare(b, &module) {
+                    panic!("{} ({}): {e}", kernel.name, b.wgsl);
+                }
+                checked.insert((kernel.name, b.wgsl));
+            }
+        }
+        assert!(checked.len() >= 20, "only {} blocks checked", checked.len());
+    }
+
+    /// The comparison catches two fields swapped, a missing trailing pad and an f32 where the
+    /// shader has a u32.
+    #[test]
+    fn a_misordered_block_is_caught() {
+        let module = parse(&crate::ops::fill::FILL, &Spec::new());
+        let good = BlockLayout {
+            wgsl: "Params",
+            fields: &[
+                ("n", 0, "u32"),
+                ("row", 4, "u32"),
+                ("word", 8, "u32"),
+                ("step", 12, "u32"),
+            ],
+            size: 16,
+        };
+        assert_eq!(compare(&good, &module), Ok(()));
+        let swapped = BlockLayout {
+            fields: &[
+                ("n", 0, "u32"),
+                ("row", 4, "u32"),
+                ("step", 8, "u32"),
+                ("word", 12, "u32"),
+            ],
+            ..good
+        };
+        assert!(compare(&swapped, &module).is_err());
+        let short = BlockLayout {
+            fields: &[("n", 0, "u32"), ("row", 4, "u32"), ("word", 8, "u32")],
+            size: 12,
+            ..good
+        };
+        assert!(compare(&short, &module).is_err());
+        let float = BlockLayout {
+            fields: &[
+                ("n", 0, "u32"),
+                ("row", 4, "u32"),
+                ("word", 8, "f32"),
+                ("step", 12, "u32"),
+            ],
+            ..good
+        };
+        assert!(compare(&float, &module).is_err());
+    }
 }

@@ -9,7 +9,7 @@
 
 use super::{launch_1d, same_device};
 use crate::device::Device;
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::shape::numel;
 use crate::{DType, Error, Result, Tensor};
 
@@ -19,7 +19,25 @@ pub static BATCH_NORM: Kernel = Kernel {
     source: shader!("batch_norm.wgsl"),
     helpers: &[],
     entries: &["stats", "finish", "channel", "normalize", "backward_dx"],
+    blocks: &[BatchNormParams::LAYOUT],
 };
+
+// The [M, C] view of the input, channels in units of T.
+params!("Params" => struct BatchNormParams {
+    rows: u32,
+    cv: u32,
+    /// Strided partial results (stats, finish) or row blocks (normalize, backward_dx).
+    splits: u32,
+    /// Invocations.
+    threads: u32,
+    /// Workgroups per grid row (the grid folds into y past 65,535).
+    row: u32,
+    pad: u32,
+    /// Scale (stats, finish), epsilon or momentum (channel), 1/M (backward_dx).
+    f0: f32,
+    /// 1 - momentum (the running-statistics update).
+    f1: f32,
+});
 
 /// Keras's default momentum of `BatchNormalization` (moving = moving·0.99 + batch·0.01).
 pub const KERAS_MOMENTUM: f32 = 0.99;
@@ -143,7 +161,7 @@ fn check_epsilon(op: &'static str, epsilon: f32) -> Result<()> {
     Ok(())
 }
 
-/// One dispatch of `entry`; `splits` fills the params' third word (splits or row blocks).
+/// One dispatch of `entry`; `splits` is the block's splits or row blocks.
 #[allow(clippy::too_many_arguments)]
 fn launch(
     device: &Device,
@@ -156,23 +174,21 @@ fn launch(
     f1: f32,
     buffers: &[&wgpu::Buffer],
 ) -> Result<()> {
-    let mut p = [
-        v.rows as u32,
-        v.cv() as u32,
-        splits as u32,
-        threads as u32,
-        0,
-        0,
-        f0.to_bits(),
-        f1.to_bits(),
-    ];
     launch_1d(
         device,
         &BATCH_NORM,
         entry,
         spec,
-        &mut p,
-        4,
+        |row| BatchNormParams {
+            rows: v.rows as u32,
+            cv: v.cv() as u32,
+            splits: splits as u32,
+            threads: threads as u32,
+            row,
+            pad: 0,
+            f0,
+            f1,
+        },
         buffers,
         threads as u64,
         64,

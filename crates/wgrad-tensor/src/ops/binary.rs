@@ -2,7 +2,7 @@
 //! (`shaders/binary.wgsl`).
 
 use super::{launch_1d, pack8, same_device};
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::shape::{broadcast, broadcast_strides};
 use crate::{DType, Error, Result, Tensor};
 
@@ -12,7 +12,23 @@ pub static BINARY: Kernel = Kernel {
     source: shader!("binary.wgsl"),
     helpers: &[],
     entries: &["main", "where_main"],
+    blocks: &[BinaryParams::LAYOUT],
 };
+
+params!("Params" => struct BinaryParams {
+    /// Output extents, rank <= 8.
+    shape: [[u32; 4]; 2],
+    /// Element strides of a (0 on broadcast dimensions).
+    sa: [[u32; 4]; 2],
+    sb: [[u32; 4]; 2],
+    /// Strides of the mask of `where`.
+    sc: [[u32; 4]; 2],
+    n: u32,
+    /// Workgroups per grid row (the grid folds into y past 65,535).
+    row: u32,
+    rank: u32,
+    pad: u32,
+});
 
 /// A binary op on f32 tensors. Comparisons give a u32 mask of 0/1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,14 +119,23 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     v
 }
 
-fn params(out: &[usize], strides: [&[usize]; 3]) -> Vec<u32> {
-    let mut p = Vec::with_capacity(36);
-    p.extend(pack8(out));
-    for s in strides {
-        p.extend(pack8(s));
+/// Up to eight extents or strides as the two vec4<u32> of an `array<vec4<u32>, 2>`.
+fn pack2x4(v: &[usize]) -> [[u32; 4]; 2] {
+    bytemuck::cast(pack8(v))
+}
+
+/// The block of a broadcasting launch (its `row` is set at launch).
+fn broadcast_params(out: &[usize], [sa, sb, sc]: [&[usize]; 3]) -> BinaryParams {
+    BinaryParams {
+        shape: pack2x4(out),
+        sa: pack2x4(sa),
+        sb: pack2x4(sb),
+        sc: pack2x4(sc),
+        n: crate::shape::numel(out) as u32,
+        row: 0,
+        rank: out.len() as u32,
+        pad: 0,
     }
-    p.extend([crate::shape::numel(out) as u32, 0, out.len() as u32, 0]);
-    p
 }
 
 impl Tensor {
@@ -130,24 +155,24 @@ impl Tensor {
         let n = out.numel() as u64;
         let same = self.shape() == rhs.shape();
         let vec4 = same && n.is_multiple_of(4);
-        let mut p = if same {
-            let mut p = vec![0u32; 36];
-            p[32] = if vec4 { n / 4 } else { n } as u32;
-            p
+        let p = if same {
+            BinaryParams {
+                n: if vec4 { n / 4 } else { n } as u32,
+                ..Default::default()
+            }
         } else {
             let sa = broadcast_strides(self.shape(), &shape);
             let sb = broadcast_strides(rhs.shape(), &shape);
-            params(&shape, [&sa, &sb, &[]])
+            broadcast_params(&shape, [&sa, &sb, &[]])
         };
-        let lanes = p[32] as u64;
+        let lanes = p.n as u64;
         let buffers = [self.buffer(), rhs.buffer(), out.buffer()];
         launch_1d(
             self.device(),
             &BINARY,
             "main",
             &spec(op, vec4, !same),
-            &mut p,
-            33,
+            |row| BinaryParams { row, ..p },
             &buffers,
             lanes,
             256,
@@ -218,7 +243,7 @@ impl Tensor {
         let sa = broadcast_strides(on_true.shape(), &shape);
         let sb = broadcast_strides(on_false.shape(), &shape);
         let sc = broadcast_strides(self.shape(), &shape);
-        let mut p = params(&shape, [&sa, &sb, &sc]);
+        let p = broadcast_params(&shape, [&sa, &sb, &sc]);
         let buffers = [
             on_true.buffer(),
             on_false.buffer(),
@@ -231,8 +256,7 @@ impl Tensor {
             &BINARY,
             "where_main",
             &spec,
-            &mut p,
-            33,
+            |row| BinaryParams { row, ..p },
             &buffers,
             out.numel() as u64,
             256,

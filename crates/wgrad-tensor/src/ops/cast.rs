@@ -1,7 +1,7 @@
 //! Dtype conversion (`shaders/cast.wgsl`).
 
 use super::launch_1d;
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
 pub static CAST: Kernel = Kernel {
@@ -10,7 +10,17 @@ pub static CAST: Kernel = Kernel {
     source: shader!("cast.wgsl"),
     helpers: &[],
     entries: &["main"],
+    blocks: &[CastParams::LAYOUT],
 };
+
+params!("Params" => struct CastParams {
+    /// Invocations: output words for MODE 0, output elements otherwise.
+    n: u32,
+    row: u32,
+    /// Input elements.
+    total: u32,
+    pad: u32,
+});
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     (0..7)
@@ -43,15 +53,18 @@ impl Tensor {
         let out = Tensor::uninit(self.device(), "to_dtype", self.shape(), dtype)?;
         let n = self.numel();
         let threads = if mode == 0 { n.div_ceil(2) } else { n };
-        let mut p = [threads as u32, 0, n as u32, 0];
         let spec = Spec::new().u32("MODE", mode);
         launch_1d(
             self.device(),
             &CAST,
             "main",
             &spec,
-            &mut p,
-            1,
+            |row| CastParams {
+                n: threads as u32,
+                row,
+                total: n as u32,
+                pad: 0,
+            },
             &[self.buffer(), out.buffer()],
             threads as u64,
             256,

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use super::gemm::{self, Blocking};
 use super::matmul::{Activation, MatmulOptions};
 use super::window::{geometry_2d, AxisGeometry, Padding};
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
 const HELPERS: &[&str] = &[
@@ -19,6 +19,7 @@ const HELPERS: &[&str] = &[
 ];
 
 pub static CONV2D_FORWARD: Kernel = Kernel {
+    blocks: &[ConvParams::LAYOUT],
     name: "conv2d_forward",
     file: "conv.wgsl",
     source: shader!("conv.wgsl"),
@@ -27,6 +28,7 @@ pub static CONV2D_FORWARD: Kernel = Kernel {
 };
 
 pub static CONV2D_BACKWARD_INPUT: Kernel = Kernel {
+    blocks: &[ConvParams::LAYOUT],
     name: "conv2d_backward_input",
     file: "conv.wgsl",
     source: shader!("conv.wgsl"),
@@ -35,6 +37,7 @@ pub static CONV2D_BACKWARD_INPUT: Kernel = Kernel {
 };
 
 pub static CONV2D_BACKWARD_FILTER: Kernel = Kernel {
+    blocks: &[ConvParams::LAYOUT],
     name: "conv2d_backward_filter",
     file: "conv.wgsl",
     source: shader!("conv.wgsl"),
@@ -48,7 +51,79 @@ pub static CONV2D_FILTER_TAPS: Kernel = Kernel {
     source: shader!("conv_filter_taps.wgsl"),
     helpers: &[],
     entries: &["main"],
+    blocks: &[FilterTapsParams::LAYOUT],
 };
+
+params!("Params" => struct ConvParams {
+    m: u32,
+    n: u32,
+    row0: u32,
+    z0: u32,
+    batch: u32,
+    // Input (forward's x) extents.
+    h: u32,
+    w: u32,
+    c: u32,
+    // Output (forward's y) extents.
+    oh: u32,
+    ow: u32,
+    o: u32,
+    groups: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    dh: u32,
+    dw: u32,
+    // Padding before, top and left.
+    pt: u32,
+    pl: u32,
+    // Channels per group, in and out.
+    cg: u32,
+    og: u32,
+    // GEMM K.
+    k: u32,
+    // Filter gradient: K-splits per group, and K per split (a multiple of 4).
+    splits: u32,
+    chunk: u32,
+    // act_linear's negative slope (forward write-out).
+    slope: f32,
+    has_bias: u32,
+    // log2 of the strides when they are powers of two, else all ones (the shader divides).
+    sh_log: u32,
+    sw_log: u32,
+    has_scale: u32,
+    has_residual: u32,
+});
+
+impl gemm::GemmParams for ConvParams {
+    fn set_origin(&mut self, row0: u32, z0: u32) {
+        self.row0 = row0;
+        self.z0 = z0;
+    }
+}
+
+params!("Params" => struct FilterTapsParams {
+    threads: u32,
+    // Workgroups per grid row (2-D grids past 65,535 workgroups).
+    row: u32,
+    // N·OH output rows, and output rows per slice.
+    rows: u32,
+    rows_per: u32,
+    h: u32,
+    w: u32,
+    c: u32,
+    oh: u32,
+    ow: u32,
+    // Output channels, in units of the sums' type (O/4 when they are vec4).
+    o: u32,
+    sh: u32,
+    sw: u32,
+    dh: u32,
+    dw: u32,
+    pt: u32,
+    pl: u32,
+});
 
 /// Filters with at most this many taps per output channel (KH·KW·C, one group) take the
 /// direct filter-gradient kernel instead of the implicit GEMM.
@@ -366,7 +441,8 @@ impl Geometry {
         })
     }
 
-    /// The parameter block of shaders/conv.wgsl.
+    /// The parameter block of shaders/conv.wgsl (the write-out's scale and residual flags
+    /// are the epilogue's).
     #[allow(clippy::too_many_arguments)]
     fn params(
         &self,
@@ -377,44 +453,42 @@ impl Geometry {
         chunk: usize,
         slope: f32,
         has_bias: bool,
-    ) -> Vec<u32> {
+    ) -> ConvParams {
         let o = &self.opts;
-        [
-            m,
-            n,
-            0,
-            0,
-            self.n,
-            self.h,
-            self.w,
-            self.c,
-            self.oh,
-            self.ow,
-            self.o,
-            self.groups,
-            self.kh,
-            self.kw,
-            o.stride[0],
-            o.stride[1],
-            o.dilation[0],
-            o.dilation[1],
-            self.rows.pad_before,
-            self.cols.pad_before,
-            self.cg(),
-            self.og(),
-            k,
-            splits,
-            chunk,
-        ]
-        .iter()
-        .map(|&v| v as u32)
-        .chain([
-            slope.to_bits(),
-            has_bias as u32,
-            pow2_log(o.stride[0]),
-            pow2_log(o.stride[1]),
-        ])
-        .collect()
+        let u = |v: usize| v as u32;
+        ConvParams {
+            m: u(m),
+            n: u(n),
+            row0: 0,
+            z0: 0,
+            batch: u(self.n),
+            h: u(self.h),
+            w: u(self.w),
+            c: u(self.c),
+            oh: u(self.oh),
+            ow: u(self.ow),
+            o: u(self.o),
+            groups: u(self.groups),
+            kh: u(self.kh),
+            kw: u(self.kw),
+            sh: u(o.stride[0]),
+            sw: u(o.stride[1]),
+            dh: u(o.dilation[0]),
+            dw: u(o.dilation[1]),
+            pt: u(self.rows.pad_before),
+            pl: u(self.cols.pad_before),
+            cg: u(self.cg()),
+            og: u(self.og()),
+            k: u(k),
+            splits: u(splits),
+            chunk: u(chunk),
+            slope,
+            has_bias: has_bias as u32,
+            sh_log: pow2_log(o.stride[0]),
+            sw_log: pow2_log(o.stride[1]),
+            has_scale: 0,
+            has_residual: 0,
+        }
     }
 
     /// True when the convolution is a plain [N·H·W, C] x [C, O] product.
@@ -513,8 +587,11 @@ fn launch(
     };
     let blk = gemm::blocking_for(n);
     let spec = spec(dir, a4, b4, c4, blk);
-    let mut params = geo.params(m, n, k, splits, chunk, slope, epi.bias.is_some());
-    params.extend([epi.scale.is_some() as u32, epi.residual.is_some() as u32]);
+    let params = ConvParams {
+        has_scale: epi.scale.is_some() as u32,
+        has_residual: epi.residual.is_some() as u32,
+        ..geo.params(m, n, k, splits, chunk, slope, epi.bias.is_some())
+    };
     let dummy = dev.dummy(0);
     let all = [
         x_a.buffer(),
@@ -541,8 +618,6 @@ fn launch(
             n,
             zs,
             params,
-            row0_slot: 2,
-            z0_slot: 3,
             buffers,
         },
     )
@@ -572,35 +647,32 @@ fn filter_grad_direct(
         DType::F32,
     )?;
     let o = &geo.opts;
-    let mut params: Vec<u32> = [
-        slices * units,
-        0,
-        rows,
-        rows_per,
-        geo.h,
-        geo.w,
-        geo.c,
-        geo.oh,
-        geo.ow,
-        units,
-        o.stride[0],
-        o.stride[1],
-        o.dilation[0],
-        o.dilation[1],
-        geo.rows.pad_before,
-        geo.cols.pad_before,
-    ]
-    .iter()
-    .map(|&v| v as u32)
-    .collect();
+    let u = |v: usize| v as u32;
+    let params = |row| FilterTapsParams {
+        threads: u(slices * units),
+        row,
+        rows: u(rows),
+        rows_per: u(rows_per),
+        h: u(geo.h),
+        w: u(geo.w),
+        c: u(geo.c),
+        oh: u(geo.oh),
+        ow: u(geo.ow),
+        o: u(units),
+        sh: u(o.stride[0]),
+        sw: u(o.stride[1]),
+        dh: u(o.dilation[0]),
+        dw: u(o.dilation[1]),
+        pt: u(geo.rows.pad_before),
+        pl: u(geo.cols.pad_before),
+    };
     debug_assert_eq!(taps, filter_shape.iter().take(3).product::<usize>());
     super::launch_1d(
         x.device(),
         &CONV2D_FILTER_TAPS,
         "main",
         &taps_spec(geo.kh, geo.kw, geo.c, vec4),
-        &mut params,
-        1,
+        params,
         &[x.buffer(), dy.buffer(), partial.buffer()],
         (slices * units) as u64,
         64,

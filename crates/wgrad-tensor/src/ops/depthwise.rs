@@ -13,7 +13,7 @@ use super::launch_1d;
 use super::matmul::Activation;
 use super::window::AxisGeometry;
 use crate::device::Dispatch;
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Result, Tensor};
 
 pub static DEPTHWISE: Kernel = Kernel {
@@ -22,7 +22,53 @@ pub static DEPTHWISE: Kernel = Kernel {
     source: shader!("depthwise.wgsl"),
     helpers: &[shader!("common/activations.wgsl")],
     entries: &["dw_fwd", "dw_bwi", "dw_bwf"],
+    blocks: &[DepthwiseParams::LAYOUT],
 };
+
+params!("Params" => struct DepthwiseParams {
+    /// Forward, input gradient: invocations per image row (W·lanes); filter gradient: all
+    /// invocations.
+    threads: u32,
+    /// Forward, input gradient: first image of this dispatch; filter gradient: workgroups per
+    /// grid row (2-D grids past 65,535 workgroups).
+    row: u32,
+    /// Input extents.
+    n: u32,
+    h: u32,
+    w: u32,
+    c: u32,
+    /// Output extents; `o` is C·M.
+    oh: u32,
+    ow: u32,
+    o: u32,
+    /// Channel multiplier.
+    m: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    dh: u32,
+    dw: u32,
+    /// Padding before, top and left.
+    pt: u32,
+    pl: u32,
+    /// Invocations per pixel: O/V (forward, filter gradient) or C/V (input gradient).
+    lanes: u32,
+    /// log2 of the strides when they are powers of two, else all ones.
+    sh_log: u32,
+    sw_log: u32,
+    /// Filter gradient: output pixels per split.
+    chunk: u32,
+    /// N·OH·OW.
+    npq: u32,
+    /// The fused activation's negative slope (forward).
+    slope: f32,
+    has_bias: u32,
+    has_scale: u32,
+    has_residual: u32,
+    /// log2 of lanes when it is a power of two, else all ones.
+    lanes_log: u32,
+});
 
 /// Invocations per workgroup (the shader's `@workgroup_size`).
 const WG: u64 = 64;
@@ -115,43 +161,39 @@ impl Geometry {
     }
 
     /// The parameter block of shaders/depthwise.wgsl.
-    fn params(&self, threads: usize, lanes: usize, chunk: usize, slope: f32) -> Vec<u32> {
+    fn params(&self, threads: usize, lanes: usize, chunk: usize, slope: f32) -> DepthwiseParams {
         let o = &self.opts;
-        [
-            threads,
-            0,
-            self.x[0],
-            self.x[1],
-            self.x[2],
-            self.x[3],
-            self.y[1],
-            self.y[2],
-            self.y[3],
-            self.m(),
-            self.kernel[0],
-            self.kernel[1],
-            o.stride[0],
-            o.stride[1],
-            o.dilation[0],
-            o.dilation[1],
-            self.rows.pad_before,
-            self.cols.pad_before,
-            lanes,
-        ]
-        .iter()
-        .map(|&v| v as u32)
-        .chain([
-            pow2_log(o.stride[0]),
-            pow2_log(o.stride[1]),
-            chunk as u32,
-            (self.y[0] * self.y[1] * self.y[2]) as u32,
-            slope.to_bits(),
-            0,
-            0,
-            0,
-            pow2_log(lanes),
-        ])
-        .collect()
+        let u = |v: usize| v as u32;
+        DepthwiseParams {
+            threads: u(threads),
+            row: 0,
+            n: u(self.x[0]),
+            h: u(self.x[1]),
+            w: u(self.x[2]),
+            c: u(self.x[3]),
+            oh: u(self.y[1]),
+            ow: u(self.y[2]),
+            o: u(self.y[3]),
+            m: u(self.m()),
+            kh: u(self.kernel[0]),
+            kw: u(self.kernel[1]),
+            sh: u(o.stride[0]),
+            sw: u(o.stride[1]),
+            dh: u(o.dilation[0]),
+            dw: u(o.dilation[1]),
+            pt: u(self.rows.pad_before),
+            pl: u(self.cols.pad_before),
+            lanes: u(lanes),
+            sh_log: pow2_log(o.stride[0]),
+            sw_log: pow2_log(o.stride[1]),
+            chunk: u(chunk),
+            npq: u(self.y[0] * self.y[1] * self.y[2]),
+            slope,
+            has_bias: 0,
+            has_scale: 0,
+            has_residual: 0,
+            lanes_log: pow2_log(lanes),
+        }
     }
 }
 
@@ -164,62 +206,61 @@ fn pow2_log(s: usize) -> u32 {
     }
 }
 
-/// Launches the filter gradient: a 1-D grid over `params[0]` invocations.
+/// Launches the filter gradient: a 1-D grid over `params.threads` invocations.
 fn launch(
     t: &Tensor,
     entry: &'static str,
     spec: &Spec,
-    params: &mut [u32],
+    params: DepthwiseParams,
     buffers: &[&wgpu::Buffer],
 ) -> Result<()> {
-    let threads = params[0] as u64;
+    let threads = params.threads as u64;
     launch_1d(
         t.device(),
         &DEPTHWISE,
         entry,
         spec,
-        params,
-        1,
+        |row| DepthwiseParams { row, ..params },
         buffers,
         threads,
         WG,
     )
 }
 
-/// Launches the forward or input gradient on a (row of `params[0]` invocations, `rows`,
+/// Launches the forward or input gradient on a (row of `params.threads` invocations, `rows`,
 /// `images`) grid, so each invocation finds its pixel with one division (none when the lane
 /// count is a power of two) instead of three. Batches past the grid limit go as several
-/// dispatches, each told its first image (`params[1]`).
+/// dispatches, each told its first image (`params.row`).
 fn launch_rows(
     t: &Tensor,
     entry: &'static str,
     spec: &Spec,
-    params: &mut [u32],
+    mut params: DepthwiseParams,
     buffers: &[&wgpu::Buffer],
     rows: usize,
     images: usize,
 ) -> Result<()> {
     let dev = t.device();
     let max = dev.limits().max_compute_workgroups_per_dimension as usize;
-    let x = (params[0] as usize).div_ceil(WG as usize);
+    let x = (params.threads as usize).div_ceil(WG as usize);
     if x > max || rows > max {
         return Err(crate::Error::invalid(
             "depthwise conv2d",
             format!(
                 "{rows} rows of {} invocations exceed the adapter's grid",
-                params[0]
+                params.threads
             ),
         ));
     }
     let mut n0 = 0;
     while n0 < images {
         let zs = (images - n0).min(max);
-        params[1] = n0 as u32;
+        params.row = n0 as u32;
         dev.dispatch(Dispatch {
             kernel: &DEPTHWISE,
             entry,
             spec,
-            params,
+            params: bytemuck::bytes_of(&params),
             buffers,
             bindings: None,
             workgroups: [x as u32, rows as u32, zs as u32],
@@ -250,17 +291,18 @@ pub(crate) fn forward(
     let aux = if v == 4 { Access::Vec } else { Access::Scalar };
     let lanes = geo.y[3] / v;
     let slope = activation.fused_slope().unwrap_or(1.0);
-    let mut p = geo.params(geo.y[2] * lanes, lanes, 0, slope);
-    // has_bias, has_scale, has_residual: words 24..27 of the parameter block.
-    p[24] = bias.is_some() as u32;
-    p[25] = scale.is_some() as u32;
-    p[26] = residual.is_some() as u32;
+    let p = DepthwiseParams {
+        has_bias: bias.is_some() as u32,
+        has_scale: scale.is_some() as u32,
+        has_residual: residual.is_some() as u32,
+        ..geo.params(geo.y[2] * lanes, lanes, 0, slope)
+    };
     let dummy = x.device().dummy(0);
     launch_rows(
         x,
         "dw_fwd",
         &spec(access, aux),
-        &mut p,
+        p,
         &[
             x.buffer(),
             filter.buffer(),
@@ -292,12 +334,12 @@ pub(crate) fn backward_input(dy: &Tensor, filter: &Tensor, geo: &Geometry) -> Re
     };
     let v = if access == Access::Scalar { 1 } else { 4 };
     let lanes = geo.x[3] / v;
-    let mut p = geo.params(geo.x[2] * lanes, lanes, 0, 1.0);
+    let p = geo.params(geo.x[2] * lanes, lanes, 0, 1.0);
     launch_rows(
         dy,
         "dw_bwi",
         &spec(access, access),
-        &mut p,
+        p,
         &[dy.buffer(), filter.buffer(), dx.buffer()],
         geo.x[1],
         geo.x[0],
@@ -336,12 +378,12 @@ pub(crate) fn backward_filter(x: &Tensor, dy: &Tensor, geo: &Geometry) -> Result
         &[splits, geo.kernel[0], geo.kernel[1], 1, geo.y[3]],
         DType::F32,
     )?;
-    let mut p = geo.params(splits * per_split, lanes, chunk, 1.0);
+    let p = geo.params(splits * per_split, lanes, chunk, 1.0);
     launch(
         x,
         "dw_bwf",
         &spec(access, aux),
-        &mut p,
+        p,
         &[x.buffer(), dy.buffer(), partial.buffer()],
     )?;
     if splits == 1 {

@@ -1,7 +1,7 @@
 //! Constant fills and ranges (`shaders/fill.wgsl`).
 
 use super::launch_1d;
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Device, Error, Result, Tensor};
 
 pub static FILL: Kernel = Kernel {
@@ -10,7 +10,17 @@ pub static FILL: Kernel = Kernel {
     source: shader!("fill.wgsl"),
     helpers: &[],
     entries: &["full", "arange_f32", "arange_i32"],
+    blocks: &[FillParams::LAYOUT],
 };
+
+params!("Params" => struct FillParams {
+    n: u32,
+    row: u32,
+    // full: the pattern; arange: the start (f32 or i32 bits).
+    word: u32,
+    // arange: the step (f32 or i32 bits).
+    step: u32,
+});
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     vec![(&FILL, Spec::new())]
@@ -27,14 +37,17 @@ fn fill_words(
 ) -> Result<Tensor> {
     let t = Tensor::uninit(device, op, shape, dtype)?;
     let words = t.size_in_bytes() / 4;
-    let mut params = [words as u32, 0, word, step];
     launch_1d(
         device,
         &FILL,
         entry,
         &Spec::new(),
-        &mut params,
-        1,
+        |row| FillParams {
+            n: words as u32,
+            row,
+            word,
+            step,
+        },
         &[t.buffer()],
         words,
         256,

@@ -3,7 +3,7 @@
 //! splits grids past the adapter's per-axis limit.
 
 use crate::device::{Device, Dispatch};
-use crate::kernel::{Kernel, Spec};
+use crate::kernel::{Block, Kernel, Spec};
 use crate::{Error, Result, Strategy};
 
 /// Register-block shape of `gemm_blocked`: rows per invocation (RM), vec4 columns per
@@ -178,18 +178,22 @@ pub(crate) fn memo<K: PartialEq + Copy + Send + 'static>(
     s
 }
 
+/// The parameter block of a family on the GEMM skeletons: the skeleton reads `row0` (the
+/// first row block of this dispatch) and `z0` (its first z), which the launcher sets per
+/// dispatch when the grid is split.
+pub(crate) trait GemmParams: Block {
+    fn set_origin(&mut self, row0: u32, z0: u32);
+}
+
 /// One GEMM-shaped launch: `m` x `n` outputs for each of `zs` values of z.
-pub(crate) struct GemmLaunch<'a> {
+pub(crate) struct GemmLaunch<'a, P: GemmParams> {
     pub kernel: &'static Kernel,
     pub spec: &'a Spec,
     pub blocking: Blocking,
     pub m: usize,
     pub n: usize,
     pub zs: usize,
-    /// The op's parameter block; the words at `row0_slot` and `z0_slot` are set per dispatch.
-    pub params: Vec<u32>,
-    pub row0_slot: usize,
-    pub z0_slot: usize,
+    pub params: P,
     pub buffers: &'a [&'a wgpu::Buffer],
 }
 
@@ -213,7 +217,11 @@ pub(crate) fn output_groups(dev: &Device, blk: Blocking, m: usize, n: usize) -> 
     m.div_ceil(rows) * n.div_ceil(cols)
 }
 
-pub(crate) fn launch(dev: &Device, op: &'static str, mut g: GemmLaunch<'_>) -> Result<()> {
+pub(crate) fn launch<P: GemmParams>(
+    dev: &Device,
+    op: &'static str,
+    mut g: GemmLaunch<'_, P>,
+) -> Result<()> {
     let blk = g.blocking;
     let (entry, rows_per_group, cols_per_group) = tiling(dev, blk);
     let max = dev.limits().max_compute_workgroups_per_dimension as usize;
@@ -230,13 +238,12 @@ pub(crate) fn launch(dev: &Device, op: &'static str, mut g: GemmLaunch<'_>) -> R
     let row_blocks = g.m.div_ceil(rows_per_group);
     for z0 in (0..g.zs).step_by(max) {
         for r0 in (0..row_blocks).step_by(max) {
-            g.params[g.row0_slot] = (r0 * rows_per_group) as u32;
-            g.params[g.z0_slot] = z0 as u32;
+            g.params.set_origin((r0 * rows_per_group) as u32, z0 as u32);
             dev.dispatch(Dispatch {
                 kernel: g.kernel,
                 entry,
                 spec: g.spec,
-                params: &g.params,
+                params: bytemuck::bytes_of(&g.params),
                 buffers: g.buffers,
                 bindings: None,
                 workgroups: [

@@ -2,7 +2,7 @@
 //! Tensors stay dense, so every other kernel indexes with plain row-major strides.
 
 use super::{launch_1d, pack8, same_device};
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::shape::{axis as resolve_axis, numel, strides};
 use crate::{DType, Error, Result, Tensor};
 
@@ -12,10 +12,41 @@ pub static LAYOUT: Kernel = Kernel {
     source: shader!("layout.wgsl"),
     helpers: &[],
     entries: &["copy", "copy_half", "transpose"],
+    blocks: &[LayoutParams::LAYOUT, TransposeParams::LAYOUT],
 };
+
+params!("Params" => struct LayoutParams {
+    // Extents and strides, rank <= 8.
+    shape: [[u32; 4]; 2],
+    src_strides: [[u32; 4]; 2],
+    dst_strides: [[u32; 4]; 2],
+    // Invocations: runs (copy) or output words (copy_half).
+    n: u32,
+    row: u32,
+    rank: u32,
+    src_base: u32,
+    dst_base: u32,
+    // copy_half: output elements.
+    total: u32,
+    // copy: runs of RUN elements per innermost row.
+    runs_per_row: u32,
+    pad: u32,
+});
+
+params!("TParams" => struct TransposeParams {
+    rows: u32,
+    cols: u32,
+    pad0: u32,
+    pad1: u32,
+});
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     vec![(&LAYOUT, Spec::new())]
+}
+
+/// Up to eight extents or strides as the two vec4<u32> of an `array<vec4<u32>, 2>`.
+fn pack2x4(v: &[usize]) -> [[u32; 4]; 2] {
+    bytemuck::cast(pack8(v))
 }
 
 /// Copies the `shape`-sized block of `src` (at `src_base`, `src_strides`) into `dst` (at
@@ -44,28 +75,26 @@ fn strided_copy(
     } else {
         (n / shape[shape.len() - 1].max(1)) * runs_per_row
     };
-    let mut p = Vec::with_capacity(36);
-    p.extend(pack8(shape));
-    p.extend(pack8(src_strides));
-    p.extend(pack8(dst_strides));
-    p.extend([
-        threads as u32,
-        0,
-        shape.len() as u32,
-        src_base as u32,
-        dst_base as u32,
-        n as u32,
-        runs_per_row as u32,
-        0,
-    ]);
+    let p = LayoutParams {
+        shape: pack2x4(shape),
+        src_strides: pack2x4(src_strides),
+        dst_strides: pack2x4(dst_strides),
+        n: threads as u32,
+        row: 0,
+        rank: shape.len() as u32,
+        src_base: src_base as u32,
+        dst_base: dst_base as u32,
+        total: n as u32,
+        runs_per_row: runs_per_row as u32,
+        pad: 0,
+    };
     let entry = if half { "copy_half" } else { "copy" };
     launch_1d(
         src.device(),
         &LAYOUT,
         entry,
         &Spec::new(),
-        &mut p,
-        25,
+        |row| LayoutParams { row, ..p },
         &[src.buffer(), dst.buffer()],
         threads as u64,
         256,
@@ -95,7 +124,12 @@ fn transpose_last_two(src: &Tensor, dst: &Tensor, dims: &[usize], perm: &[usize]
         kernel: &LAYOUT,
         entry: "transpose",
         spec: &Spec::new(),
-        params: &[rows as u32, cols as u32, 0, 0],
+        params: bytemuck::bytes_of(&TransposeParams {
+            rows: rows as u32,
+            cols: cols as u32,
+            pad0: 0,
+            pad1: 0,
+        }),
         buffers: &[src.buffer(), dst.buffer()],
         bindings: None,
         workgroups: [grid[0] as u32, grid[1] as u32, grid[2] as u32],

@@ -14,7 +14,7 @@
 
 use super::launch_1d;
 use super::pool::nhwc;
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
 pub static LRN: Kernel = Kernel {
@@ -23,7 +23,22 @@ pub static LRN: Kernel = Kernel {
     source: shader!("lrn.wgsl"),
     helpers: &[],
     entries: &["lrn_forward", "lrn_backward"],
+    blocks: &[LrnBlock::LAYOUT],
 };
+
+// Not `LrnParams`: that is the public type of the op's arguments (below).
+params!("Params" => struct LrnBlock {
+    n_threads: u32,
+    row: u32,
+    // Channels.
+    c: u32,
+    // depth_radius, clamped to c by the launcher (wider windows change nothing).
+    radius: u32,
+    bias: f32,
+    alpha: f32,
+    beta: f32,
+    pad0: u32,
+});
 
 /// Invocations per workgroup (the shader's `@workgroup_size`).
 const WG: u64 = 64;
@@ -114,19 +129,20 @@ impl LrnParams {
         Ok(())
     }
 
-    /// The parameter block of `lrn.wgsl` for `threads` elements of `c` channels.
-    fn block(&self, threads: usize, c: usize) -> [u32; 8] {
-        [
-            threads as u32,
-            0,
-            c as u32,
+    /// The parameter block of `lrn.wgsl` for `threads` elements of `c` channels (its `row`
+    /// is set at launch).
+    fn block(&self, threads: usize, c: usize) -> LrnBlock {
+        LrnBlock {
+            n_threads: threads as u32,
+            row: 0,
+            c: c as u32,
             // A radius of C or more already covers every channel.
-            self.depth_radius.min(c) as u32,
-            self.bias.to_bits(),
-            self.alpha.to_bits(),
-            self.beta.to_bits(),
-            0,
-        ]
+            radius: self.depth_radius.min(c) as u32,
+            bias: self.bias,
+            alpha: self.alpha,
+            beta: self.beta,
+            pad0: 0,
+        }
     }
 }
 
@@ -140,7 +156,7 @@ fn launch(
     extra: Option<&Tensor>,
 ) -> Result<()> {
     let threads = out.numel();
-    let mut block = p.block(threads, c);
+    let block = p.block(threads, c);
     let mut buffers = vec![x.buffer(), out.buffer()];
     buffers.extend(extra.map(|t| t.buffer()));
     launch_1d(
@@ -148,8 +164,7 @@ fn launch(
         &LRN,
         entry,
         &Spec::new(),
-        &mut block,
-        1,
+        |row| LrnBlock { row, ..block },
         &buffers,
         threads as u64,
         WG,

@@ -9,7 +9,7 @@
 use std::sync::Mutex;
 
 use super::gemm::{self, Blocking};
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::shape::{broadcast, numel};
 use crate::{DType, Error, Result, Tensor, UnaryOp};
 
@@ -22,7 +22,30 @@ pub static MATMUL: Kernel = Kernel {
         shader!("common/gemm.wgsl"),
     ],
     entries: &["gemm_tiled", "gemm_blocked"],
+    blocks: &[MatmulParams::LAYOUT],
 };
+
+params!("Params" => struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    // Element strides between batches (0 broadcasts one matrix).
+    a_batch: u32,
+    b_batch: u32,
+    c_batch: u32,
+    // act_linear's negative slope: 1 identity, 0 relu, alpha leaky_relu.
+    slope: f32,
+    has_bias: u32,
+    row0: u32,
+    z0: u32,
+});
+
+impl gemm::GemmParams for MatmulParams {
+    fn set_origin(&mut self, row0: u32, z0: u32) {
+        self.row0 = row0;
+        self.z0 = z0;
+    }
+}
 
 /// The activation applied in a kernel's write-out.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -245,18 +268,18 @@ impl Tensor {
         let slope = o.activation.fused_slope().unwrap_or(1.0);
         let spec = spec(k.is_multiple_of(4), n.is_multiple_of(4), blk);
         let bias_buf = o.bias.map_or(dev.dummy(0), |t| t.buffer());
-        let params = vec![
-            m as u32,
-            n as u32,
-            k as u32,
-            sa,
-            sb,
-            (m * n) as u32,
-            slope.to_bits(),
-            o.bias.is_some() as u32,
-            0,
-            0,
-        ];
+        let params = MatmulParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            a_batch: sa,
+            b_batch: sb,
+            c_batch: (m * n) as u32,
+            slope,
+            has_bias: o.bias.is_some() as u32,
+            row0: 0,
+            z0: 0,
+        };
         gemm::launch(
             dev,
             name,
@@ -268,8 +291,6 @@ impl Tensor {
                 n,
                 zs: batch,
                 params,
-                row0_slot: 8,
-                z0_slot: 9,
                 buffers: &[a.buffer(), b.buffer(), out.buffer(), bias_buf],
             },
         )?;

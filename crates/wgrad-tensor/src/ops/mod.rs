@@ -24,7 +24,7 @@ pub mod upsample;
 pub mod window;
 
 use crate::device::{Device, Dispatch};
-use crate::kernel::{Kernel, Spec};
+use crate::kernel::{Block, Kernel, Spec};
 use crate::shape::MAX_RANK;
 use crate::{Result, Tensor};
 
@@ -44,34 +44,33 @@ pub(crate) fn pack8(v: &[usize]) -> [u32; MAX_RANK] {
     out
 }
 
-/// Launches a 1-D kernel over `threads` invocations in workgroups of `wg`. `params` gets the
-/// workgroups-per-row word written at `row_slot` (every 1-D kernel rebuilds its index from it).
+/// Launches a 1-D kernel over `threads` invocations in workgroups of `wg`. `block` makes the
+/// parameter block from the number of workgroups per grid row, from which every 1-D kernel
+/// rebuilds its linear index (grids past 65,535 workgroups fold into a second dimension).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn launch_1d(
+pub(crate) fn launch_1d<P: Block>(
     device: &Device,
     kernel: &'static Kernel,
     entry: &'static str,
     spec: &Spec,
-    params: &mut [u32],
-    row_slot: usize,
+    block: impl FnOnce(u32) -> P,
     buffers: &[&wgpu::Buffer],
     threads: u64,
     wg: u64,
 ) -> Result<()> {
     launch_1d_bound(
-        device, kernel, entry, spec, params, row_slot, buffers, None, threads, wg,
+        device, kernel, entry, spec, block, buffers, None, threads, wg,
     )
 }
 
 /// [`launch_1d`] with each buffer's binding named (see [`Dispatch::bindings`]).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn launch_1d_bound(
+pub(crate) fn launch_1d_bound<P: Block>(
     device: &Device,
     kernel: &'static Kernel,
     entry: &'static str,
     spec: &Spec,
-    params: &mut [u32],
-    row_slot: usize,
+    block: impl FnOnce(u32) -> P,
     buffers: &[&wgpu::Buffer],
     bindings: Option<&[u32]>,
     threads: u64,
@@ -81,12 +80,12 @@ pub(crate) fn launch_1d_bound(
         return Ok(());
     }
     let (workgroups, row) = device.grid_1d(threads.div_ceil(wg))?;
-    params[row_slot] = row;
+    let params = block(row);
     device.dispatch(Dispatch {
         kernel,
         entry,
         spec,
-        params,
+        params: bytemuck::bytes_of(&params),
         buffers,
         bindings,
         workgroups,

@@ -8,10 +8,8 @@
 //! host anyway. The sequential kernels resume across dispatches within a loop budget (see
 //! `shaders/nms.wgsl`), so soft-NMS takes at most `LOOP_BUDGET` boxes plus outputs.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::{launch_1d_bound, same_device};
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
 pub static NMS: Kernel = Kernel {
@@ -27,33 +25,33 @@ pub static NMS: Kernel = Kernel {
         "soft_init",
         "soft_nms",
     ],
+    blocks: &[NmsParams::LAYOUT],
 };
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     vec![(&NMS, Spec::new())]
 }
 
-/// The parameter block, mirrored by `struct Params` in `shaders/nms.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct Params {
+params!("Params" => struct NmsParams {
+    // Boxes.
     n: u32,
     row: u32,
     max_out: u32,
+    // Boxes of different classes never suppress each other.
     per_class: u32,
     iou_threshold: f32,
+    // Candidates score strictly above it (-inf: every box).
     score_threshold: f32,
+    // Soft-NMS: -0.5 / sigma; 0 for hard NMS.
     soft_scale: f32,
+    // rank_partial: the first box compared against; blocks: the first position.
     j0: u32,
-}
+});
 
 /// Iterations each sequential kernel runs per dispatch (`LOOP_BUDGET` in the shader).
 const LOOP_BUDGET: usize = 32768;
 /// Sorted positions per hard-NMS block (`BLOCK` in the shader).
 const BLOCK: usize = 256;
-
-/// The word of [`Params`] that `launch_1d` fills with the grid's row length.
-const ROW_SLOT: usize = 1;
 
 /// What `non_max_suppression` keeps, as TF's arguments name it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -197,7 +195,7 @@ fn nms(
         ));
     }
     let dev = boxes.device();
-    let mut p = Params {
+    let mut p = NmsParams {
         n: n as u32,
         row: 0,
         max_out: max_out as u32,
@@ -219,16 +217,14 @@ fn nms(
     // Each entry uses its own subset of the file's bindings (1 boxes, 2 scores, 3 classes,
     // 4 order, 5 mask, 6 out_index, 7 out_score, 8 scratch_u, 9 scratch_f, 10 rank,
     // 11 the scores as vec4s).
-    let run = |p: &mut Params, entry, bound: &[(u32, &wgpu::Buffer)], threads: u64, wg: u64| {
+    let run = |p: &NmsParams, entry, bound: &[(u32, &wgpu::Buffer)], threads: u64, wg: u64| {
         let (at, bufs): (Vec<u32>, Vec<&wgpu::Buffer>) = bound.iter().copied().unzip();
-        let words = bytemuck::cast_slice_mut(std::slice::from_mut(p));
         launch_1d_bound(
             dev,
             &NMS,
             entry,
             &spec,
-            words,
-            ROW_SLOT,
+            |row| NmsParams { row, ..*p },
             &bufs,
             Some(&at),
             threads,
@@ -245,7 +241,7 @@ fn nms(
             (8, scratch_u.buffer()),
             (9, scratch_f.buffer()),
         ];
-        run(&mut p, "soft_init", &init, n as u64, 64)?;
+        run(&p, "soft_init", &init, n as u64, 64)?;
         let walk = [
             (1, boxes.buffer()),
             (3, class_buf),
@@ -258,7 +254,7 @@ fn nms(
         // dispatches, each batch followed by a look at the done flag.
         loop {
             for _ in 0..8 {
-                run(&mut p, "soft_nms", &walk, 1, 1)?;
+                run(&p, "soft_nms", &walk, 1, 1)?;
             }
             let idx = read()?;
             if idx[1] != 0 {
@@ -276,10 +272,10 @@ fn nms(
                 (10, rank.buffer()),
                 (11, scores.buffer()),
             ];
-            run(&mut p, "rank_partial", &partial, n as u64, 64)?;
+            run(&p, "rank_partial", &partial, n as u64, 64)?;
         }
         let scatter = [(4, order.buffer()), (10, rank.buffer())];
-        run(&mut p, "rank_scatter", &scatter, n as u64, 64)?;
+        run(&p, "rank_scatter", &scatter, n as u64, 64)?;
         let check = [
             (1, boxes.buffer()),
             (2, scores.buffer()),
@@ -302,8 +298,8 @@ fn nms(
         for batch in blocks.chunks(8) {
             for &j0 in batch {
                 p.j0 = j0 as u32;
-                run(&mut p, "block_check", &check, BLOCK as u64, 64)?;
-                run(&mut p, "block_select", &select, 1, 1)?;
+                run(&p, "block_check", &check, BLOCK as u64, 64)?;
+                run(&p, "block_select", &select, 1, 1)?;
             }
             idx = read()?;
             if idx[1] != 0 {

@@ -6,7 +6,7 @@
 //! buffer pool makes the fresh outputs as cheap as in-place writes.
 
 use super::{launch_1d, same_device};
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
 pub static OPTIM: Kernel = Kernel {
@@ -24,7 +24,31 @@ pub static OPTIM: Kernel = Kernel {
         "adam",
         "nadam",
     ],
+    blocks: &[OptimParams::LAYOUT],
 };
+
+params!("Params" => struct OptimParams {
+    /// Elements of `T` (f32 or vec4<f32>).
+    n: u32,
+    /// Workgroups per grid row (the grid folds into y past 65,535).
+    row: u32,
+    /// The step's learning rate (Adam: with the bias corrections folded in).
+    lr: f32,
+    /// lr · weight decay: the parameter is scaled by 1 − decay before the update.
+    decay: f32,
+    /// SGD: momentum; Adam, RMSprop: beta1 / rho.
+    a: f32,
+    /// Adam: beta2; RMSprop: momentum.
+    b: f32,
+    eps: f32,
+    /// SGD: Nesterov.
+    flag: u32,
+    /// Nadam: the weights of the new first moment and of the gradient, and 1 / (1 − β2ᵗ).
+    c1: f32,
+    c2: f32,
+    c3: f32,
+    pad: u32,
+});
 
 fn spec(vec4: bool) -> Spec {
     Spec::new().alias("T", if vec4 { "vec4<f32>" } else { "f32" })
@@ -114,8 +138,8 @@ impl Update {
         }
     }
 
-    /// `[lr, decay, a, b, eps, flag, c1, c2, c3]` as the shader's parameter words.
-    fn words(&self) -> [u32; 9] {
+    /// The shader's parameter block for `lanes` elements (its `row` is set at launch).
+    fn block(&self, lanes: u32) -> OptimParams {
         let (mut c1, mut c2, mut c3) = (0.0f32, 0.0f32, 0.0f32);
         let (lr, decay, a, b, eps, flag) = match *self {
             Update::Sgd { lr, decay } => (lr, decay, 0.0, 0.0, 0.0, 0),
@@ -154,17 +178,20 @@ impl Update {
                 (lr, decay, beta1, beta2, epsilon, 0)
             }
         };
-        [
-            lr.to_bits(),
-            decay.to_bits(),
-            a.to_bits(),
-            b.to_bits(),
-            eps.to_bits(),
+        OptimParams {
+            n: lanes,
+            row: 0,
+            lr,
+            decay,
+            a,
+            b,
+            eps,
             flag,
-            c1.to_bits(),
-            c2.to_bits(),
-            c3.to_bits(),
-        ]
+            c1,
+            c2,
+            c3,
+            pad: 0,
+        }
     }
 }
 
@@ -213,21 +240,7 @@ impl Tensor {
         let n = self.numel() as u64;
         let vec4 = n.is_multiple_of(4);
         let lanes = if vec4 { n / 4 } else { n };
-        let w = update.words();
-        let mut params = [
-            lanes as u32,
-            0,
-            w[0],
-            w[1],
-            w[2],
-            w[3],
-            w[4],
-            w[5],
-            w[6],
-            w[7],
-            w[8],
-            0,
-        ];
+        let block = update.block(lanes as u32);
         // Bindings follow the shader: param, grad, param_out, then (slot, slot_out) pairs.
         let mut buffers = vec![self.buffer(), grad.buffer(), out.buffer()];
         for (s, o) in slots.iter().zip(&new_slots) {
@@ -239,8 +252,7 @@ impl Tensor {
             &OPTIM,
             update.entry(),
             &spec(vec4),
-            &mut params,
-            1,
+            |row| OptimParams { row, ..block },
             &buffers,
             lanes,
             256,

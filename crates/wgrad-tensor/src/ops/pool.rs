@@ -7,7 +7,7 @@
 
 use super::launch_1d;
 use super::window::{geometry_2d, AxisGeometry, Padding};
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
 pub static POOL: Kernel = Kernel {
@@ -16,7 +16,35 @@ pub static POOL: Kernel = Kernel {
     source: shader!("pool.wgsl"),
     helpers: &[],
     entries: &["max_fwd", "max_bwd", "avg_fwd", "avg_bwd", "global_bwd"],
+    blocks: &[PoolParams::LAYOUT],
 };
+
+params!("Params" => struct PoolParams {
+    n_threads: u32,
+    row: u32,
+    // Input height, width, and channels / V.
+    h: u32,
+    w: u32,
+    c4: u32,
+    // Output height, width.
+    oh: u32,
+    ow: u32,
+    // Window.
+    kh: u32,
+    kw: u32,
+    // Stride.
+    sh: u32,
+    sw: u32,
+    // Padding before (top, left).
+    pt: u32,
+    pl: u32,
+    // Channels.
+    c: u32,
+    // Global pools: 1 / (H * W) for average, 1 for max.
+    scale: f32,
+    // Global pools: 1 routes the gradient to idx (max), 0 spreads it (average).
+    use_idx: u32,
+});
 
 /// Invocations per workgroup (the shader's `@workgroup_size`).
 const WG: u64 = 64;
@@ -90,51 +118,50 @@ fn geometry(
     Ok(g)
 }
 
-/// The parameter block of `pool.wgsl` (16 words).
-fn params(
+/// The parameter block of a windowed pool (its `row` is set at launch).
+fn pool_params(
     threads: usize,
     x: [usize; 4],
     g: &[AxisGeometry; 2],
     pool: [usize; 2],
     stride: [usize; 2],
     v: usize,
-) -> [u32; 16] {
-    [
-        threads as u32,
-        0,
-        x[1] as u32,
-        x[2] as u32,
-        (x[3] / v) as u32,
-        g[0].output as u32,
-        g[1].output as u32,
-        pool[0] as u32,
-        pool[1] as u32,
-        stride[0] as u32,
-        stride[1] as u32,
-        g[0].pad_before as u32,
-        g[1].pad_before as u32,
-        x[3] as u32,
-        1f32.to_bits(),
-        0,
-    ]
+) -> PoolParams {
+    PoolParams {
+        n_threads: threads as u32,
+        row: 0,
+        h: x[1] as u32,
+        w: x[2] as u32,
+        c4: (x[3] / v) as u32,
+        oh: g[0].output as u32,
+        ow: g[1].output as u32,
+        kh: pool[0] as u32,
+        kw: pool[1] as u32,
+        sh: stride[0] as u32,
+        sw: stride[1] as u32,
+        pt: g[0].pad_before as u32,
+        pl: g[1].pad_before as u32,
+        c: x[3] as u32,
+        scale: 1.0,
+        use_idx: 0,
+    }
 }
 
-/// Launches one entry of `pool.wgsl` over `threads` vectors of `v` channels.
+/// Launches one entry of `pool.wgsl` over `p.n_threads` vectors of `v` channels.
 fn launch(
     t: &Tensor,
     entry: &'static str,
     v: usize,
-    p: &mut [u32; 16],
+    p: &PoolParams,
     buffers: &[&wgpu::Buffer],
 ) -> Result<()> {
-    let threads = p[0] as u64;
+    let threads = p.n_threads as u64;
     launch_1d(
         t.device(),
         &POOL,
         entry,
         &vector_spec(v),
-        p,
-        1,
+        |row| PoolParams { row, ..*p },
         buffers,
         threads,
         WG,
@@ -160,12 +187,12 @@ impl Tensor {
         let out = Tensor::uninit(self.device(), op, &out_shape, DType::F32)?;
         let idx = Tensor::uninit(self.device(), op, &out_shape, DType::U32)?;
         let v = width(x[3]);
-        let mut p = params(out.numel() / v, x, &g, pool, stride, v);
+        let p = pool_params(out.numel() / v, x, &g, pool, stride, v);
         launch(
             self,
             "max_fwd",
             v,
-            &mut p,
+            &p,
             &[self.buffer(), out.buffer(), idx.buffer()],
         )?;
         Ok((out, idx))
@@ -200,12 +227,12 @@ impl Tensor {
         check_grad(op, go, [x[0], g[0].output, g[1].output, x[3]], input_shape)?;
         let dx = Tensor::uninit(self.device(), op, input_shape, DType::F32)?;
         let v = width(x[3]);
-        let mut p = params(dx.numel() / v, x, &g, pool, stride, v);
+        let p = pool_params(dx.numel() / v, x, &g, pool, stride, v);
         launch(
             self,
             "max_bwd",
             v,
-            &mut p,
+            &p,
             &[self.buffer(), dx.buffer(), indices.buffer()],
         )?;
         Ok(dx)
@@ -226,8 +253,8 @@ impl Tensor {
         let out_shape = [x[0], g[0].output, g[1].output, x[3]];
         let out = Tensor::uninit(self.device(), op, &out_shape, DType::F32)?;
         let v = width(x[3]);
-        let mut p = params(out.numel() / v, x, &g, pool, stride, v);
-        launch(self, "avg_fwd", v, &mut p, &[self.buffer(), out.buffer()])?;
+        let p = pool_params(out.numel() / v, x, &g, pool, stride, v);
+        launch(self, "avg_fwd", v, &p, &[self.buffer(), out.buffer()])?;
         Ok(out)
     }
 
@@ -247,8 +274,8 @@ impl Tensor {
         check_grad(op, go, [x[0], g[0].output, g[1].output, x[3]], input_shape)?;
         let dx = Tensor::uninit(self.device(), op, input_shape, DType::F32)?;
         let v = width(x[3]);
-        let mut p = params(dx.numel() / v, x, &g, pool, stride, v);
-        launch(self, "avg_bwd", v, &mut p, &[self.buffer(), dx.buffer()])?;
+        let p = pool_params(dx.numel() / v, x, &g, pool, stride, v);
+        launch(self, "avg_bwd", v, &p, &[self.buffer(), dx.buffer()])?;
         Ok(dx)
     }
 
@@ -307,26 +334,23 @@ impl Tensor {
         let dx = Tensor::uninit(self.device(), op, &x, DType::F32)?;
         let v = width(x[3]);
         let hw = x[1] * x[2];
-        let mut p = [0u32; 16];
-        p[0] = (dx.numel() / v) as u32;
-        p[2] = x[1] as u32;
-        p[3] = x[2] as u32;
-        p[4] = (x[3] / v) as u32;
-        p[13] = x[3] as u32;
         let dummy = self.device().dummy(0);
         let (scale, use_idx, ib) = match idx {
             Some(i) => (1.0f32, 1, i.buffer()),
             None => (1.0 / hw.max(1) as f32, 0, dummy),
         };
-        p[14] = scale.to_bits();
-        p[15] = use_idx;
-        launch(
-            self,
-            "global_bwd",
-            v,
-            &mut p,
-            &[self.buffer(), dx.buffer(), ib],
-        )?;
+        // No window: oh, ow, kh, kw, sh, sw, pt and pl stay 0.
+        let p = PoolParams {
+            n_threads: (dx.numel() / v) as u32,
+            h: x[1] as u32,
+            w: x[2] as u32,
+            c4: (x[3] / v) as u32,
+            c: x[3] as u32,
+            scale,
+            use_idx,
+            ..Default::default()
+        };
+        launch(self, "global_bwd", v, &p, &[self.buffer(), dx.buffer(), ib])?;
         Ok(dx)
     }
 }

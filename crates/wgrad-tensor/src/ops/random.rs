@@ -3,7 +3,7 @@
 //! need no upload.
 
 use super::launch_1d;
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Device, Error, Result, Tensor};
 
 pub static RANDOM: Kernel = Kernel {
@@ -12,7 +12,23 @@ pub static RANDOM: Kernel = Kernel {
     source: shader!("random.wgsl"),
     helpers: &[],
     entries: &["main"],
+    blocks: &[RandomParams::LAYOUT],
 };
+
+params!("Params" => struct RandomParams {
+    /// Output elements.
+    n: u32,
+    /// Workgroups per grid row (the grid folds into y past 65,535).
+    row: u32,
+    /// The seed's low and high words: Philox's key.
+    key0: u32,
+    key1: u32,
+    /// Low and high (uniform) or mean and standard deviation (normal).
+    p0: f32,
+    p1: f32,
+    pad0: u32,
+    pad1: u32,
+});
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     vec![
@@ -38,24 +54,21 @@ fn random(
     }
     let out = Tensor::uninit(device, op, shape, DType::F32)?;
     let n = out.numel();
-    let mut p = [
-        n as u32,
-        0,
-        seed as u32,
-        (seed >> 32) as u32,
-        p0.to_bits(),
-        p1.to_bits(),
-        0,
-        0,
-    ];
     let spec = Spec::new().bool("NORMAL", normal);
     launch_1d(
         device,
         &RANDOM,
         "main",
         &spec,
-        &mut p,
-        1,
+        |row| RandomParams {
+            n: n as u32,
+            row,
+            key0: seed as u32,
+            key1: (seed >> 32) as u32,
+            p0,
+            p1,
+            ..Default::default()
+        },
         &[out.buffer()],
         n.div_ceil(4) as u64,
         64,

@@ -7,7 +7,7 @@
 
 use super::{launch_1d, same_device};
 use crate::device::Device;
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::shape::{axes as resolve_axes, numel};
 use crate::{DType, Error, Result, Tensor};
 
@@ -17,7 +17,23 @@ pub static REDUCE: Kernel = Kernel {
     source: shader!("reduce.wgsl"),
     helpers: &[],
     entries: &["main"],
+    blocks: &[ReduceParams::LAYOUT],
 };
+
+// The [A, K, B] view of the input, reduced along K in `splits` partial sums per output.
+params!("Params" => struct ReduceParams {
+    a: u32,
+    k: u32,
+    b: u32,
+    splits: u32,
+    /// Outputs of this pass: a * splits * b.
+    n_out: u32,
+    /// Workgroups per grid row (the grid folds into y past 65,535).
+    row: u32,
+    /// 1/K for a mean's last pass, else 1.
+    scale: f32,
+    pad: u32,
+});
 
 /// What a reduction computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -82,16 +98,6 @@ fn pass(
     } else {
         None
     };
-    let mut p = [
-        a as u32,
-        k as u32,
-        b as u32,
-        splits as u32,
-        n_out as u32,
-        0,
-        scale.to_bits(),
-        0,
-    ];
     let buffers = [
         x.buffer(),
         out.buffer(),
@@ -103,8 +109,16 @@ fn pass(
         &REDUCE,
         "main",
         &spec(op.code(), idx_in.is_none()),
-        &mut p,
-        5,
+        |row| ReduceParams {
+            a: a as u32,
+            k: k as u32,
+            b: b as u32,
+            splits: splits as u32,
+            n_out: n_out as u32,
+            row,
+            scale,
+            pad: 0,
+        },
         &buffers,
         n_out as u64,
         256,

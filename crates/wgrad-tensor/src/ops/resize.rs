@@ -9,7 +9,7 @@
 //! coefficient table with `lrintf`), so the sample positions and edge rules are TF's.
 
 use super::launch_1d;
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
 pub static RESIZE: Kernel = Kernel {
@@ -18,7 +18,22 @@ pub static RESIZE: Kernel = Kernel {
     source: shader!("resize.wgsl"),
     helpers: &[],
     entries: &["resize_axis"],
+    blocks: &[ResizeParams::LAYOUT],
 };
+
+params!("Params" => struct ResizeParams {
+    a: u32,
+    // Extent of the resized axis in the input, and in the output.
+    n_in: u32,
+    n_out: u32,
+    b: u32,
+    // Weights per output position (zero-padded).
+    taps: u32,
+    // a · n_out · b
+    total: u32,
+    row: u32,
+    pad: u32,
+});
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     vec![(&RESIZE, Spec::new())]
@@ -261,23 +276,21 @@ fn pass(
     let weights = Tensor::from_slice(dev, &t.weights, &[t.weights.len()])?;
     let y = Tensor::uninit(dev, op, out_shape, DType::F32)?;
     let total = a * n_out * b;
-    let mut p = [
-        a as u32,
-        n_in as u32,
-        n_out as u32,
-        b as u32,
-        t.taps as u32,
-        total as u32,
-        0,
-        0,
-    ];
     launch_1d(
         dev,
         &RESIZE,
         "resize_axis",
         &Spec::new(),
-        &mut p,
-        6,
+        |row| ResizeParams {
+            a: a as u32,
+            n_in: n_in as u32,
+            n_out: n_out as u32,
+            b: b as u32,
+            taps: t.taps as u32,
+            total: total as u32,
+            row,
+            pad: 0,
+        },
         &[x.buffer(), start.buffer(), weights.buffer(), y.buffer()],
         total as u64,
         64,

@@ -1,7 +1,7 @@
 //! Softmax and log-softmax along one axis (`shaders/softmax.wgsl`).
 
 use super::launch_1d;
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::shape::{axis as resolve_axis, numel};
 use crate::{DType, Result, Tensor};
 
@@ -11,7 +11,20 @@ pub static SOFTMAX: Kernel = Kernel {
     source: shader!("softmax.wgsl"),
     helpers: &[],
     entries: &["main"],
+    blocks: &[SoftmaxParams::LAYOUT],
 };
+
+// The [A, K, B] view of the input, softmax along K.
+params!("Params" => struct SoftmaxParams {
+    a: u32,
+    k: u32,
+    b: u32,
+    n_rows: u32,
+    row: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+});
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     vec![
@@ -46,15 +59,20 @@ impl Tensor {
         }
         let out = Tensor::uninit(self.device(), name, self.shape(), DType::F32)?;
         let rows = (a * b) as u64;
-        let mut p = [a as u32, k as u32, b as u32, rows as u32, 0, 0, 0, 0];
         let spec = Spec::new().bool("LOG", log);
         launch_1d(
             self.device(),
             &SOFTMAX,
             "main",
             &spec,
-            &mut p,
-            4,
+            |row| SoftmaxParams {
+                a: a as u32,
+                k: k as u32,
+                b: b as u32,
+                n_rows: rows as u32,
+                row,
+                ..Default::default()
+            },
             &[self.buffer(), out.buffer()],
             rows,
             64,

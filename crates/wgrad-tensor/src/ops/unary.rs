@@ -1,7 +1,7 @@
 //! Elementwise maps and their scalar forms (`shaders/unary.wgsl`).
 
 use super::launch_1d;
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Result, Tensor};
 
 pub static UNARY: Kernel = Kernel {
@@ -10,7 +10,17 @@ pub static UNARY: Kernel = Kernel {
     source: shader!("unary.wgsl"),
     helpers: &[shader!("common/activations.wgsl")],
     entries: &["main", "grad_main"],
+    blocks: &[UnaryParams::LAYOUT],
 };
+
+params!("Params" => struct UnaryParams {
+    /// Elements of `T` (f32 or vec4<f32>).
+    n: u32,
+    /// Workgroups per grid row (the grid folds into y past 65,535).
+    row: u32,
+    alpha: f32,
+    beta: f32,
+});
 
 /// An elementwise f32 map. Parameters ride in the op: `LeakyRelu(slope)`, `Affine(a, b)` is
 /// `a * x + b`, `Clip(lo, hi)`...
@@ -128,14 +138,17 @@ impl Tensor {
         let n = self.numel() as u64;
         let vec4 = n.is_multiple_of(4);
         let lanes = if vec4 { n / 4 } else { n };
-        let mut params = [lanes as u32, 0, alpha.to_bits(), beta.to_bits()];
         launch_1d(
             self.device(),
             &UNARY,
             "main",
             &spec(name, vec4),
-            &mut params,
-            1,
+            |row| UnaryParams {
+                n: lanes as u32,
+                row,
+                alpha,
+                beta,
+            },
             &[self.buffer(), out.buffer()],
             lanes,
             256,
@@ -163,15 +176,18 @@ impl Tensor {
         let n = self.numel() as u64;
         let vec4 = n.is_multiple_of(4);
         let lanes = if vec4 { n / 4 } else { n };
-        let mut params = [lanes as u32, 0, alpha.to_bits(), beta.to_bits()];
         let buffers = [x.buffer(), out.buffer(), y.buffer(), self.buffer()];
         launch_1d(
             self.device(),
             &UNARY,
             "grad_main",
             &spec(fname, vec4),
-            &mut params,
-            1,
+            |row| UnaryParams {
+                n: lanes as u32,
+                row,
+                alpha,
+                beta,
+            },
             &buffers,
             lanes,
             256,

@@ -3,7 +3,7 @@
 
 use super::launch_1d;
 use super::pool::{nhwc, nhwc_shape, vector_spec, width};
-use crate::kernel::{shader, Kernel, Spec};
+use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
 pub static UPSAMPLE: Kernel = Kernel {
@@ -12,7 +12,21 @@ pub static UPSAMPLE: Kernel = Kernel {
     source: shader!("upsample.wgsl"),
     helpers: &[],
     entries: &["nearest_fwd", "nearest_bwd", "bilinear_fwd", "bilinear_bwd"],
+    blocks: &[UpsampleParams::LAYOUT],
 };
+
+params!("Params" => struct UpsampleParams {
+    n_threads: u32,
+    row: u32,
+    // Input height, width, and channels / V.
+    h: u32,
+    w: u32,
+    c4: u32,
+    // Factors.
+    fh: u32,
+    fw: u32,
+    pad: u32,
+});
 
 /// How [`Tensor::upsample2d`] fills the new pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -51,23 +65,21 @@ fn launch(
     buffers: &[&wgpu::Buffer],
 ) -> Result<()> {
     let v = width(x[3]);
-    let mut p = [
-        threads as u32,
-        0,
-        x[1] as u32,
-        x[2] as u32,
-        (x[3] / v) as u32,
-        factor[0] as u32,
-        factor[1] as u32,
-        0,
-    ];
     launch_1d(
         t.device(),
         &UPSAMPLE,
         entry,
         &vector_spec(v),
-        &mut p,
-        1,
+        |row| UpsampleParams {
+            n_threads: threads as u32,
+            row,
+            h: x[1] as u32,
+            w: x[2] as u32,
+            c4: (x[3] / v) as u32,
+            fh: factor[0] as u32,
+            fw: factor[1] as u32,
+            pad: 0,
+        },
         buffers,
         threads as u64,
         64,
