@@ -42,16 +42,12 @@ struct Params {
 @group(0) @binding(6) var<storage, read> in_d: array<T>;
 @group(0) @binding(7) var<storage, read> in_e: array<T>;
 
-fn linear(wg: vec3<u32>, li: u32) -> u32 {
-    return (wg.x + wg.y * p.row) * 64u + li;
-}
-
 // Slots: x = input, out = partials [S, cv] (or [2, S, cv]), in_a = centre (MODE 1) or mean
 // (MODE 2), in_b = dy (MODE 2). Invocation i = (split s, channel ch); split s takes rows
 // s, s + S, ... so neighbouring invocations read neighbouring addresses.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = linear(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= p.threads) { return; }
     let ch = i % p.cv;
     let s = i / p.cv;
@@ -82,9 +78,9 @@ fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) 
 }
 
 // Slots: x = partials [R, S, cv], out = [R, cv]. Invocation i = (plane r, channel ch).
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn finish(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = linear(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= p.threads) { return; }
     let ch = i % p.cv;
     let base = (i / p.cv) * p.splits * p.cv + ch;
@@ -99,9 +95,9 @@ fn finish(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
 //   2 grad_gamma: in_a = sums [2, cv], in_b = inv_std                → sum(dy·(x - mean))·inv_std
 //   3 grad_beta:  in_a = sums [2, cv]                                → sum(dy)
 //   4 moving avg: x = moving, in_a = batch, f0 = momentum, f1 = 1 - momentum (Keras's form)
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn channel(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = linear(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= p.threads) { return; }
     switch OP {
         case 0u: { out[i] = x[i] + in_a[i]; }
@@ -118,9 +114,9 @@ fn channel(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
 // out = y, in_a = centre (training) or moving mean, in_b = inv_std, in_c = gamma, in_d = beta.
 // Invocation i = (row block, channel ch) handles rows rb, rb + blocks, ...: the per-channel
 // values are loaded once per invocation instead of once per element.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn normalize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = linear(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= p.threads) { return; }
     let ch = i % p.cv;
     let rb = i / p.cv;
@@ -140,9 +136,9 @@ fn normalize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
 // which is gamma·inv_std/M · (M·dy - sum(dy) - xhat·sum(dy·xhat)) with xhat = (x - mean)·inv_std.
 // Slots: x = input, out = dx, in_a = mean, in_b = dy, in_c = inv_std, in_d = gamma,
 // in_e = sums [2, cv] (sum(dy), sum(dy·(x - mean))); f0 = 1/M. Row blocks as in normalize.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn backward_dx(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = linear(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= p.threads) { return; }
     let ch = i % p.cv;
     let rb = i / p.cv;

@@ -63,9 +63,9 @@ fn offsets(i: u32) -> vec3<u32> {
     return o;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.row) * 256u + li;
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     if (BCAST) {
         let o = offsets(i);
@@ -76,9 +76,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 }
 
 // out = mask != 0 ? a : b, all three broadcast to the output (specialised with O = T = f32).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn where_main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.row) * 256u + li;
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     let o = offsets(i);
     out[i] = O(select(b[o.y], a[o.x], mask[o.z] != 0u));

@@ -14,9 +14,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.row) * 256u + li;
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     switch MODE {
         case 0u: {

@@ -36,9 +36,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read> dy: array<DYT>;
 @group(0) @binding(3) var<storage, read_write> partial: array<DYT>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = (wg.x + wg.y * p.row) * 64u + li;
+    let t = grid_index(wg, li, p.row);
     if (t >= p.threads) { return; }
     let o = t % p.o;
     let slice = t / p.o;

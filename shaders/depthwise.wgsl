@@ -69,10 +69,6 @@ const LANE4: vec4<u32> = vec4<u32>(0u, 1u, 2u, 3u);
 
 const NONE: u32 = 0xffffffffu;
 
-fn thread(wg: vec3<u32>, li: u32) -> u32 {
-    return (wg.x + wg.y * p.row) * 64u + li;
-}
-
 // (lane, column) of a grid x index: lanes are the fastest axis. The forward and input-gradient
 // grids are (W·lanes, H, N), so this is their only division per invocation (integer division
 // by a run-time value is scalarised lane by lane on CPU adapters and, with the window loops
@@ -114,7 +110,7 @@ fn stride_div(t: i32, stride: u32, log2: u32) -> i32 {
 }
 
 // One invocation per (output pixel, V output channels).
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn dw_fwd(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x >= p.threads) { return; }
     let vx = split_lanes(gid.x);
@@ -159,7 +155,7 @@ fn first_tap(a: u32, s: u32, log2: u32, d: u32) -> vec2<u32> {
 
 // One invocation per (input pixel, V input channels): the sum over every output position whose
 // window covers the pixel, and over the M output channels each input channel feeds.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn dw_bwi(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x >= p.threads) { return; }
     let vx = split_lanes(gid.x);
@@ -192,9 +188,9 @@ fn dw_bwi(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // One invocation per (split, tap, V output channels): the sum over one chunk of output pixels,
 // walked as an odometer (ox, oy, n) so the loop divides by nothing.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn dw_bwf(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = thread(wg, li);
+    let t = grid_index(wg, li, p.row);
     if (t >= p.threads) { return; }
     let v = t % p.lanes;
     let r = t / p.lanes;

@@ -11,23 +11,23 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> dst: array<u32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn full(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.row) * 256u + li;
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     dst[i] = p.word;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn arange_f32(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.row) * 256u + li;
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     dst[i] = bitcast<u32>(bitcast<f32>(p.word) + f32(i) * bitcast<f32>(p.step));
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn arange_i32(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.row) * 256u + li;
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     dst[i] = bitcast<u32>(bitcast<i32>(p.word) + i32(i) * bitcast<i32>(p.step));
 }

@@ -55,9 +55,9 @@ fn dst_offset(i: u32) -> u32 {
 // slower than the memory traffic (60 M elements/s on lavapipe).
 const RUN: u32 = 8u;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn copy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = (wg.x + wg.y * p.row) * 256u + li;
+    let t = grid_index(wg, li, p.row);
     if (t >= p.n) { return; }
     let last = p.rank - 1u;
     let inner = p.shape[last / 4u][last % 4u];
@@ -88,9 +88,9 @@ fn half_at(e: u32) -> u32 {
 }
 
 // Output is dense: word w holds elements 2w and 2w+1.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn copy_half(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let w = (wg.x + wg.y * p.row) * 256u + li;
+    let w = grid_index(wg, li, p.row);
     if (w >= p.n) { return; }
     let lo = half_at(src_offset(2u * w));
     var hi = 0u;

@@ -36,10 +36,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 
-fn thread(wg: vec3<u32>, li: u32) -> u32 {
-    return (wg.x + wg.y * p.row) * 64u + li;
-}
-
 // The channels [lo, hi) of channel c's window; u32 arithmetic, so the low edge clips before it
 // could wrap.
 fn window(c: u32) -> vec2<u32> {
@@ -58,18 +54,18 @@ fn denom(base: u32, c: u32) -> f32 {
     return fma(p.alpha, s, p.bias);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn lrn_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = thread(wg, li);
+    let t = grid_index(wg, li, p.row);
     if (t >= p.n_threads) { return; }
     let c = t % p.c;
     let base = t - c;
     dst[t] = x[t] * pow(denom(base, c), -p.beta);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn lrn_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = thread(wg, li);
+    let t = grid_index(wg, li, p.row);
     if (t >= p.n_threads) { return; }
     let j = t % p.c;
     let base = t - j;

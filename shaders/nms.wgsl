@@ -48,10 +48,6 @@ struct Params {
 @group(0) @binding(10) var<storage, read_write> rank: array<u32>;     // [n], zeros at first
 @group(0) @binding(11) var<storage, read> scores4: array<vec4<f32>>;  // the scores again
 
-fn index(wg: vec3<u32>, li: u32) -> u32 {
-    return (wg.x + wg.y * p.row) * 64u + li;
-}
-
 // TF's IOU in f32, term for term: corners sorted, empty boxes overlap nothing.
 fn iou(i: u32, j: u32) -> f32 {
     return iou_of(boxes[i], boxes[j]);
@@ -80,9 +76,9 @@ fn overlap(i: u32, j: u32) -> f32 {
 // rank[i] += #{j in [j0, j0 + LOOP_BUDGET) : s_j > s_i, or s_j == s_i and j < i}. The scores
 // of j are read four at a time (scores4 is the same buffer) at addresses uniform across the
 // lanes; j0 is a multiple of 4.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn rank_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     let s = vec4<f32>(scores[i]);
     let iv = vec4<u32>(i);
@@ -101,9 +97,9 @@ fn rank_partial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     rank[i] += ahead.x + ahead.y + ahead.z + ahead.w + tail;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn rank_scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     order[rank[i]] = i;
 }
@@ -118,9 +114,9 @@ fn rank_scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
 const BLOCK: u32 = 256u;
 const BLOCK_WORDS: u32 = 8u;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn block_check(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= BLOCK || out_index[1] != 0u) { return; }
     let r = p.j0 + i;
     var flag = 1u;
@@ -179,9 +175,9 @@ fn block_select() {
 }
 
 // Queues every box scoring above the threshold; the selection starts empty.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn soft_init(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i == 0u) {
         out_index[0] = 0u;
         out_index[1] = 0u;

@@ -36,22 +36,18 @@ struct Params {
 @group(0) @binding(8) var<storage, read> slot3: array<T>;
 @group(0) @binding(9) var<storage, read_write> slot3_out: array<T>;
 
-fn index(wg: vec3<u32>, li: u32) -> u32 {
-    return (wg.x + wg.y * p.row) * 256u + li;
-}
-
 // Plain SGD.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn sgd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     param_out[i] = param[i] * (1.0 - p.decay) - p.lr * grad[i];
 }
 
 // Keras's momentum form: v' = μ·v − lr·g; w' = w + v', or with Nesterov w' = w + μ·v' − lr·g.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn sgd_momentum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     let w = param[i] * (1.0 - p.decay);
     let g = grad[i];
@@ -67,9 +63,9 @@ fn sgd_momentum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
 // RMSprop as Keras 3: s' = ρ·s + (1 − ρ)·g²; w' = w − lr·g / √(s' + ε). ε sits under the root
 // (Keras's form, unlike Adam's √v + ε): with ε = 1e-7 and s' of the order of 1e-7 the two
 // differ by tens of percent per step.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn rmsprop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     let g = grad[i];
     let s = p.a * slot1[i] + (1.0 - p.a) * g * g;
@@ -80,9 +76,9 @@ fn rmsprop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
 // Keras 3's RMSprop options. `centered` keeps the mean gradient ḡ' = ρ·ḡ + (1 − ρ)·g and divides
 // by √(s' − ḡ'² + ε); `momentum` μ accumulates the increment, m' = μ·m + lr·g/√(…), w' = w − m'.
 // Slots in order: s, then ḡ when centered, then m.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn rmsprop_momentum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     let g = grad[i];
     let s = p.a * slot1[i] + (1.0 - p.a) * g * g;
@@ -92,9 +88,9 @@ fn rmsprop_momentum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
     param_out[i] = param[i] * (1.0 - p.decay) - m;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn rmsprop_centered(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     let g = grad[i];
     let s = p.a * slot1[i] + (1.0 - p.a) * g * g;
@@ -104,9 +100,9 @@ fn rmsprop_centered(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
     param_out[i] = param[i] * (1.0 - p.decay) - p.lr * g / sqrt(s - mg * mg + p.eps);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn rmsprop_centered_momentum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     let g = grad[i];
     let s = p.a * slot1[i] + (1.0 - p.a) * g * g;
@@ -121,9 +117,9 @@ fn rmsprop_centered_momentum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(loca
 // Adam with the bias corrections folded into lr on the host (Kingma & Ba's "efficient"
 // form, as Keras): m' = β1·m + (1 − β1)·g; v' = β2·v + (1 − β2)·g²;
 // w' = w·(1 − decay) − lr_t·m' / (√v' + ε).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     let g = grad[i];
     let m = p.a * slot1[i] + (1.0 - p.a) * g;
@@ -135,9 +131,9 @@ fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
 // Nadam (Keras's form): with the momentum schedule u_t and its running products computed on
 // the host, m̂ = c1·m' + c2·g and v̂ = c3·v'; w' = w − lr·m̂ / (√v̂ + ε).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn nadam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, li);
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     let g = grad[i];
     let m = p.a * slot1[i] + (1.0 - p.a) * g;

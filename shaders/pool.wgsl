@@ -42,10 +42,6 @@ struct Params {
 
 const NONE: u32 = 0xffffffffu;
 
-fn thread(wg: vec3<u32>, li: u32) -> u32 {
-    return (wg.x + wg.y * p.row) * 64u + li;
-}
-
 // The input rows [lo, hi) that output row `o` reads along an axis (window start o*s - pad).
 fn span(o: u32, s: u32, pad: u32, k: u32, n: u32) -> vec2<u32> {
     let start = i32(o * s) - i32(pad);
@@ -62,9 +58,9 @@ fn covering(i: u32, s: u32, pad: u32, k: u32, n_out: u32) -> vec2<u32> {
     return vec2<u32>(lo, max(hi, lo));
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn max_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = thread(wg, li);
+    let t = grid_index(wg, li, p.row);
     if (t >= p.n_threads) { return; }
     let c4 = t % p.c4;
     let r = t / p.c4;
@@ -90,9 +86,9 @@ fn max_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     idx[t] = best_i;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn max_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = thread(wg, li);
+    let t = grid_index(wg, li, p.row);
     if (t >= p.n_threads) { return; }
     let c4 = t % p.c4;
     let r = t / p.c4;
@@ -114,9 +110,9 @@ fn max_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     dst[t] = acc;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn avg_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = thread(wg, li);
+    let t = grid_index(wg, li, p.row);
     if (t >= p.n_threads) { return; }
     let c4 = t % p.c4;
     let r = t / p.c4;
@@ -134,9 +130,9 @@ fn avg_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     dst[t] = acc * (1.0 / f32((ys.y - ys.x) * (xs.y - xs.x)));
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn avg_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = thread(wg, li);
+    let t = grid_index(wg, li, p.row);
     if (t >= p.n_threads) { return; }
     let c4 = t % p.c4;
     let r = t / p.c4;
@@ -161,9 +157,9 @@ fn avg_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
 
 // Backward of the global pools: grad [N, C] to [N, H, W, C]. Average spreads grad / (H * W)
 // everywhere; max sends grad to the position idx[n, c] (an argmax over H * W, first on ties).
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn global_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = thread(wg, li);
+    let t = grid_index(wg, li, p.row);
     if (t >= p.n_threads) { return; }
     let c4 = t % p.c4;
     let r = t / p.c4;

@@ -48,9 +48,9 @@ fn philox(counter: vec4<u32>, seed: vec2<u32>) -> vec4<u32> {
 // 24 high bits to [0, 1): exact in f32 and identical on every adapter.
 fn unit(w: u32) -> f32 { return f32(w >> 8u) * 5.9604644775390625e-8; }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let blk = (wg.x + wg.y * p.row) * 64u + li;
+    let blk = grid_index(wg, li, p.row);
     if (4u * blk >= p.n) { return; }
     let w = philox(vec4<u32>(blk, 0u, 0u, 0u), vec2<u32>(p.key0, p.key1));
     var v: vec4<f32>;

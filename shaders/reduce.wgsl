@@ -32,9 +32,9 @@ fn better(v: f32, i: u32, best: f32, best_i: u32) -> bool {
     return v < best || (v == best && i < best_i);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let o = (wg.x + wg.y * p.row) * 256u + li;
+    let o = grid_index(wg, li, p.row);
     if (o >= p.n_out) { return; }
     let bi = o % p.b;
     let s = (o / p.b) % p.splits;

@@ -21,9 +21,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read> weight: array<f32>;   // [n_out, taps]
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn resize_axis(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.row) * 64u + li;
+    let i = grid_index(wg, li, p.row);
     if (i >= p.total) { return; }
     let b = i % p.b;
     let o = (i / p.b) % p.n_out;

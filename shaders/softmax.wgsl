@@ -18,9 +18,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let r = (wg.x + wg.y * p.row) * 64u + li;
+    let r = grid_index(wg, li, p.row);
     if (r >= p.n_rows) { return; }
     let base = (r / p.b) * p.k * p.b + r % p.b;
     var m = bitcast<f32>(0xff800000u);

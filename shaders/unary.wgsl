@@ -52,9 +52,9 @@ fn op_pow_scalar(v: T) -> T {
     return r;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.row) * 256u + li;
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     y[i] = apply(x[i]);
 }
@@ -101,9 +101,9 @@ fn d_pow_scalar(x: T, y: T, g: T) -> T {
     return g * select(p.alpha * y / x, direct, x == T(0.0));
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn grad_main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.row) * 256u + li;
+    let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     // Every binding is read, so one layout serves every derivative.
     y[i] = grad_apply(x[i], fwd_out[i], grad[i]);

@@ -26,10 +26,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<T>;
 @group(0) @binding(2) var<storage, read_write> dst: array<T>;
 
-fn thread(wg: vec3<u32>, li: u32) -> u32 {
-    return (wg.x + wg.y * p.row) * 64u + li;
-}
-
 // The two source rows of output row d and the weight of the second one.
 struct Tap {
     i0: u32,
@@ -64,9 +60,9 @@ fn readers(i: u32, f: u32, n_out: u32) -> vec2<u32> {
     return vec2<u32>(u32(lo), hi);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn nearest_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = thread(wg, li);
+    let t = grid_index(wg, li, p.row);
     if (t >= p.n_threads) { return; }
     let c4 = t % p.c4;
     let r = t / p.c4;
@@ -78,9 +74,9 @@ fn nearest_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     dst[t] = src[((n * p.h + y) * p.w + x) * p.c4 + c4];
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn nearest_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = thread(wg, li);
+    let t = grid_index(wg, li, p.row);
     if (t >= p.n_threads) { return; }
     let c4 = t % p.c4;
     let r = t / p.c4;
@@ -99,9 +95,9 @@ fn nearest_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     dst[t] = acc;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn bilinear_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = thread(wg, li);
+    let t = grid_index(wg, li, p.row);
     if (t >= p.n_threads) { return; }
     let c4 = t % p.c4;
     let r = t / p.c4;
@@ -117,9 +113,9 @@ fn bilinear_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     dst[t] = mix(top, bottom, ty.w1);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn bilinear_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = thread(wg, li);
+    let t = grid_index(wg, li, p.row);
     if (t >= p.n_threads) { return; }
     let c4 = t % p.c4;
     let r = t / p.c4;

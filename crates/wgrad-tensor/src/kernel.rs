@@ -18,6 +18,10 @@ pub struct Kernel {
     pub helpers: &'static [&'static str],
     /// Entry points the launchers use.
     pub entries: &'static [&'static str],
+    /// Invocations per workgroup: the shader's `WG` (every variant starts with its
+    /// declaration) and what the launcher divides the invocation count by, one number for
+    /// both sides. GEMM kernels shape their 2-D workgroups of this many invocations.
+    pub workgroup: u32,
     /// The Rust mirrors of the file's uniform parameter blocks (see [`params!`]); a test
     /// checks them against the WGSL structs of the same names, field by field.
     pub blocks: &'static [BlockLayout],
@@ -157,7 +161,10 @@ impl Kernel {
     pub fn source_with(&self, spec: &Spec) -> String {
         let mut s = String::with_capacity(spec.text.len() + self.source.len() + 1024);
         s += "// specialisation\n";
+        s += &format!("const WG: u32 = {}u;\n", self.workgroup);
         s += &spec.text;
+        s += GRID;
+        s.push('\n');
         for h in self.helpers {
             s += h;
             s.push('\n');
@@ -177,6 +184,9 @@ macro_rules! shader {
     };
 }
 pub(crate) use shader;
+
+/// `grid_index`, the folded 1-D index every grid kernel starts from.
+const GRID: &str = shader!("common/grid.wgsl");
 
 /// Every kernel variant wgrad can launch, for offline validation (naga) and warm-up.
 pub fn all_variants() -> Vec<(&'static Kernel, Spec)> {
@@ -294,6 +304,27 @@ mod tests {
             }
         }
         assert!(checked.len() >= 20, "only {} blocks checked", checked.len());
+    }
+
+    /// Every 1-D entry point, and the generated blocked GEMM, runs `kernel.workgroup`
+    /// invocations per workgroup, the number its launcher divides by. Tile-shaped 2-D
+    /// workgroups (the tiled GEMM's 16×16, the transpose's 8×8) are launched per output tile
+    /// instead, and single-invocation entries (NMS's sequential walks) by one workgroup.
+    #[test]
+    fn workgroups_have_the_size_their_launchers_assume() {
+        let mut entries = 0;
+        for (kernel, spec) in all_variants() {
+            let module = parse(kernel, &spec);
+            for e in &module.entry_points {
+                let [x, y, z] = e.workgroup_size;
+                let one_d = x > 1 && y == 1 && z == 1;
+                if one_d || e.name == "gemm_blocked" {
+                    assert_eq!(x * y * z, kernel.workgroup, "{}::{}", kernel.name, e.name);
+                    entries += 1;
+                }
+            }
+        }
+        assert!(entries >= 40, "only {entries} entry points checked");
     }
 
     /// The comparison catches two fields swapped, a missing trailing pad and an f32 where the

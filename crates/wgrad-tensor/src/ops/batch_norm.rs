@@ -14,6 +14,7 @@ use crate::shape::numel;
 use crate::{DType, Error, Result, Tensor};
 
 pub static BATCH_NORM: Kernel = Kernel {
+    workgroup: 64,
     name: "batch_norm",
     file: "batch_norm.wgsl",
     source: shader!("batch_norm.wgsl"),
@@ -191,7 +192,6 @@ fn launch(
         },
         buffers,
         threads as u64,
-        64,
     )
 }
 

@@ -7,6 +7,7 @@ use crate::shape::{broadcast, broadcast_strides};
 use crate::{DType, Error, Result, Tensor};
 
 pub static BINARY: Kernel = Kernel {
+    workgroup: 256,
     name: "binary",
     file: "binary.wgsl",
     source: shader!("binary.wgsl"),
@@ -175,7 +176,6 @@ impl Tensor {
             |row| BinaryParams { row, ..p },
             &buffers,
             lanes,
-            256,
         )?;
         Ok(out)
     }
@@ -259,7 +259,6 @@ impl Tensor {
             |row| BinaryParams { row, ..p },
             &buffers,
             out.numel() as u64,
-            256,
         )?;
         Ok(out)
     }

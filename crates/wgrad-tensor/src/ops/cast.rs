@@ -5,6 +5,7 @@ use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
 pub static CAST: Kernel = Kernel {
+    workgroup: 256,
     name: "cast",
     file: "cast.wgsl",
     source: shader!("cast.wgsl"),
@@ -67,7 +68,6 @@ impl Tensor {
             },
             &[self.buffer(), out.buffer()],
             threads as u64,
-            256,
         )?;
         Ok(out)
     }

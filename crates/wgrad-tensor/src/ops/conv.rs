@@ -19,6 +19,7 @@ const HELPERS: &[&str] = &[
 ];
 
 pub static CONV2D_FORWARD: Kernel = Kernel {
+    workgroup: super::gemm::WG,
     blocks: &[ConvParams::LAYOUT],
     name: "conv2d_forward",
     file: "conv.wgsl",
@@ -28,6 +29,7 @@ pub static CONV2D_FORWARD: Kernel = Kernel {
 };
 
 pub static CONV2D_BACKWARD_INPUT: Kernel = Kernel {
+    workgroup: super::gemm::WG,
     blocks: &[ConvParams::LAYOUT],
     name: "conv2d_backward_input",
     file: "conv.wgsl",
@@ -37,6 +39,7 @@ pub static CONV2D_BACKWARD_INPUT: Kernel = Kernel {
 };
 
 pub static CONV2D_BACKWARD_FILTER: Kernel = Kernel {
+    workgroup: super::gemm::WG,
     blocks: &[ConvParams::LAYOUT],
     name: "conv2d_backward_filter",
     file: "conv.wgsl",
@@ -46,6 +49,7 @@ pub static CONV2D_BACKWARD_FILTER: Kernel = Kernel {
 };
 
 pub static CONV2D_FILTER_TAPS: Kernel = Kernel {
+    workgroup: 64,
     name: "conv2d_backward_filter_taps",
     file: "conv_filter_taps.wgsl",
     source: shader!("conv_filter_taps.wgsl"),
@@ -675,7 +679,6 @@ fn filter_grad_direct(
         params,
         &[x.buffer(), dy.buffer(), partial.buffer()],
         (slices * units) as u64,
-        64,
     )?;
     if slices == 1 {
         partial.reshape(&filter_shape)

@@ -17,6 +17,7 @@ use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Result, Tensor};
 
 pub static DEPTHWISE: Kernel = Kernel {
+    workgroup: 64,
     name: "depthwise",
     file: "depthwise.wgsl",
     source: shader!("depthwise.wgsl"),
@@ -69,9 +70,6 @@ params!("Params" => struct DepthwiseParams {
     /// log2 of lanes when it is a power of two, else all ones.
     lanes_log: u32,
 });
-
-/// Invocations per workgroup (the shader's `@workgroup_size`).
-const WG: u64 = 64;
 
 /// How an invocation's V lanes are loaded from one binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,7 +221,6 @@ fn launch(
         |row| DepthwiseParams { row, ..params },
         buffers,
         threads,
-        WG,
     )
 }
 
@@ -242,7 +239,7 @@ fn launch_rows(
 ) -> Result<()> {
     let dev = t.device();
     let max = dev.limits().max_compute_workgroups_per_dimension as usize;
-    let x = (params.threads as usize).div_ceil(WG as usize);
+    let x = (params.threads as usize).div_ceil(DEPTHWISE.workgroup as usize);
     if x > max || rows > max {
         return Err(crate::Error::invalid(
             "depthwise conv2d",

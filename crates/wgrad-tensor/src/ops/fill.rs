@@ -5,6 +5,7 @@ use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Device, Error, Result, Tensor};
 
 pub static FILL: Kernel = Kernel {
+    workgroup: 256,
     name: "fill",
     file: "fill.wgsl",
     source: shader!("fill.wgsl"),
@@ -50,7 +51,6 @@ fn fill_words(
         },
         &[t.buffer()],
         words,
-        256,
     )?;
     Ok(t)
 }

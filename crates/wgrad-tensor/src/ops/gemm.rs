@@ -24,7 +24,7 @@ const RM: u32 = 16;
 const VN: u32 = 4;
 /// Invocations per workgroup. lavapipe runs 8 lanes per vector; 64 lets its threads take
 /// whole workgroups with little scheduling overhead.
-const WG: u32 = 64;
+pub(crate) const WG: u32 = 64;
 /// Products at most 8 columns wide (a U-Net's first level, 8-channel convolutions and their
 /// input gradients): 16 columns per invocation would compute half of them on padding, so
 /// 8 columns by 32 rows keep the same 64 accumulators busy (U-Net step at 48², 8 filters:

@@ -7,6 +7,7 @@ use crate::shape::{axis as resolve_axis, numel, strides};
 use crate::{DType, Error, Result, Tensor};
 
 pub static LAYOUT: Kernel = Kernel {
+    workgroup: 256,
     name: "layout",
     file: "layout.wgsl",
     source: shader!("layout.wgsl"),
@@ -97,7 +98,6 @@ fn strided_copy(
         |row| LayoutParams { row, ..p },
         &[src.buffer(), dst.buffer()],
         threads as u64,
-        256,
     )
 }
 

@@ -18,6 +18,7 @@ use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
 pub static LRN: Kernel = Kernel {
+    workgroup: 64,
     name: "lrn",
     file: "lrn.wgsl",
     source: shader!("lrn.wgsl"),
@@ -39,9 +40,6 @@ params!("Params" => struct LrnBlock {
     beta: f32,
     pad0: u32,
 });
-
-/// Invocations per workgroup (the shader's `@workgroup_size`).
-const WG: u64 = 64;
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     vec![(&LRN, Spec::new())]
@@ -167,7 +165,6 @@ fn launch(
         |row| LrnBlock { row, ..block },
         &buffers,
         threads as u64,
-        WG,
     )
 }
 

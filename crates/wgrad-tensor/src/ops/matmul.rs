@@ -14,6 +14,7 @@ use crate::shape::{broadcast, numel};
 use crate::{DType, Error, Result, Tensor, UnaryOp};
 
 pub static MATMUL: Kernel = Kernel {
+    workgroup: super::gemm::WG,
     name: "matmul",
     file: "matmul.wgsl",
     source: shader!("matmul.wgsl"),

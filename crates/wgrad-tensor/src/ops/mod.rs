@@ -44,9 +44,10 @@ pub(crate) fn pack8(v: &[usize]) -> [u32; MAX_RANK] {
     out
 }
 
-/// Launches a 1-D kernel over `threads` invocations in workgroups of `wg`. `block` makes the
-/// parameter block from the number of workgroups per grid row, from which every 1-D kernel
-/// rebuilds its linear index (grids past 65,535 workgroups fold into a second dimension).
+/// Launches a 1-D kernel over `threads` invocations in workgroups of `kernel.workgroup`
+/// (the shader's `WG`). `block` makes the parameter block from the number of workgroups per
+/// grid row, from which every 1-D kernel rebuilds its linear index with `grid_index`
+/// (shaders/common/grid.wgsl: grids past 65,535 workgroups fold into a second dimension).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn launch_1d<P: Block>(
     device: &Device,
@@ -56,11 +57,8 @@ pub(crate) fn launch_1d<P: Block>(
     block: impl FnOnce(u32) -> P,
     buffers: &[&wgpu::Buffer],
     threads: u64,
-    wg: u64,
 ) -> Result<()> {
-    launch_1d_bound(
-        device, kernel, entry, spec, block, buffers, None, threads, wg,
-    )
+    launch_1d_bound(device, kernel, entry, spec, block, buffers, None, threads)
 }
 
 /// [`launch_1d`] with each buffer's binding named (see [`Dispatch::bindings`]).
@@ -74,12 +72,11 @@ pub(crate) fn launch_1d_bound<P: Block>(
     buffers: &[&wgpu::Buffer],
     bindings: Option<&[u32]>,
     threads: u64,
-    wg: u64,
 ) -> Result<()> {
     if threads == 0 {
         return Ok(());
     }
-    let (workgroups, row) = device.grid_1d(threads.div_ceil(wg))?;
+    let (workgroups, row) = device.grid_1d(threads.div_ceil(kernel.workgroup as u64))?;
     let params = block(row);
     device.dispatch(Dispatch {
         kernel,

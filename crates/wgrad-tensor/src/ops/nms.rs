@@ -13,6 +13,7 @@ use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
 pub static NMS: Kernel = Kernel {
+    workgroup: 64,
     name: "nms",
     file: "nms.wgsl",
     source: shader!("nms.wgsl"),
@@ -217,7 +218,7 @@ fn nms(
     // Each entry uses its own subset of the file's bindings (1 boxes, 2 scores, 3 classes,
     // 4 order, 5 mask, 6 out_index, 7 out_score, 8 scratch_u, 9 scratch_f, 10 rank,
     // 11 the scores as vec4s).
-    let run = |p: &NmsParams, entry, bound: &[(u32, &wgpu::Buffer)], threads: u64, wg: u64| {
+    let run = |p: &NmsParams, entry, bound: &[(u32, &wgpu::Buffer)], threads: u64| {
         let (at, bufs): (Vec<u32>, Vec<&wgpu::Buffer>) = bound.iter().copied().unzip();
         launch_1d_bound(
             dev,
@@ -228,7 +229,6 @@ fn nms(
             &bufs,
             Some(&at),
             threads,
-            wg,
         )
     };
     let read = || -> Result<Vec<u32>> { out_index.to_vec::<u32>() };
@@ -241,7 +241,7 @@ fn nms(
             (8, scratch_u.buffer()),
             (9, scratch_f.buffer()),
         ];
-        run(&p, "soft_init", &init, n as u64, 64)?;
+        run(&p, "soft_init", &init, n as u64)?;
         let walk = [
             (1, boxes.buffer()),
             (3, class_buf),
@@ -254,7 +254,7 @@ fn nms(
         // dispatches, each batch followed by a look at the done flag.
         loop {
             for _ in 0..8 {
-                run(&p, "soft_nms", &walk, 1, 1)?;
+                run(&p, "soft_nms", &walk, 1)?;
             }
             let idx = read()?;
             if idx[1] != 0 {
@@ -272,10 +272,10 @@ fn nms(
                 (10, rank.buffer()),
                 (11, scores.buffer()),
             ];
-            run(&p, "rank_partial", &partial, n as u64, 64)?;
+            run(&p, "rank_partial", &partial, n as u64)?;
         }
         let scatter = [(4, order.buffer()), (10, rank.buffer())];
-        run(&p, "rank_scatter", &scatter, n as u64, 64)?;
+        run(&p, "rank_scatter", &scatter, n as u64)?;
         let check = [
             (1, boxes.buffer()),
             (2, scores.buffer()),
@@ -298,8 +298,8 @@ fn nms(
         for batch in blocks.chunks(8) {
             for &j0 in batch {
                 p.j0 = j0 as u32;
-                run(&p, "block_check", &check, BLOCK as u64, 64)?;
-                run(&p, "block_select", &select, 1, 1)?;
+                run(&p, "block_check", &check, BLOCK as u64)?;
+                run(&p, "block_select", &select, 1)?;
             }
             idx = read()?;
             if idx[1] != 0 {

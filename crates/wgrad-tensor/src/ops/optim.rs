@@ -10,6 +10,7 @@ use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
 pub static OPTIM: Kernel = Kernel {
+    workgroup: 256,
     name: "optim",
     file: "optim.wgsl",
     source: shader!("optim.wgsl"),
@@ -255,7 +256,6 @@ impl Tensor {
             |row| OptimParams { row, ..block },
             &buffers,
             lanes,
-            256,
         )?;
         Ok((out, new_slots))
     }

@@ -11,6 +11,7 @@ use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
 pub static POOL: Kernel = Kernel {
+    workgroup: 64,
     name: "pool",
     file: "pool.wgsl",
     source: shader!("pool.wgsl"),
@@ -45,9 +46,6 @@ params!("Params" => struct PoolParams {
     // Global pools: 1 routes the gradient to idx (max), 0 spreads it (average).
     use_idx: u32,
 });
-
-/// Invocations per workgroup (the shader's `@workgroup_size`).
-const WG: u64 = 64;
 
 /// The specialisation for `v` channels per invocation (1, or 4 when C % 4 == 0: on lavapipe a
 /// vec4 load costs about what a scalar load does, so four channels per invocation is ~4x less
@@ -164,7 +162,6 @@ fn launch(
         |row| PoolParams { row, ..*p },
         buffers,
         threads,
-        WG,
     )
 }
 

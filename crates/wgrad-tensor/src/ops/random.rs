@@ -7,6 +7,7 @@ use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Device, Error, Result, Tensor};
 
 pub static RANDOM: Kernel = Kernel {
+    workgroup: 64,
     name: "random",
     file: "random.wgsl",
     source: shader!("random.wgsl"),
@@ -71,7 +72,6 @@ fn random(
         },
         &[out.buffer()],
         n.div_ceil(4) as u64,
-        64,
     )?;
     Ok(out)
 }

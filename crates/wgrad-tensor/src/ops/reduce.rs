@@ -12,6 +12,7 @@ use crate::shape::{axes as resolve_axes, numel};
 use crate::{DType, Error, Result, Tensor};
 
 pub static REDUCE: Kernel = Kernel {
+    workgroup: 256,
     name: "reduce",
     file: "reduce.wgsl",
     source: shader!("reduce.wgsl"),
@@ -121,7 +122,6 @@ fn pass(
         },
         &buffers,
         n_out as u64,
-        256,
     )?;
     Ok((out, idx_out))
 }

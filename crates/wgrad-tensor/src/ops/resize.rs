@@ -13,6 +13,7 @@ use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
 pub static RESIZE: Kernel = Kernel {
+    workgroup: 64,
     name: "resize",
     file: "resize.wgsl",
     source: shader!("resize.wgsl"),
@@ -293,7 +294,6 @@ fn pass(
         },
         &[x.buffer(), start.buffer(), weights.buffer(), y.buffer()],
         total as u64,
-        64,
     )?;
     Ok(y)
 }

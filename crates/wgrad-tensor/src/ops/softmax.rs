@@ -6,6 +6,7 @@ use crate::shape::{axis as resolve_axis, numel};
 use crate::{DType, Result, Tensor};
 
 pub static SOFTMAX: Kernel = Kernel {
+    workgroup: 64,
     name: "softmax",
     file: "softmax.wgsl",
     source: shader!("softmax.wgsl"),
@@ -75,7 +76,6 @@ impl Tensor {
             },
             &[self.buffer(), out.buffer()],
             rows,
-            64,
         )?;
         Ok(out)
     }

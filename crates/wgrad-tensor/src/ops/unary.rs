@@ -5,6 +5,7 @@ use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Result, Tensor};
 
 pub static UNARY: Kernel = Kernel {
+    workgroup: 256,
     name: "unary",
     file: "unary.wgsl",
     source: shader!("unary.wgsl"),
@@ -151,7 +152,6 @@ impl Tensor {
             },
             &[self.buffer(), out.buffer()],
             lanes,
-            256,
         )?;
         Ok(out)
     }
@@ -190,7 +190,6 @@ impl Tensor {
             },
             &buffers,
             lanes,
-            256,
         )?;
         Ok(out)
     }

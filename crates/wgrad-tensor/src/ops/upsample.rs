@@ -7,6 +7,7 @@ use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
 pub static UPSAMPLE: Kernel = Kernel {
+    workgroup: 64,
     name: "upsample",
     file: "upsample.wgsl",
     source: shader!("upsample.wgsl"),
@@ -82,7 +83,6 @@ fn launch(
         },
         buffers,
         threads as u64,
-        64,
     )
 }
 
