@@ -12,7 +12,7 @@ use criterion::black_box;
 use wgrad::models::{chollet_mnist, fashion_course};
 use wgrad::nn::{Loss, Optimizer, Trainer};
 use wgrad::ops::matmul::MatmulOptions;
-use wgrad::{Conv2dOptions, Device, Padding, Tensor, UnaryOp, Update};
+use wgrad::{Activation, Conv2dOptions, Device, Padding, Tensor, UnaryOp, Update};
 
 const BATCH: usize = 64;
 
@@ -81,7 +81,12 @@ fn main() {
         ),
         (
             "relu_bwd_26x26x64",
-            Box::new(|| drop(black_box(h.unary_backward(UnaryOp::Relu, &h, &h).unwrap()))),
+            Box::new(|| {
+                drop(black_box(
+                    h.unary_backward(UnaryOp::Act(Activation::Relu), &h, &h)
+                        .unwrap(),
+                ))
+            }),
         ),
         (
             "maxpool2_fwd",

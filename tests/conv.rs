@@ -611,7 +611,7 @@ fn invalid_configurations_are_typed_errors() {
         x.conv2d_with(
             &w(&[3, 3, 4, 2]),
             Some(&bad_bias),
-            wgrad::Activation::Identity,
+            wgrad::Activation::Linear,
             o
         ),
         Err(Error::Shape { .. })

@@ -397,17 +397,7 @@ fn fused_epilogue() {
                 Activation::LeakyRelu(0.2),
                 Activation::Sigmoid,
             ] {
-                let f = |z: f64| match act {
-                    Activation::Relu => z.max(0.0),
-                    Activation::LeakyRelu(a) => {
-                        if z > 0.0 {
-                            z
-                        } else {
-                            a as f64 * z
-                        }
-                    }
-                    _ => 1.0 / (1.0 + (-z).exp()),
-                };
+                let f = |z: f64| common::activation_f64(act, z);
                 // Bias only, through conv2d_with.
                 let got = tx
                     .conv2d_with(&tw, Some(&tb), act, opts)

@@ -101,14 +101,14 @@ fn unary_rules() {
         UnaryOp::Abs,
         UnaryOp::Exp,
         UnaryOp::Square,
-        UnaryOp::Relu,
-        UnaryOp::LeakyRelu(0.2),
-        UnaryOp::Elu(1.0),
-        UnaryOp::Selu,
-        UnaryOp::Gelu,
-        UnaryOp::Sigmoid,
-        UnaryOp::Tanh,
-        UnaryOp::Softplus,
+        UnaryOp::Act(Activation::Relu),
+        UnaryOp::Act(Activation::LeakyRelu(0.2)),
+        UnaryOp::Act(Activation::Elu(1.0)),
+        UnaryOp::Act(Activation::Selu),
+        UnaryOp::Act(Activation::Gelu),
+        UnaryOp::Act(Activation::Sigmoid),
+        UnaryOp::Act(Activation::Tanh),
+        UnaryOp::Act(Activation::Softplus),
         UnaryOp::Affine(2.0, 1.0),
         UnaryOp::DivScalar(3.0),
         UnaryOp::MaximumScalar(0.05),
@@ -289,7 +289,7 @@ fn dense_and_matmul_rules() {
         1e-3,
     );
     for act in [
-        Activation::Identity,
+        Activation::Linear,
         Activation::Relu,
         Activation::LeakyRelu(0.1),
         Activation::Sigmoid,
@@ -330,7 +330,7 @@ fn conv_rules() {
             [2, 2, 2, 4],
         ),
     ] {
-        for act in [Activation::Identity, Activation::Relu, Activation::Tanh] {
+        for act in [Activation::Linear, Activation::Relu, Activation::Tanh] {
             check(
                 &format!("conv2d {opts:?} {act:?}"),
                 &[

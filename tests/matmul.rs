@@ -2,7 +2,7 @@
 //! multiples of any tile or vector width.
 
 mod common;
-use common::{assert_close, matmul_ref, strategies, Rng};
+use common::{activation_rows_f64, assert_close, matmul_ref, strategies, Rng};
 use wgrad::ops::matmul::MatmulOptions;
 use wgrad::{Activation, Error, Tensor};
 
@@ -14,57 +14,6 @@ fn transpose(x: &[f32], r: usize, c: usize) -> Vec<f32> {
         }
     }
     t
-}
-
-fn act_ref(v: f64, act: Activation) -> f64 {
-    match act {
-        Activation::Identity => v,
-        Activation::Relu => v.max(0.0),
-        Activation::LeakyRelu(a) => {
-            if v > 0.0 {
-                v
-            } else {
-                a as f64 * v
-            }
-        }
-        Activation::Elu(a) => {
-            if v > 0.0 {
-                v
-            } else {
-                a as f64 * (v.exp() - 1.0)
-            }
-        }
-        Activation::Selu => {
-            1.0507009873554805
-                * if v > 0.0 {
-                    v
-                } else {
-                    1.6732632423543772 * (v.exp() - 1.0)
-                }
-        }
-        Activation::Gelu => 0.5 * v * (1.0 + erf(v / 2f64.sqrt())),
-        Activation::Sigmoid => 1.0 / (1.0 + (-v).exp()),
-        Activation::Tanh => v.tanh(),
-        Activation::Softplus => v.max(0.0) + (-v.abs()).exp().ln_1p(),
-    }
-}
-
-/// f64 erf from its Maclaurin series (converges to f64 precision for |x| < 6; erf is ±1 in
-/// f64 beyond), independent of the kernel's rational approximation.
-fn erf(x: f64) -> f64 {
-    if x.abs() > 6.0 {
-        return x.signum();
-    }
-    let (mut term, mut sum, mut n) = (x, x, 0.0);
-    while term.abs() > 1e-17 * sum.abs().max(1e-300) {
-        n += 1.0;
-        term *= -x * x / n;
-        sum += term / (2.0 * n + 1.0);
-        if n > 400.0 {
-            break;
-        }
-    }
-    sum * 2.0 / std::f64::consts::PI.sqrt()
 }
 
 #[test]
@@ -152,13 +101,12 @@ fn matmul_fused_bias_and_every_activation() {
                     ..Default::default()
                 };
                 let got = ta.matmul_with(&tb, o).unwrap().to_vec::<f32>().unwrap();
-                let want: Vec<f64> = base
+                let z: Vec<f64> = base
                     .iter()
                     .enumerate()
-                    .map(|(i, &v)| {
-                        act_ref(v + if with_bias { bias[i % n] as f64 } else { 0.0 }, act)
-                    })
+                    .map(|(i, &v)| v + if with_bias { bias[i % n] as f64 } else { 0.0 })
                     .collect();
+                let want = activation_rows_f64(&z, n, act);
                 assert_close(&got, &want, 1e-5, 2e-5);
             }
         }

@@ -140,3 +140,85 @@ pub fn down(t: &wgrad::Tensor) -> Vec<f32> {
 pub fn numel(s: &[usize]) -> usize {
     s.iter().product()
 }
+
+pub const SELU_ALPHA: f64 = 1.6732632423543772;
+pub const SELU_SCALE: f64 = 1.0507009873554805;
+
+/// erf in f64: Maclaurin series where it converges without cancellation, the Laplace
+/// continued fraction for erfc beyond. Both are accurate far past f32 precision.
+pub fn erf(x: f64) -> f64 {
+    let z = x.abs();
+    let v = if z < 2.5 {
+        let mut term = z;
+        let mut sum = z;
+        let mut n = 0.0;
+        while term.abs() > 1e-17 * sum.abs() {
+            n += 1.0;
+            term *= -z * z / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        let mut t = z;
+        for n in (1..=200).rev() {
+            t = z + (n as f64 / 2.0) / t;
+        }
+        1.0 - (-z * z).exp() / (std::f64::consts::PI.sqrt() * t)
+    };
+    v.copysign(x)
+}
+
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+pub fn elu(x: f64, a: f64) -> f64 {
+    if x > 0.0 {
+        x
+    } else {
+        a * x.exp_m1()
+    }
+}
+
+/// `act(x)` in f64 for an elementwise activation (Keras's formulas; GELU the exact erf form).
+pub fn activation_f64(act: wgrad::Activation, x: f64) -> f64 {
+    use wgrad::Activation::*;
+    match act {
+        Linear => x,
+        Relu => x.max(0.0),
+        LeakyRelu(a) => {
+            if x > 0.0 {
+                x
+            } else {
+                a as f64 * x
+            }
+        }
+        Elu(a) => elu(x, a as f64),
+        Selu => SELU_SCALE * elu(x, SELU_ALPHA),
+        Gelu => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
+        Sigmoid => sigmoid(x),
+        Tanh => x.tanh(),
+        Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+        Softmax => panic!("softmax is a row op: activation_rows_f64"),
+    }
+}
+
+/// `act` over rows of `n` values: elementwise, or softmax along each row.
+pub fn activation_rows_f64(z: &[f64], n: usize, act: wgrad::Activation) -> Vec<f64> {
+    if act != wgrad::Activation::Softmax {
+        return z.iter().map(|&v| activation_f64(act, v)).collect();
+    }
+    z.chunks(n)
+        .flat_map(|row| {
+            let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = row.iter().map(|v| (v - max).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            e.into_iter().map(move |v| v / sum)
+        })
+        .collect()
+}

@@ -1,54 +1,10 @@
 //! Unary maps against f64 formulas, on both the vec4 path (length % 4 == 0) and the scalar path.
 
-use crate::common::{assert_close, Rng};
+use crate::common::{activation_f64, assert_close, elu, erf, sigmoid, Rng, SELU_ALPHA, SELU_SCALE};
 use crate::{close, down, up};
-use wgrad::UnaryOp;
+use wgrad::{Activation, UnaryOp};
 
 const LENGTHS: [usize; 6] = [1, 3, 4, 7, 1031, 4096];
-const SELU_ALPHA: f64 = 1.6732632423543772;
-const SELU_SCALE: f64 = 1.0507009873554805;
-
-/// erf in f64: Maclaurin series where it converges without cancellation, the Laplace
-/// continued fraction for erfc beyond. Both are accurate far past f32 precision.
-fn erf(x: f64) -> f64 {
-    let z = x.abs();
-    let v = if z < 2.5 {
-        let mut term = z;
-        let mut sum = z;
-        let mut n = 0.0;
-        while term.abs() > 1e-17 * sum.abs() {
-            n += 1.0;
-            term *= -z * z / n;
-            sum += term / (2.0 * n + 1.0);
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    } else {
-        let mut t = z;
-        for n in (1..=200).rev() {
-            t = z + (n as f64 / 2.0) / t;
-        }
-        1.0 - (-z * z).exp() / (std::f64::consts::PI.sqrt() * t)
-    };
-    v.copysign(x)
-}
-
-fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
-fn elu(x: f64, a: f64) -> f64 {
-    if x > 0.0 {
-        x
-    } else {
-        a * x.exp_m1()
-    }
-}
-
 fn unary_ref(op: UnaryOp, x: f64) -> f64 {
     use UnaryOp::*;
     match op {
@@ -60,20 +16,7 @@ fn unary_ref(op: UnaryOp, x: f64) -> f64 {
         Rsqrt => 1.0 / x.sqrt(),
         Square => x * x,
         Reciprocal => 1.0 / x,
-        Relu => x.max(0.0),
-        LeakyRelu(a) => {
-            if x > 0.0 {
-                x
-            } else {
-                a as f64 * x
-            }
-        }
-        Elu(a) => elu(x, a as f64),
-        Selu => SELU_SCALE * elu(x, SELU_ALPHA),
-        Gelu => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
-        Sigmoid => sigmoid(x),
-        Tanh => x.tanh(),
-        Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+        Act(a) => activation_f64(a, x),
         Affine(a, b) => a as f64 * x + b as f64,
         DivScalar(a) => x / a as f64,
         RdivScalar(a) => a as f64 / x,
@@ -138,8 +81,8 @@ fn every_unary_op_on_every_length() {
 fn unary_ops_with_other_parameters() {
     let mut rng = Rng::new(12);
     let ops = [
-        UnaryOp::LeakyRelu(0.01),
-        UnaryOp::Elu(0.5),
+        UnaryOp::Act(Activation::LeakyRelu(0.01)),
+        UnaryOp::Act(Activation::Elu(0.5)),
         UnaryOp::Affine(-0.5, 3.0),
         UnaryOp::DivScalar(-7.0),
         UnaryOp::RdivScalar(-2.0),
@@ -164,14 +107,14 @@ fn saturating_activations_stay_finite_at_large_inputs() {
     // Odd and multiple-of-4 lengths reach the scalar and the vec4 kernel.
     for x in [&big[..], &big[..16]] {
         for op in [
-            UnaryOp::Sigmoid,
-            UnaryOp::Tanh,
-            UnaryOp::Softplus,
-            UnaryOp::Gelu,
-            UnaryOp::Elu(1.0),
-            UnaryOp::Selu,
-            UnaryOp::Relu,
-            UnaryOp::LeakyRelu(0.2),
+            UnaryOp::Act(Activation::Sigmoid),
+            UnaryOp::Act(Activation::Tanh),
+            UnaryOp::Act(Activation::Softplus),
+            UnaryOp::Act(Activation::Gelu),
+            UnaryOp::Act(Activation::Elu(1.0)),
+            UnaryOp::Act(Activation::Selu),
+            UnaryOp::Act(Activation::Relu),
+            UnaryOp::Act(Activation::LeakyRelu(0.2)),
         ] {
             let got = down(&up(x, &[x.len()]).unary(op).unwrap());
             assert!(
@@ -305,5 +248,41 @@ fn named_methods_apply_their_op() {
         let (input, data) = if positive { (&p, &pos) } else { (&t, &x) };
         let want: Vec<f64> = data.iter().map(|&v| reference(v as f64)).collect();
         close(name, &down(&method(input).unwrap()), &want, 1e-5, 1e-6);
+    }
+}
+
+/// `Tensor::activation` for every activation (softmax along rows) against f64, and its
+/// gradient against the f64 chain rule; `unary` refuses what is not an elementwise map.
+#[test]
+fn every_activation_and_its_gradient() {
+    let mut rng = Rng::new(12);
+    let (rows, n) = (5, 7);
+    let x = rng.vec(rows * n, -3.0, 3.0);
+    let g = rng.vec(rows * n, -1.0, 1.0);
+    let (tx, tg) = (up(&x, &[rows, n]), up(&g, &[rows, n]));
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    for act in Activation::ALL {
+        let ty = tx.activation(act).unwrap();
+        let want = crate::common::activation_rows_f64(&x64, n, act);
+        assert_close(&down(&ty), &want, 1e-5, 1e-6);
+        // Central differences of Σ g·act(x) in f64, per input.
+        let h = 1e-5;
+        let loss = |xs: &[f64]| -> f64 {
+            let y = crate::common::activation_rows_f64(xs, n, act);
+            y.iter().zip(&g).map(|(y, &g)| y * g as f64).sum()
+        };
+        let want_dx: Vec<f64> = (0..x64.len())
+            .map(|i| {
+                let (mut p, mut m) = (x64.clone(), x64.clone());
+                p[i] += h;
+                m[i] -= h;
+                (loss(&p) - loss(&m)) / (2.0 * h)
+            })
+            .collect();
+        let dx = tg.activation_backward(act, &tx, &ty).unwrap();
+        assert_close(&down(&dx), &want_dx, 1e-3, 1e-4);
+    }
+    for act in [Activation::Linear, Activation::Softmax] {
+        crate::common::is_invalid(tx.unary(UnaryOp::Act(act)));
     }
 }

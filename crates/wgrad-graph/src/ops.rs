@@ -46,13 +46,13 @@ pub fn unary(x: &Var, op: UnaryOp) -> Result<Var> {
 }
 
 pub fn relu(x: &Var) -> Result<Var> {
-    unary(x, UnaryOp::Relu)
+    activation(x, Activation::Relu)
 }
 pub fn sigmoid(x: &Var) -> Result<Var> {
-    unary(x, UnaryOp::Sigmoid)
+    activation(x, Activation::Sigmoid)
 }
 pub fn tanh(x: &Var) -> Result<Var> {
-    unary(x, UnaryOp::Tanh)
+    activation(x, Activation::Tanh)
 }
 pub fn exp(x: &Var) -> Result<Var> {
     unary(x, UnaryOp::Exp)
@@ -73,11 +73,13 @@ pub fn add_scalar(x: &Var, s: f32) -> Result<Var> {
     unary(x, UnaryOp::Affine(1.0, s))
 }
 
-/// An activation as an op (identity passes the value through).
+/// An activation as an op (the identity passes the value through; softmax is over the last
+/// axis).
 pub fn activation(x: &Var, act: Activation) -> Result<Var> {
-    match act.unary_op() {
-        Some(op) => unary(x, op),
-        None => Ok(x.clone()),
+    match act {
+        Activation::Linear => Ok(x.clone()),
+        Activation::Softmax => softmax(x, -1),
+        a => unary(x, UnaryOp::Act(a)),
     }
 }
 
@@ -349,7 +351,7 @@ pub fn matmul(a: &Var, b: &Var) -> Result<Var> {
 /// fused into the matmul's write-out (their derivative is read off the output).
 pub fn dense(x: &Var, w: &Var, b: Option<&Var>, act: Activation) -> Result<Var> {
     let fused = act.fused_slope().is_some();
-    let fused_act = if fused { act } else { Activation::Identity };
+    let fused_act = if fused { act } else { Activation::Linear };
     let z = x.value().matmul_with(
         w.value(),
         MatmulOptions {
@@ -368,10 +370,8 @@ pub fn dense(x: &Var, w: &Var, b: Option<&Var>, act: Activation) -> Result<Var> 
         inputs.push(b);
     }
     let y = Var::from_op("dense", z, &inputs, move |g| {
-        let gz = match fused_act.unary_op() {
-            Some(op) => g.unary_backward(op, &zs, &zs)?,
-            None => g.clone(),
-        };
+        // The fused activations are piecewise linear: their derivative reads off the output.
+        let gz = g.activation_backward(fused_act, &zs, &zs)?;
         let gx = if need_x {
             Some(gz.matmul_with(
                 &wv,
@@ -412,7 +412,7 @@ pub fn conv2d(
     opts: Conv2dOptions,
 ) -> Result<Var> {
     let fused = act.fused_slope().is_some();
-    let fused_act = if fused { act } else { Activation::Identity };
+    let fused_act = if fused { act } else { Activation::Linear };
     let epi = ConvEpilogue {
         bias: b.map(|b| b.value()),
         activation: fused_act,
@@ -429,10 +429,8 @@ pub fn conv2d(
         inputs.push(b);
     }
     let y = Var::from_op("conv2d", z, &inputs, move |g| {
-        let gz = match fused_act.unary_op() {
-            Some(op) => g.unary_backward(op, &zs, &zs)?,
-            None => g.clone(),
-        };
+        // The fused activations are piecewise linear: their derivative reads off the output.
+        let gz = g.activation_backward(fused_act, &zs, &zs)?;
         let gx = if need_x {
             Some(gz.conv2d_backward_input(&wv, xv.shape(), opts)?)
         } else {

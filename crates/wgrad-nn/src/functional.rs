@@ -780,7 +780,7 @@ impl Functional {
             .map(|t| values[t.node].clone().expect("outputs are kept"))
             .collect();
         if let (Some((residual, act)), false) = (tail, tail_done) {
-            outs[0] = act.apply(&ops::add(&outs[0], residual)?)?;
+            outs[0] = ops::activation(&ops::add(&outs[0], residual)?, act)?;
         }
         Ok(outs)
     }

@@ -1,7 +1,7 @@
 //! The [`Layer`] trait every layer (and every user's custom layer) implements, and the
 //! per-call context a forward pass gets.
 
-use wgrad_graph::{ops, Var};
+use wgrad_graph::Var;
 use wgrad_tensor::Device;
 
 use crate::{Param, Result};
@@ -161,65 +161,11 @@ pub trait Hints {
     }
 }
 
-/// A layer's activation: Keras's `activation=` strings.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub enum Act {
-    #[default]
-    Linear,
-    Relu,
-    LeakyRelu(f32),
-    Elu(f32),
-    Selu,
-    Gelu,
-    Sigmoid,
-    Tanh,
-    Softplus,
-    /// Softmax over the last axis.
-    Softmax,
-}
-
-impl Act {
-    /// The activation the tensor kernels know (fused into a write-out where they can);
-    /// `None` for softmax, which runs as its own op.
-    pub(crate) fn kernel(self) -> Option<wgrad_tensor::Activation> {
-        use wgrad_tensor::Activation as A;
-        Some(match self {
-            Act::Linear => A::Identity,
-            Act::Relu => A::Relu,
-            Act::LeakyRelu(s) => A::LeakyRelu(s),
-            Act::Elu(a) => A::Elu(a),
-            Act::Selu => A::Selu,
-            Act::Gelu => A::Gelu,
-            Act::Sigmoid => A::Sigmoid,
-            Act::Tanh => A::Tanh,
-            Act::Softplus => A::Softplus,
-            Act::Softmax => return None,
-        })
-    }
-
-    pub(crate) fn apply(self, x: &Var) -> Result<Var> {
-        Ok(match self.kernel() {
-            Some(a) => ops::activation(x, a)?,
-            None => ops::softmax(x, -1)?,
-        })
-    }
-
-    /// Keras's name for it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Act::Linear => "linear",
-            Act::Relu => "relu",
-            Act::LeakyRelu(_) => "leaky_relu",
-            Act::Elu(_) => "elu",
-            Act::Selu => "selu",
-            Act::Gelu => "gelu",
-            Act::Sigmoid => "sigmoid",
-            Act::Tanh => "tanh",
-            Act::Softplus => "softplus",
-            Act::Softmax => "softmax",
-        }
-    }
-}
+/// A layer's activation (Keras's `activation=` strings): the tensor kernels' one
+/// [`wgrad_tensor::Activation`], under a short name beside the [`Activation`] layer.
+///
+/// [`Activation`]: crate::layers::Activation
+pub use wgrad_tensor::Activation as Act;
 
 /// `impl Layer for $ty` by handing every method to the layer `$inner` (an expression of
 /// `$s`, the receiver), so that wrappers forward the whole trait, optional hooks included.

@@ -5,7 +5,7 @@
 use wgrad_graph::{ops, Var};
 use wgrad_tensor::{DType, Tensor, UnaryOp};
 
-use crate::{Error, Result};
+use crate::{Act, Error, Result};
 
 /// Keras's clipping of probabilities before a log (`backend.epsilon()`).
 const EPSILON: f32 = 1e-7;
@@ -99,7 +99,10 @@ impl Loss {
                 let x = pred;
                 let a = ops::relu(x)?;
                 let b = ops::mul(x, &t())?;
-                let c = ops::unary(&ops::neg(&ops::unary(x, UnaryOp::Abs)?)?, UnaryOp::Softplus)?;
+                let c = ops::unary(
+                    &ops::neg(&ops::unary(x, UnaryOp::Abs)?)?,
+                    UnaryOp::Act(Act::Softplus),
+                )?;
                 ops::mean(&ops::add(&ops::sub(&a, &b)?, &c)?, &[])?
             }
             Loss::BinaryCrossentropy { from_logits: false } => {
@@ -243,14 +246,17 @@ fn yolo(pred: &Var, target: &Tensor, anchors: usize, classes: usize) -> Result<V
         .map(|k| if k % per < 2 { 1.0 } else { 0.0 })
         .collect();
     let centre = Var::new(Tensor::from_slice(target.device(), &centre, &[ch])?);
-    let sig = ops::unary(pred, UnaryOp::Sigmoid)?;
+    let sig = ops::sigmoid(pred)?;
     let mixed = ops::add(pred, &ops::mul(&centre, &ops::sub(&sig, pred)?)?)?;
     let sq = ops::mul(&w_sq, &ops::square(&ops::sub(&mixed, &t)?)?)?;
     // max(x, 0) − x·t + log(1 + e^−|x|), as the binary cross-entropy from logits.
     let x = pred;
     let bce = ops::add(
         &ops::sub(&ops::relu(x)?, &ops::mul(x, &t)?)?,
-        &ops::unary(&ops::neg(&ops::unary(x, UnaryOp::Abs)?)?, UnaryOp::Softplus)?,
+        &ops::unary(
+            &ops::neg(&ops::unary(x, UnaryOp::Abs)?)?,
+            UnaryOp::Act(Act::Softplus),
+        )?,
     )?;
     let total = ops::add(&sq, &ops::mul(&w_bce, &bce)?)?;
     let n = pred.shape()[0].max(1) as f32;

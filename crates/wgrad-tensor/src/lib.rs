@@ -14,6 +14,7 @@
 //! # Ok::<(), wgrad_tensor::Error>(())
 //! ```
 
+mod activation;
 mod device;
 mod dtype;
 mod error;
@@ -23,6 +24,7 @@ pub mod ops;
 pub mod shape;
 mod tensor;
 
+pub use activation::Activation;
 pub use device::{
     default_device, AdapterSummary, Counters, Device, KernelTime, Strategy, MAX_BATCH,
 };
@@ -33,7 +35,6 @@ pub use ops::batch_norm::{batch_norm_update_moving, BatchNormTrain};
 pub use ops::binary::BinaryOp;
 pub use ops::conv::{Conv2dOptions, ConvEpilogue};
 pub use ops::lrn::LrnParams;
-pub use ops::matmul::Activation;
 pub use ops::nms::{NmsOptions, Selection};
 pub use ops::optim::Update;
 pub use ops::reduce::ReduceOp;

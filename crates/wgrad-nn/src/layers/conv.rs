@@ -137,13 +137,7 @@ impl Layer for Conv2D {
     fn forward(&mut self, x: &Var, _ctx: &mut Ctx) -> Result<Var> {
         let k = built("Conv2D", &self.kernel)?;
         let b = self.bias.as_ref().map(|b| b.var());
-        Ok(match self.act.kernel() {
-            Some(a) => ops::conv2d(x, k.var(), b, a, self.opts)?,
-            None => {
-                let z = ops::conv2d(x, k.var(), b, wgrad_tensor::Activation::Identity, self.opts)?;
-                self.act.apply(&z)?
-            }
-        })
+        Ok(ops::conv2d(x, k.var(), b, self.act, self.opts)?)
     }
 
     fn params(&self) -> Vec<&Param> {
@@ -187,7 +181,7 @@ impl crate::Hints for Conv2D {
         residual: Option<&Tensor>,
     ) -> Option<Result<Var>> {
         // A nonlinearity of this layer's own comes before the affine map: nothing to fold.
-        let a = act.kernel()?;
+        let a = act;
         if self.act != Act::Linear || self.kernel.is_none() {
             return None;
         }

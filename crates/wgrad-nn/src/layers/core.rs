@@ -74,13 +74,7 @@ impl Layer for Dense {
     fn forward(&mut self, x: &Var, _ctx: &mut Ctx) -> Result<Var> {
         let k = built("Dense", &self.kernel)?;
         let b = self.bias.as_ref().map(|b| b.var());
-        Ok(match self.act.kernel() {
-            Some(a) => ops::dense(x, k.var(), b, a)?,
-            None => {
-                let z = ops::dense(x, k.var(), b, wgrad_tensor::Activation::Identity)?;
-                self.act.apply(&z)?
-            }
-        })
+        Ok(ops::dense(x, k.var(), b, self.act)?)
     }
 
     fn params(&self) -> Vec<&Param> {
@@ -177,7 +171,7 @@ impl Layer for Activation {
         Ok(input.to_vec())
     }
     fn forward(&mut self, x: &Var, _: &mut Ctx) -> Result<Var> {
-        self.0.apply(x)
+        Ok(ops::activation(x, self.0)?)
     }
     fn describe(&self) -> String {
         self.0.name().into()

@@ -4,7 +4,7 @@
 use wgrad_graph::{ops, Var};
 use wgrad_tensor::ops::conv::transpose_output_shape;
 use wgrad_tensor::ops::window::geometry_2d;
-use wgrad_tensor::{Activation as Fused, Conv2dOptions, Device, Padding};
+use wgrad_tensor::{Conv2dOptions, Device, Padding};
 
 use super::{built, expect_rank};
 use crate::{Act, Ctx, Initializer, Layer, Param, Result, WeightLayout};
@@ -51,14 +51,6 @@ macro_rules! window_setters {
             self
         }
     };
-}
-
-/// The activation after a convolution: fused into its write-out where the kernel can.
-fn conv_act(x: &Var, w: &Var, b: Option<&Var>, act: Act, opts: Conv2dOptions) -> Result<Var> {
-    match act.kernel() {
-        Some(a) => Ok(ops::conv2d(x, w, b, a, opts)?),
-        None => act.apply(&ops::conv2d(x, w, b, Fused::Identity, opts)?),
-    }
 }
 
 /// Keras's `DepthwiseConv2D(kernel_size, depth_multiplier)`: each input channel convolved
@@ -129,13 +121,13 @@ impl Layer for DepthwiseConv2D {
         let k = built("DepthwiseConv2D", &self.kernel)?;
         let s = k.shape();
         let hwio = ops::reshape(k.var(), &[s[0], s[1], 1, s[2] * s[3]])?;
-        conv_act(
+        Ok(ops::conv2d(
             x,
             &hwio,
             self.bias.as_ref().map(|b| b.var()),
             self.act,
             self.w.opts,
-        )
+        )?)
     }
 
     fn params(&self) -> Vec<&Param> {
@@ -228,14 +220,14 @@ impl Layer for SeparableConv2D {
         let pk = built("SeparableConv2D", &self.pointwise)?;
         let s = dk.shape();
         let hwio = ops::reshape(dk.var(), &[s[0], s[1], 1, s[2] * s[3]])?;
-        let d = ops::conv2d(x, &hwio, None, Fused::Identity, self.w.opts)?;
-        conv_act(
+        let d = ops::conv2d(x, &hwio, None, Act::Linear, self.w.opts)?;
+        Ok(ops::conv2d(
             &d,
             pk.var(),
             self.bias.as_ref().map(|b| b.var()),
             self.act,
             Conv2dOptions::default(),
-        )
+        )?)
     }
 
     fn params(&self) -> Vec<&Param> {
@@ -324,7 +316,7 @@ impl Layer for Conv2DTranspose {
         let k = built("Conv2DTranspose", &self.kernel)?;
         let b = self.bias.as_ref().map(|b| b.var());
         let y = ops::conv2d_transpose(x, k.var(), b, self.w.opts, self.output_padding)?;
-        self.act.apply(&y)
+        Ok(ops::activation(&y, self.act)?)
     }
 
     fn params(&self) -> Vec<&Param> {

@@ -8,9 +8,10 @@
 use std::sync::Mutex;
 
 use super::gemm::{self, Blocking};
-use super::matmul::{Activation, MatmulOptions};
+use super::matmul::MatmulOptions;
 use super::window::{geometry_2d, AxisGeometry, Padding};
 use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::Activation;
 use crate::{DType, Error, Result, Tensor};
 
 const HELPERS: &[&str] = &[
@@ -690,7 +691,7 @@ fn filter_grad_direct(
 impl Tensor {
     /// Convolution of NHWC `self` with an HWIO `filter` `[KH, KW, C/groups, O]`.
     pub fn conv2d(&self, filter: &Tensor, opts: Conv2dOptions) -> Result<Tensor> {
-        self.conv2d_with(filter, None, Activation::Identity, opts)
+        self.conv2d_with(filter, None, Activation::Linear, opts)
     }
 
     /// `act(conv2d(self, filter) + bias)` with bias `[O]`, bias and activation fused into the
@@ -788,7 +789,7 @@ impl Tensor {
         )?;
         match epi.activation.fused_slope() {
             Some(_) => Ok(out),
-            None => out.unary(epi.activation.unary_op().expect("non-identity activation")),
+            None => out.activation(epi.activation),
         }
     }
 

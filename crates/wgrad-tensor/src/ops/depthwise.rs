@@ -10,10 +10,10 @@
 
 use super::conv::Conv2dOptions;
 use super::launch_1d;
-use super::matmul::Activation;
 use super::window::AxisGeometry;
 use crate::device::Dispatch;
 use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::Activation;
 use crate::{DType, Result, Tensor};
 
 pub static DEPTHWISE: Kernel = Kernel {
@@ -313,7 +313,7 @@ pub(crate) fn forward(
     )?;
     match activation.fused_slope() {
         Some(_) => Ok(out),
-        None => out.unary(activation.unary_op().expect("non-identity activation")),
+        None => out.activation(activation),
     }
 }
 

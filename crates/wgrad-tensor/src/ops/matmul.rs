@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use super::gemm::{self, Blocking};
 use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::shape::{broadcast, numel};
-use crate::{DType, Error, Result, Tensor, UnaryOp};
+use crate::{Activation, DType, Error, Result, Tensor};
 
 pub static MATMUL: Kernel = Kernel {
     workgroup: super::gemm::WG,
@@ -45,63 +45,6 @@ impl gemm::GemmParams for MatmulParams {
     fn set_origin(&mut self, row0: u32, z0: u32) {
         self.row0 = row0;
         self.z0 = z0;
-    }
-}
-
-/// The activation applied in a kernel's write-out.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub enum Activation {
-    #[default]
-    Identity,
-    Relu,
-    LeakyRelu(f32),
-    Elu(f32),
-    Selu,
-    Gelu,
-    Sigmoid,
-    Tanh,
-    Softplus,
-}
-
-impl Activation {
-    pub const ALL: [Activation; 9] = [
-        Activation::Identity,
-        Activation::Relu,
-        Activation::LeakyRelu(0.2),
-        Activation::Elu(1.0),
-        Activation::Selu,
-        Activation::Gelu,
-        Activation::Sigmoid,
-        Activation::Tanh,
-        Activation::Softplus,
-    ];
-
-    /// The negative slope `act_linear` in `shaders/common/activations.wgsl` applies, for
-    /// activations fused into a write-out; `None` for the transcendental ones, which run as
-    /// an elementwise kernel after it.
-    pub fn fused_slope(self) -> Option<f32> {
-        match self {
-            Activation::Identity => Some(1.0),
-            Activation::Relu => Some(0.0),
-            Activation::LeakyRelu(a) => Some(a),
-            _ => None,
-        }
-    }
-
-    /// The same activation as an elementwise op (`None` for identity).
-    pub fn unary_op(self) -> Option<UnaryOp> {
-        use Activation::*;
-        Some(match self {
-            Identity => return None,
-            Relu => UnaryOp::Relu,
-            LeakyRelu(a) => UnaryOp::LeakyRelu(a),
-            Elu(a) => UnaryOp::Elu(a),
-            Selu => UnaryOp::Selu,
-            Gelu => UnaryOp::Gelu,
-            Sigmoid => UnaryOp::Sigmoid,
-            Tanh => UnaryOp::Tanh,
-            Softplus => UnaryOp::Softplus,
-        })
     }
 }
 
@@ -297,7 +240,7 @@ impl Tensor {
         )?;
         match o.activation.fused_slope() {
             Some(_) => Ok(out),
-            None => out.unary(o.activation.unary_op().expect("non-identity activation")),
+            None => out.activation(o.activation),
         }
     }
 
@@ -308,9 +251,6 @@ impl Tensor {
             Some(b) => self.add(b)?,
             None => self.clone(),
         };
-        match act.unary_op() {
-            Some(op) => x.unary(op),
-            None => Ok(x),
-        }
+        x.activation(act)
     }
 }

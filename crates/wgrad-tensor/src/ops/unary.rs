@@ -2,7 +2,7 @@
 
 use super::launch_1d;
 use crate::kernel::{params, shader, Block, Kernel, Spec};
-use crate::{DType, Result, Tensor};
+use crate::{Activation, DType, Error, Result, Tensor};
 
 pub static UNARY: Kernel = Kernel {
     workgroup: 256,
@@ -23,7 +23,7 @@ params!("Params" => struct UnaryParams {
     beta: f32,
 });
 
-/// An elementwise f32 map. Parameters ride in the op: `LeakyRelu(slope)`, `Affine(a, b)` is
+/// An elementwise f32 map. Parameters ride in the op: `Act(LeakyRelu(slope))`, `Affine(a, b)` is
 /// `a * x + b`, `Clip(lo, hi)`...
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryOp {
@@ -35,14 +35,8 @@ pub enum UnaryOp {
     Rsqrt,
     Square,
     Reciprocal,
-    Relu,
-    LeakyRelu(f32),
-    Elu(f32),
-    Selu,
-    Gelu,
-    Sigmoid,
-    Tanh,
-    Softplus,
+    /// An elementwise activation (not the identity or softmax: see [`Tensor::activation`]).
+    Act(Activation),
     Affine(f32, f32),
     DivScalar(f32),
     RdivScalar(f32),
@@ -63,14 +57,14 @@ impl UnaryOp {
         UnaryOp::Rsqrt,
         UnaryOp::Square,
         UnaryOp::Reciprocal,
-        UnaryOp::Relu,
-        UnaryOp::LeakyRelu(0.2),
-        UnaryOp::Elu(1.0),
-        UnaryOp::Selu,
-        UnaryOp::Gelu,
-        UnaryOp::Sigmoid,
-        UnaryOp::Tanh,
-        UnaryOp::Softplus,
+        UnaryOp::Act(Activation::Relu),
+        UnaryOp::Act(Activation::LeakyRelu(0.2)),
+        UnaryOp::Act(Activation::Elu(1.0)),
+        UnaryOp::Act(Activation::Selu),
+        UnaryOp::Act(Activation::Gelu),
+        UnaryOp::Act(Activation::Sigmoid),
+        UnaryOp::Act(Activation::Tanh),
+        UnaryOp::Act(Activation::Softplus),
         UnaryOp::Affine(2.0, 1.0),
         UnaryOp::DivScalar(3.0),
         UnaryOp::RdivScalar(3.0),
@@ -81,9 +75,9 @@ impl UnaryOp {
     ];
 
     /// The WGSL function (`op_<name>`) and its two parameters.
-    fn wgsl(self) -> (&'static str, f32, f32) {
+    fn wgsl(self) -> Result<(&'static str, f32, f32)> {
         use UnaryOp::*;
-        match self {
+        Ok(match self {
             Neg => ("neg", 0.0, 0.0),
             Abs => ("abs", 0.0, 0.0),
             Exp => ("exp", 0.0, 0.0),
@@ -92,14 +86,18 @@ impl UnaryOp {
             Rsqrt => ("rsqrt", 0.0, 0.0),
             Square => ("square", 0.0, 0.0),
             Reciprocal => ("reciprocal", 0.0, 0.0),
-            Relu => ("relu", 0.0, 0.0),
-            LeakyRelu(a) => ("leaky_relu", a, 0.0),
-            Elu(a) => ("elu", a, 0.0),
-            Selu => ("selu", 0.0, 0.0),
-            Gelu => ("gelu", 0.0, 0.0),
-            Sigmoid => ("sigmoid", 0.0, 0.0),
-            Tanh => ("tanh", 0.0, 0.0),
-            Softplus => ("softplus", 0.0, 0.0),
+            Act(a) => match a.wgsl() {
+                Some((name, alpha)) => (name, alpha, 0.0),
+                None => {
+                    return Err(Error::invalid(
+                        "unary",
+                        format!(
+                            "{} is not an elementwise map: use Tensor::activation",
+                            a.name()
+                        ),
+                    ))
+                }
+            },
             Affine(a, b) => ("affine", a, b),
             DivScalar(a) => ("div_scalar", a, 0.0),
             RdivScalar(a) => ("rdiv_scalar", a, 0.0),
@@ -107,7 +105,7 @@ impl UnaryOp {
             MinimumScalar(a) => ("minimum_scalar", a, 0.0),
             Clip(a, b) => ("clip", a, b),
             PowScalar(a) => ("pow_scalar", a, 0.0),
-        }
+        })
     }
 }
 
@@ -124,7 +122,7 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     let mut v = Vec::new();
     for op in UnaryOp::ALL {
         for vec4 in [false, true] {
-            v.push((&UNARY, spec(op.wgsl().0, vec4)));
+            v.push((&UNARY, spec(op.wgsl().expect("ALL is elementwise").0, vec4)));
         }
     }
     v
@@ -134,7 +132,7 @@ impl Tensor {
     /// Applies an elementwise map (f32 tensors).
     pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
         self.expect_dtype("unary", DType::F32)?;
-        let (name, alpha, beta) = op.wgsl();
+        let (name, alpha, beta) = op.wgsl()?;
         let out = Tensor::uninit(self.device(), "unary", self.shape(), DType::F32)?;
         let n = self.numel() as u64;
         let vec4 = n.is_multiple_of(4);
@@ -171,7 +169,7 @@ impl Tensor {
                 &[self.shape(), x.shape(), y.shape()],
             ));
         }
-        let (fname, alpha, beta) = op.wgsl();
+        let (fname, alpha, beta) = op.wgsl()?;
         let out = Tensor::uninit(self.device(), name, self.shape(), DType::F32)?;
         let n = self.numel() as u64;
         let vec4 = n.is_multiple_of(4);
@@ -219,28 +217,28 @@ impl Tensor {
         self.unary(UnaryOp::Reciprocal)
     }
     pub fn relu(&self) -> Result<Tensor> {
-        self.unary(UnaryOp::Relu)
+        self.unary(UnaryOp::Act(Activation::Relu))
     }
     pub fn leaky_relu(&self, slope: f32) -> Result<Tensor> {
-        self.unary(UnaryOp::LeakyRelu(slope))
+        self.unary(UnaryOp::Act(Activation::LeakyRelu(slope)))
     }
     pub fn elu(&self, alpha: f32) -> Result<Tensor> {
-        self.unary(UnaryOp::Elu(alpha))
+        self.unary(UnaryOp::Act(Activation::Elu(alpha)))
     }
     pub fn selu(&self) -> Result<Tensor> {
-        self.unary(UnaryOp::Selu)
+        self.unary(UnaryOp::Act(Activation::Selu))
     }
     pub fn gelu(&self) -> Result<Tensor> {
-        self.unary(UnaryOp::Gelu)
+        self.unary(UnaryOp::Act(Activation::Gelu))
     }
     pub fn sigmoid(&self) -> Result<Tensor> {
-        self.unary(UnaryOp::Sigmoid)
+        self.unary(UnaryOp::Act(Activation::Sigmoid))
     }
     pub fn tanh(&self) -> Result<Tensor> {
-        self.unary(UnaryOp::Tanh)
+        self.unary(UnaryOp::Act(Activation::Tanh))
     }
     pub fn softplus(&self) -> Result<Tensor> {
-        self.unary(UnaryOp::Softplus)
+        self.unary(UnaryOp::Act(Activation::Softplus))
     }
     pub fn add_scalar(&self, s: f32) -> Result<Tensor> {
         self.unary(UnaryOp::Affine(1.0, s))
