@@ -10,7 +10,7 @@ mod common;
 
 use common::{adapter_line, median, timed};
 use criterion::black_box;
-use wgrad::ops::upsample::Upsample;
+use wgrad::Upsample;
 use wgrad::{Device, Padding, Tensor};
 
 const SHAPE: [usize; 4] = [8, 112, 112, 64];

@@ -11,7 +11,7 @@ use common::{adapter_line, median, timed};
 use criterion::black_box;
 use wgrad::models::{chollet_mnist, fashion_course};
 use wgrad::nn::{Loss, Optimizer, Trainer};
-use wgrad::ops::matmul::MatmulOptions;
+use wgrad::MatmulOptions;
 use wgrad::{Activation, Conv2dOptions, Device, Padding, Tensor, UnaryOp, Update};
 
 const BATCH: usize = 64;

@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use wgrad::ops::matmul::MatmulOptions;
+use wgrad::MatmulOptions;
 use wgrad::{Activation, Device, Tensor};
 
 const M: usize = 512;

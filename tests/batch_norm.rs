@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_close, device, down, is_dtype, is_invalid, is_shape, oracle, up, Rng};
-use wgrad::ops::batch_norm::{batch_norm_update_moving, KERAS_EPSILON, KERAS_MOMENTUM};
+use wgrad::{batch_norm_update_moving, KERAS_EPSILON, KERAS_MOMENTUM};
 use wgrad::{DType, Tensor};
 
 /// f64 reference of training-mode batch norm on x viewed as [M, C]:

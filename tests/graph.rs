@@ -397,10 +397,7 @@ fn pooling_resize_norm_dropout_rules() {
         1e-3,
         1e-2,
     );
-    for mode in [
-        wgrad::ops::upsample::Upsample::Nearest,
-        wgrad::ops::upsample::Upsample::Bilinear,
-    ] {
+    for mode in [wgrad::Upsample::Nearest, wgrad::Upsample::Bilinear] {
         check(
             &format!("upsample {mode:?}"),
             &[data(40, &[1, 3, 4, 2], -1.0, 1.0)],

@@ -3,7 +3,7 @@
 
 mod common;
 use common::{activation_rows_f64, assert_close, matmul_ref, strategies, Rng};
-use wgrad::ops::matmul::MatmulOptions;
+use wgrad::MatmulOptions;
 use wgrad::{Activation, Error, Tensor};
 
 fn transpose(x: &[f32], r: usize, c: usize) -> Vec<f32> {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{device, down, is_dtype, is_invalid, is_shape, numel, up, Rng};
-use wgrad::ops::upsample::Upsample;
+use wgrad::Upsample;
 use wgrad::{DType, Padding, Tensor};
 
 #[track_caller]

@@ -1,9 +1,9 @@
 //! Differentiable ops: each function computes its value with the tensor kernels and records
 //! its backward rule right beside it.
 
-use wgrad_tensor::ops::conv::ConvEpilogue;
-use wgrad_tensor::ops::matmul::MatmulOptions;
-use wgrad_tensor::ops::upsample::Upsample;
+use wgrad_tensor::ConvEpilogue;
+use wgrad_tensor::MatmulOptions;
+use wgrad_tensor::Upsample;
 use wgrad_tensor::{
     Activation, BinaryOp, Conv2dOptions, DType, Error, LrnParams, Padding, Result, Tensor, UnaryOp,
 };

@@ -3,7 +3,7 @@
 //! never waits; `result` reads back once.
 
 use wgrad_graph::ops::one_hot;
-use wgrad_tensor::ops::matmul::MatmulOptions;
+use wgrad_tensor::MatmulOptions;
 use wgrad_tensor::{DType, Device, Tensor};
 
 use crate::{Error, Result};

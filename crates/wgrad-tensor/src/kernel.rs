@@ -5,8 +5,10 @@
 //! naga validates offline is byte for byte what the adapter compiles, and the constants fold on
 //! every backend (WGSL `override`s would leave that to each driver).
 
-/// One WGSL kernel family.
+/// One WGSL kernel family. `file`, `entries` and `blocks` describe the family for the
+/// offline checks (this crate's tests), which compare them with the shaders.
 #[derive(Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub struct Kernel {
     /// Short name, also the pipeline label.
     pub name: &'static str,
@@ -31,6 +33,7 @@ pub struct Kernel {
 /// name, byte offset and scalar type (`u32`, `f32`, `i32`: the element type of an array
 /// field) in order, and its size.
 #[derive(Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub struct BlockLayout {
     pub wgsl: &'static str,
     pub fields: &'static [(&'static str, usize, &'static str)],
@@ -151,6 +154,7 @@ impl Spec {
         self.push(decl)
     }
 
+    #[cfg(test)]
     pub fn text(&self) -> &str {
         &self.text
     }
@@ -188,33 +192,10 @@ pub(crate) use shader;
 /// `grid_index`, the folded 1-D index every grid kernel starts from.
 const GRID: &str = shader!("common/grid.wgsl");
 
-/// Every kernel variant wgrad can launch, for offline validation (naga) and warm-up.
-pub fn all_variants() -> Vec<(&'static Kernel, Spec)> {
-    let mut v = Vec::new();
-    v.extend(crate::ops::fill::variants());
-    v.extend(crate::ops::unary::variants());
-    v.extend(crate::ops::binary::variants());
-    v.extend(crate::ops::reduce::variants());
-    v.extend(crate::ops::softmax::variants());
-    v.extend(crate::ops::layout::variants());
-    v.extend(crate::ops::cast::variants());
-    v.extend(crate::ops::random::variants());
-    v.extend(crate::ops::matmul::variants());
-    v.extend(crate::ops::conv::variants());
-    v.extend(crate::ops::depthwise::variants());
-    v.extend(crate::ops::pool::variants());
-    v.extend(crate::ops::lrn::variants());
-    v.extend(crate::ops::upsample::variants());
-    v.extend(crate::ops::batch_norm::variants());
-    v.extend(crate::ops::optim::variants());
-    v.extend(crate::ops::nms::variants());
-    v.extend(crate::ops::resize::variants());
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::all_variants;
     use naga::{AddressSpace, Module, TypeInner};
 
     /// Compares a Rust block with the WGSL struct of its name in `module`: the same fields

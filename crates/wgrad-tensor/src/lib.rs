@@ -18,9 +18,11 @@ mod activation;
 mod device;
 mod dtype;
 mod error;
-pub mod kernel;
+mod kernel;
 mod memory;
-pub mod ops;
+mod ops;
+#[cfg(test)]
+mod shader_check;
 pub mod shape;
 mod tensor;
 
@@ -31,17 +33,20 @@ pub use device::{
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use memory::MemoryStats;
-pub use ops::batch_norm::{batch_norm_update_moving, BatchNormTrain};
+pub use ops::batch_norm::{
+    batch_norm_update_moving, BatchNormTrain, KERAS_EPSILON, KERAS_MOMENTUM,
+};
 pub use ops::binary::BinaryOp;
-pub use ops::conv::{Conv2dOptions, ConvEpilogue};
+pub use ops::conv::{transpose_output_shape, Conv2dOptions, ConvEpilogue};
 pub use ops::lrn::LrnParams;
+pub use ops::matmul::MatmulOptions;
 pub use ops::nms::{NmsOptions, Selection};
 pub use ops::optim::Update;
 pub use ops::reduce::ReduceOp;
 pub use ops::resize::{Preprocess, ResizeMethod};
 pub use ops::unary::UnaryOp;
 pub use ops::upsample::Upsample;
-pub use ops::window::Padding;
+pub use ops::window::{axis_geometry, geometry_2d, AxisGeometry, Padding};
 pub use tensor::Tensor;
 
 /// Re-exported so users can name adapter types and limits without a direct wgpu dependency.

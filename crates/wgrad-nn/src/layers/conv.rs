@@ -1,7 +1,7 @@
 //! `Conv2D`: the 2-D convolution layer (NHWC input, HWIO kernel).
 
 use wgrad_graph::{ops, Var};
-use wgrad_tensor::ops::window::geometry_2d;
+use wgrad_tensor::geometry_2d;
 use wgrad_tensor::{Conv2dOptions, ConvEpilogue, Device, Padding, Tensor};
 
 use super::{built, expect_rank};

@@ -2,8 +2,8 @@
 //! `LocalResponseNormalization` across neighbouring channels.
 
 use wgrad_graph::{ops, Var};
-use wgrad_tensor::ops::batch_norm::{KERAS_EPSILON, KERAS_MOMENTUM};
 use wgrad_tensor::{batch_norm_update_moving, DType, Device, LrnParams, Tensor};
+use wgrad_tensor::{KERAS_EPSILON, KERAS_MOMENTUM};
 
 use super::{built, expect_rank};
 use crate::{Ctx, Error, Layer, Param, Result};

@@ -1,7 +1,7 @@
 //! Pooling layers.
 
 use wgrad_graph::{ops, Var};
-use wgrad_tensor::ops::window::geometry_2d;
+use wgrad_tensor::geometry_2d;
 use wgrad_tensor::{Device, Padding};
 
 use super::expect_rank;

@@ -2,8 +2,8 @@
 //! decoders, with Keras's weight names and layouts.
 
 use wgrad_graph::{ops, Var};
-use wgrad_tensor::ops::conv::transpose_output_shape;
-use wgrad_tensor::ops::window::geometry_2d;
+use wgrad_tensor::geometry_2d;
+use wgrad_tensor::transpose_output_shape;
 use wgrad_tensor::{Conv2dOptions, Device, Padding};
 
 use super::{built, expect_rank};

@@ -432,7 +432,7 @@ impl Tensor {
         if self.shape() != input.shape() {
             return Err(Error::shape(
                 op,
-                "grad_output must have the input's shape",
+                "dy (self) must have the input's shape",
                 &[self.shape(), input.shape()],
             ));
         }

@@ -1,7 +1,7 @@
 //! Elementwise binary ops with NumPy broadcasting, comparisons and `where`
 //! (`shaders/binary.wgsl`).
 
-use super::{launch_1d, pack8, same_device};
+use super::{launch_1d, pack2x4, same_device};
 use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::shape::{broadcast, broadcast_strides};
 use crate::{DType, Error, Result, Tensor};
@@ -118,11 +118,6 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
         v.push((&BINARY, spec(op, true, false)));
     }
     v
-}
-
-/// Up to eight extents or strides as the two vec4<u32> of an `array<vec4<u32>, 2>`.
-fn pack2x4(v: &[usize]) -> [[u32; 4]; 2] {
-    bytemuck::cast(pack8(v))
 }
 
 /// The block of a broadcasting launch (its `row` is set at launch).

@@ -1,7 +1,7 @@
 //! Permute, transpose, slice and concat as strided-copy kernels (`shaders/layout.wgsl`).
 //! Tensors stay dense, so every other kernel indexes with plain row-major strides.
 
-use super::{launch_1d, pack8, same_device};
+use super::{launch_1d, pack2x4, same_device};
 use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::shape::{axis as resolve_axis, numel, strides};
 use crate::{DType, Error, Result, Tensor};
@@ -43,11 +43,6 @@ params!("TParams" => struct TransposeParams {
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     vec![(&LAYOUT, Spec::new())]
-}
-
-/// Up to eight extents or strides as the two vec4<u32> of an `array<vec4<u32>, 2>`.
-fn pack2x4(v: &[usize]) -> [[u32; 4]; 2] {
-    bytemuck::cast(pack8(v))
 }
 
 /// Copies the `shape`-sized block of `src` (at `src_base`, `src_strides`) into `dst` (at

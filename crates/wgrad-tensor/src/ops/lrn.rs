@@ -13,7 +13,7 @@
 //! as zeros, which adds nothing to a sum): [`LrnParams::from_torch`] converts.
 
 use super::launch_1d;
-use super::pool::nhwc;
+use super::image::nhwc;
 use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 

@@ -2,26 +2,34 @@
 //! specialisation, the parameter block and the dispatch. Each public op is a method on
 //! [`Tensor`](crate::Tensor) defined next to its kernel.
 
-pub mod batch_norm;
-pub mod binary;
-pub mod cast;
-pub mod conv;
-pub mod depthwise;
-pub mod fill;
+/// The kernel families, one module per `shaders/<family>.wgsl`, each with its `variants()`:
+/// this one list makes both the modules and [`all_variants`], so a new family cannot be left
+/// out of the offline checks.
+macro_rules! families {
+    ($($family:ident),* $(,)?) => {
+        $(pub(crate) mod $family;)*
+
+        /// Every kernel variant wgrad can launch, for the offline validation (naga) tests.
+        #[allow(dead_code)]
+        pub(crate) fn all_variants() -> Vec<(&'static Kernel, Spec)> {
+            let mut v = Vec::new();
+            $(v.extend($family::variants());)*
+            v
+        }
+    };
+}
+
+families!(
+    fill, unary, binary, reduce, softmax, layout, cast, random, matmul, conv, depthwise, pool, lrn,
+    upsample, batch_norm, optim, nms, resize,
+);
+
+/// The GEMM code generator shared by matmul and the convolutions.
 pub(crate) mod gemm;
-pub mod layout;
-pub mod lrn;
-pub mod matmul;
-pub mod nms;
-pub mod optim;
-pub mod pool;
-pub mod random;
-pub mod reduce;
-pub mod resize;
-pub mod softmax;
-pub mod unary;
-pub mod upsample;
-pub mod window;
+/// NHWC operand checks and the channels-per-invocation specialisation of the image kernels.
+pub(crate) mod image;
+/// Sliding-window geometry (padding, output extents).
+pub(crate) mod window;
 
 use crate::device::{Device, Dispatch};
 use crate::kernel::{Block, Kernel, Spec};
@@ -35,13 +43,14 @@ use crate::{Result, Tensor};
 /// invocations (split-K, chunks) or dispatches; half the limit leaves room for inner loops.
 pub(crate) const MAX_LOOP: usize = 32768;
 
-/// Packs up to eight extents or strides into the two vec4<u32> of a parameter block.
-pub(crate) fn pack8(v: &[usize]) -> [u32; MAX_RANK] {
+/// Up to eight extents or strides as the two vec4<u32> of a parameter block's
+/// `array<vec4<u32>, 2>` (unused trailing entries 0).
+pub(crate) fn pack2x4(v: &[usize]) -> [[u32; 4]; 2] {
     let mut out = [0u32; MAX_RANK];
     for (o, &x) in out.iter_mut().zip(v) {
         *o = x as u32;
     }
-    out
+    bytemuck::cast(out)
 }
 
 /// Launches a 1-D kernel over `threads` invocations in workgroups of `kernel.workgroup`

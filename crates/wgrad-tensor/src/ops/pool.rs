@@ -5,6 +5,7 @@
 //! average (with `Same` padding an edge window divides by its real cells only). Backward
 //! kernels are gathers, one invocation per input cell, so no float atomics are needed.
 
+use super::image::{nhwc, nhwc_shape, vector_spec, width};
 use super::launch_1d;
 use super::window::{geometry_2d, AxisGeometry, Padding};
 use crate::kernel::{params, shader, Block, Kernel, Spec};
@@ -47,49 +48,8 @@ params!("Params" => struct PoolParams {
     use_idx: u32,
 });
 
-/// The specialisation for `v` channels per invocation (1, or 4 when C % 4 == 0: on lavapipe a
-/// vec4 load costs about what a scalar load does, so four channels per invocation is ~4x less
-/// load work).
-pub(crate) fn vector_spec(v: usize) -> Spec {
-    if v == 4 {
-        Spec::new()
-            .u32("V", 4)
-            .alias("T", "vec4<f32>")
-            .alias("U", "vec4<u32>")
-            .line("const LANE: vec4<u32> = vec4<u32>(0u, 1u, 2u, 3u);")
-    } else {
-        Spec::new()
-            .u32("V", 1)
-            .alias("T", "f32")
-            .alias("U", "u32")
-            .line("const LANE: u32 = 0u;")
-    }
-}
-
-/// Channels per invocation for `c` channels.
-pub(crate) fn width(c: usize) -> usize {
-    if c.is_multiple_of(4) {
-        4
-    } else {
-        1
-    }
-}
-
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     vec![(&POOL, vector_spec(1)), (&POOL, vector_spec(4))]
-}
-
-/// Checks an NHWC f32 operand and returns its shape as [N, H, W, C].
-pub(crate) fn nhwc(op: &'static str, t: &Tensor) -> Result<[usize; 4]> {
-    t.expect_dtype(op, DType::F32)?;
-    nhwc_shape(op, t.shape())
-}
-
-pub(crate) fn nhwc_shape(op: &'static str, s: &[usize]) -> Result<[usize; 4]> {
-    match *s {
-        [n, h, w, c] => Ok([n, h, w, c]),
-        _ => Err(Error::shape(op, "expected an NHWC tensor of rank 4", &[s])),
-    }
 }
 
 /// Window geometry of a pool, with pooling's extra rule: explicit padding narrower than the

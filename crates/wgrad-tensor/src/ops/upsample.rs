@@ -2,7 +2,7 @@
 //! (`shaders/upsample.wgsl`).
 
 use super::launch_1d;
-use super::pool::{nhwc, nhwc_shape, vector_spec, width};
+use super::image::{nhwc, nhwc_shape, vector_spec, width};
 use crate::kernel::{params, shader, Block, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 

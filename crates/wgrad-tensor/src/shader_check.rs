@@ -1,6 +1,6 @@
 //! Offline validation of every WGSL kernel variant with naga: no adapter needed.
 //!
-//! For each `(kernel, spec)` of `kernel::all_variants()` the complete source is parsed,
+//! For each `(kernel, spec)` of `ops::all_variants()` the complete source is parsed,
 //! validated, and every entry point the launchers use is translated to SPIR-V (Vulkan), MSL
 //! (Metal), HLSL (DX12) and GLSL ES 3.10 (GL), so a shader that only one backend rejects fails
 //! here rather than on a user's machine. Also checks that every file under `shaders/` is used.
@@ -8,9 +8,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::kernel::{Kernel, Spec};
+use crate::ops::all_variants;
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use wgrad::kernel::{all_variants, Kernel, Spec};
 
 /// naga's default capabilities plus `SHADER_FLOAT16_IN_FLOAT32` (`pack2x16float` and
 /// `unpack2x16float`, used by the f16 storage kernels): wgpu grants it wherever the adapter
@@ -110,7 +111,7 @@ fn check_variant(kernel: &Kernel, spec: &Spec) -> Result<(), String> {
 #[test]
 fn every_variant_validates_and_translates() {
     let variants = all_variants();
-    assert!(!variants.is_empty(), "kernel::all_variants() is empty");
+    assert!(!variants.is_empty(), "ops::all_variants() is empty");
 
     // Variants are independent: check them on every core, then report all failures at once.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -163,7 +164,7 @@ fn wgsl_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn every_shader_file_is_used() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shaders");
     let mut files = Vec::new();
     wgsl_files(&root, &mut files);
     assert!(!files.is_empty(), "no files under {}", root.display());
@@ -205,6 +206,6 @@ fn every_shader_file_is_used() {
         .collect();
     assert!(
         unused.is_empty(),
-        "files in shaders/ that no kernel in kernel::all_variants() uses: {unused:?}"
+        "files in shaders/ that no kernel in ops::all_variants() uses: {unused:?}"
     );
 }
