@@ -1,4 +1,4 @@
-//! Weights and training checkpoints as safetensors files, written atomically: the bytes go to
+//! Weights (and the tensors of training checkpoints) as safetensors files, written atomically: the bytes go to
 //! a temporary file beside the target, are flushed to disk, and the file is renamed over the
 //! target, so a crash leaves either the old file or the new one, never half of one.
 
@@ -10,11 +10,14 @@ use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use wgrad_tensor::Tensor;
 
-use crate::{Error, Layer, Result, Trainer};
+use crate::{Error, Layer, Result};
 
 const FORMAT_KEY: &str = "format";
-const WEIGHTS: &str = "wgrad-weights";
-const CHECKPOINT: &str = "wgrad-checkpoint";
+/// The `format` metadata of a weights file ([`save_weights`]).
+pub const WEIGHTS: &str = "wgrad-weights";
+/// The `format` metadata of a training checkpoint (wgrad-train's `Trainer::save_checkpoint`):
+/// weights plus optimizer state; [`load_weights`] reads its weights.
+pub const CHECKPOINT: &str = "wgrad-checkpoint";
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -140,9 +143,7 @@ pub fn save_weights(model: &dyn Layer, path: impl AsRef<Path>) -> Result<()> {
         .into_iter()
         .map(|(n, p)| (n, p.value()))
         .collect();
-    let meta = HashMap::from([(FORMAT_KEY.to_string(), WEIGHTS.to_string())]);
-    let bytes = serialize(tensors, meta).map_err(|e| with_path(e, path))?;
-    write_atomic(path, &bytes)
+    write_tensors(path, WEIGHTS, tensors, [])
 }
 
 fn with_path(e: Error, path: &Path) -> Error {
@@ -156,10 +157,7 @@ fn with_path(e: Error, path: &Path) -> Error {
 /// be in the file with its shape, and the file must hold no weight the model lacks; otherwise
 /// the error lists the missing, extra and mis-shaped names and the model is left unchanged.
 pub fn load_weights(model: &mut dyn Layer, path: impl AsRef<Path>) -> Result<()> {
-    let path = path.as_ref();
-    let bytes = read_file(path)?;
-    let (st, _) = parse(path, &bytes, WEIGHTS)?;
-    load_into(model, path, &st)
+    TensorFile::open(path, WEIGHTS)?.load_into(model)
 }
 
 fn load_into(model: &mut dyn Layer, path: &Path, st: &SafeTensors<'_>) -> Result<()> {
@@ -211,86 +209,74 @@ fn load_into(model: &mut dyn Layer, path: &Path, st: &SafeTensors<'_>) -> Result
     Ok(())
 }
 
-impl<M: Layer> Trainer<M> {
-    /// Saves a full training checkpoint: weights, the optimizer's slots and step count, and
-    /// the epoch and step reached, so [`Trainer::load_checkpoint`] resumes where this left.
-    pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let named = self.model.named_params();
-        let mut tensors: Vec<(String, &Tensor)> =
-            named.iter().map(|(n, p)| (n.clone(), p.value())).collect();
-        for (i, slots) in self.optimizer.slots() {
-            for (k, t) in slots.iter().enumerate() {
-                tensors.push((format!("optimizer/{}/{k}", named[*i].0), t));
-            }
-        }
-        let meta = HashMap::from([
-            (FORMAT_KEY.to_string(), CHECKPOINT.to_string()),
-            ("optimizer".to_string(), self.optimizer.name().to_string()),
-            (
-                "iterations".to_string(),
-                self.optimizer.iterations().to_string(),
-            ),
-            ("steps".to_string(), self.steps().to_string()),
-            ("epochs_done".to_string(), self.epochs_done().to_string()),
-        ]);
-        let bytes = serialize(tensors, meta).map_err(|e| with_path(e, path))?;
-        write_atomic(path, &bytes)
-    }
+/// Writes named tensors and string metadata as a safetensors file of `format` (atomically,
+/// see [`write_atomic`]): the building block of weights files and training checkpoints.
+pub fn write_tensors(
+    path: &Path,
+    format: &str,
+    tensors: Vec<(String, &Tensor)>,
+    meta: impl IntoIterator<Item = (String, String)>,
+) -> Result<()> {
+    let mut meta: HashMap<String, String> = meta.into_iter().collect();
+    meta.insert(FORMAT_KEY.to_string(), format.to_string());
+    let bytes = serialize(tensors, meta).map_err(|e| with_path(e, path))?;
+    write_atomic(path, &bytes)
+}
 
-    /// Restores a checkpoint written by [`Trainer::save_checkpoint`] into this trainer (same
-    /// model architecture and optimizer kind). `fit` then continues from the epoch reached.
-    pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<()> {
+/// A safetensors file read back: its metadata, and its f32 tensors by name, each checked
+/// against the shape the reader expects (errors name the file and the tensor).
+pub struct TensorFile {
+    path: std::path::PathBuf,
+    bytes: Vec<u8>,
+    meta: HashMap<String, String>,
+}
+
+impl TensorFile {
+    /// Reads `path`, which must be a safetensors file of `format` (a weights reader also
+    /// accepts a checkpoint).
+    pub fn open(path: impl AsRef<Path>, format: &str) -> Result<TensorFile> {
         let path = path.as_ref();
         let bytes = read_file(path)?;
-        let (st, meta) = parse(path, &bytes, CHECKPOINT)?;
-        let number = |k: &str| -> Result<u64> {
-            meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| {
-                Error::checkpoint(path, format!("metadata {k:?} is missing or not a number"))
-            })
-        };
-        let (iterations, steps, epochs) = (
-            number("iterations")?,
-            number("steps")?,
-            number("epochs_done")?,
-        );
-        if meta.get("optimizer").map(String::as_str) != Some(self.optimizer.name()) {
-            return Err(Error::checkpoint(
-                path,
-                format!(
-                    "was written with optimizer {:?}, this trainer has {}",
-                    meta.get("optimizer"),
-                    self.optimizer.name()
-                ),
-            ));
-        }
-        let named: Vec<(String, Vec<usize>)> = self
-            .model
-            .named_params()
-            .into_iter()
-            .map(|(n, p)| (n, p.shape().to_vec()))
-            .collect();
-        let dev = self
-            .model
-            .params()
-            .first()
-            .map(|p| p.value().device().clone());
-        let mut slots = HashMap::new();
-        if let Some(dev) = &dev {
-            let per = self.optimizer.slots_per_param();
-            for (i, (n, s)) in named.iter().enumerate() {
-                if per == 0 || st.tensor(&format!("optimizer/{n}/0")).is_err() {
-                    continue;
-                }
-                let v = (0..per)
-                    .map(|k| take(path, &st, &format!("optimizer/{n}/{k}"), s, dev))
-                    .collect::<Result<Vec<_>>>()?;
-                slots.insert(i, v);
-            }
-        }
-        load_into(&mut self.model, path, &st)?;
-        self.optimizer.restore(iterations, slots);
-        self.restore(steps, epochs as usize);
-        Ok(())
+        let (_, meta) = parse(path, &bytes, format)?;
+        Ok(TensorFile {
+            path: path.to_path_buf(),
+            bytes,
+            meta,
+        })
+    }
+
+    fn st(&self) -> SafeTensors<'_> {
+        SafeTensors::deserialize(&self.bytes).expect("parsed when opened")
+    }
+
+    /// The file's path, for error messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A metadata entry.
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.meta.get(key).map(String::as_str)
+    }
+
+    /// Whether the file holds a tensor `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.st().tensor(name).is_ok()
+    }
+
+    /// The f32 tensor `name`, which must have `shape`, uploaded to `dev`.
+    pub fn tensor(
+        &self,
+        name: &str,
+        shape: &[usize],
+        dev: &wgrad_tensor::Device,
+    ) -> Result<Tensor> {
+        take(&self.path, &self.st(), name, shape, dev)
+    }
+
+    /// Loads every weight of `model` from the file (as [`load_weights`] does; tensors under
+    /// `optimizer/` are not weights).
+    pub fn load_into(&self, model: &mut dyn Layer) -> Result<()> {
+        load_into(model, &self.path, &self.st())
     }
 }

@@ -47,7 +47,8 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn config(layer: impl Into<String>, reason: impl Into<String>) -> Error {
+    /// A layer or model configured wrongly (`layer` names it).
+    pub fn config(layer: impl Into<String>, reason: impl Into<String>) -> Error {
         Error::Config {
             layer: layer.into(),
             reason: reason.into(),
@@ -63,7 +64,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn checkpoint(path: &std::path::Path, reason: impl Into<String>) -> Error {
+    /// A weights or checkpoint file that cannot be used.
+    pub fn checkpoint(path: &std::path::Path, reason: impl Into<String>) -> Error {
         Error::Checkpoint {
             path: path.to_path_buf(),
             reason: reason.into(),

@@ -573,12 +573,14 @@ impl Optimizer {
         Ok(grads)
     }
 
-    /// The slots of parameter `index` (for checkpoints).
-    pub(crate) fn slots(&self) -> &HashMap<usize, Vec<Tensor>> {
+    /// The optimizer's state: each parameter's slots (moments, momentum buffers) by the
+    /// parameter's index in the model's `params()` order (for checkpoints).
+    pub fn slots(&self) -> &HashMap<usize, Vec<Tensor>> {
         &self.slots
     }
 
-    pub(crate) fn restore(&mut self, iterations: u64, slots: HashMap<usize, Vec<Tensor>>) {
+    /// Restores the step count and slots [`Optimizer::slots`] returned (a checkpoint's).
+    pub fn restore(&mut self, iterations: u64, slots: HashMap<usize, Vec<Tensor>>) {
         self.iterations = iterations;
         self.slots = slots;
         // The schedule's product is a function of the step count alone.

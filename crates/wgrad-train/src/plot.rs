@@ -7,7 +7,8 @@ use std::sync::Once;
 
 use plotters::prelude::*;
 
-use crate::{Error, History, Result};
+use crate::History;
+use wgrad_nn::{Error, Result};
 
 static FONT: Once = Once::new();
 

@@ -13,8 +13,7 @@ use wgrad_data::{Batch, DataLoader};
 use wgrad_graph::{no_grad, ops, Var};
 use wgrad_tensor::{DType, Device, Tensor};
 
-use crate::layer::splitmix;
-use crate::{Ctx, Error, Layer, Loss, Optimizer, Result};
+use wgrad_nn::{splitmix, Ctx, Error, Layer, Loss, Optimizer, Result};
 
 /// What one epoch (or one evaluation) measured.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -180,7 +179,7 @@ impl Callback for ModelCheckpoint {
             }
             self.best = Some(v);
         }
-        crate::checkpoint::save_weights(model, &self.path)?;
+        wgrad_nn::save_weights(model, &self.path)?;
         Ok(Control::Continue)
     }
 }
