@@ -3,10 +3,8 @@
 //! `(image, class, x, y, w, h[, score])`) must give COCOeval's AP@[.5:.95], AP@.5, AP@.75 and
 //! AR@100 to 1e-4.
 
-mod common;
-
-use common::oracle;
 use wgrad::nn::coco::{coco_evaluate, Detection, GroundTruth};
+use wgrad_testkit::oracle;
 
 #[test]
 fn pycocotools_cases_agree() {

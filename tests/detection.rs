@@ -2,12 +2,10 @@
 //! against an f64 evaluation of YOLO's formula (and its gradient against finite differences),
 //! decoding plus per-class NMS on the device returning the encoded boxes, and typed errors.
 
-mod common;
-
-use common::Rng;
 use wgrad::graph::Var;
 use wgrad::nn::YoloGrid;
 use wgrad::{NmsOptions, Tensor};
+use wgrad_testkit::Rng;
 
 /// Per image, its objects as (class, `[y0, x0, y1, x1]` pixels).
 type Objects = Vec<Vec<(u32, [f32; 4])>>;
@@ -74,7 +72,7 @@ fn scene() -> (YoloGrid, Objects) {
 }
 
 fn encoded(g: &YoloGrid, objects: &[Vec<(u32, [f32; 4])>]) -> Tensor {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let t: Vec<f32> = objects.iter().flat_map(|o| g.encode(o).unwrap()).collect();
     let [sh, sw] = g.grid;
     Tensor::from_slice(&dev, &t, &[objects.len(), sh, sw, 3 * g.channels()]).unwrap()
@@ -82,7 +80,7 @@ fn encoded(g: &YoloGrid, objects: &[Vec<(u32, [f32; 4])>]) -> Tensor {
 
 #[test]
 fn yolo_loss_matches_the_formula_and_its_gradient() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let (g, objects) = scene();
     let target = encoded(&g, &objects);
     let [sh, sw] = g.grid;
@@ -123,7 +121,7 @@ fn yolo_loss_matches_the_formula_and_its_gradient() {
 
 #[test]
 fn decoding_a_perfect_prediction_returns_the_boxes() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let (g, objects) = scene();
     let [sh, sw] = g.grid;
     let (per, ch) = (5 + g.classes, g.channels());

@@ -5,11 +5,8 @@
 //! the same outputs. The PyTorch path is checked by writing a model's weights in PyTorch's
 //! names and layouts (converted here by independent index arithmetic) and importing them back.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::assert_close;
 use wgrad::nn::layers::{
     Activation, AvgPool2D, BatchNormalization, Conv2D, Conv2DTranspose, Dense, DepthwiseConv2D,
     Flatten, GlobalAvgPool2D, MaxPool2D, Reshape, SeparableConv2D,
@@ -18,6 +15,7 @@ use wgrad::nn::{
     import_weights, predict, Act, Add, Error, Functional, Import, Layer, Multiply, Sequential,
 };
 use wgrad::{Device, Tensor};
+use wgrad_testkit::assert_close;
 
 fn file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keras_models.safetensors")
@@ -61,7 +59,7 @@ fn check(dev: &Device, name: &str, model: &mut dyn Layer, want_params: usize) {
 
 #[test]
 fn chollet_mnist_matches_keras() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut m = Sequential::new(&dev, &[28, 28, 1])
         .add_named("conv1", Conv2D::new(32, 3).activation(Act::Relu))
         .and_then(|m| m.add_named("pool1", MaxPool2D::new(2)))
@@ -133,7 +131,7 @@ fn unit(
 
 #[test]
 fn mini_resnet_matches_keras() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut g = Functional::new(&dev);
     let x = g.input(&[32, 32, 3]);
     let h = g
@@ -165,7 +163,7 @@ fn mini_resnet_matches_keras() {
 
 #[test]
 fn mini_xception_se_matches_keras() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut g = Functional::new(&dev);
     let x = g.input(&[16, 16, 3]);
     let h = g
@@ -217,7 +215,7 @@ fn mini_xception_se_matches_keras() {
 /// is assigned.
 #[test]
 fn mismatched_files_are_typed_errors() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut m = Sequential::new(&dev, &[28, 28, 1])
         .add_named("conv1", Conv2D::new(32, 3).activation(Act::Relu))
         .and_then(|m| m.add_named("pool1", MaxPool2D::new(2)))
@@ -268,7 +266,7 @@ fn mismatched_files_are_typed_errors() {
 /// plain index arithmetic) import back into a fresh model with identical outputs.
 #[test]
 fn pytorch_state_dicts_convert_on_load() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let build = |seed: u64| {
         let mut g = Functional::new(&dev).seed(seed);
         let x = g.input(&[8, 8, 3]);

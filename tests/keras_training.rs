@@ -7,8 +7,6 @@
 //! Replayed with wgrad's layers, optimizers and `train_step`, every step's loss must agree to
 //! 1e-4 relative and every final tensor to 1e-3 of its largest magnitude.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -200,7 +198,7 @@ fn replay(dev: &Device, o: &Oracle, opt: &str) -> (f64, f64) {
 
 #[test]
 fn every_optimizer_trains_as_keras_step_for_step() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let o = Oracle::load();
     let opts = o.optimizers();
     assert!(opts.len() >= 7, "{opts:?}");

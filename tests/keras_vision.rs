@@ -11,12 +11,9 @@
 //! - consecutive layers named `*_head` are parallel outputs, each reading the tensor before
 //!   the first of them; the output `output_<x>` belongs to the head `<x>_head`.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use common::assert_close;
 use serde_json::Value;
 use wgrad::graph::{no_grad, Var};
 use wgrad::nn::layers::{
@@ -24,6 +21,7 @@ use wgrad::nn::layers::{
 };
 use wgrad::nn::{import_weights, Act, Concatenate, Ctx, Functional, Import, Layer, Loss, Tap};
 use wgrad::{Device, Padding, Tensor};
+use wgrad_testkit::assert_close;
 
 fn file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keras_vision.safetensors")
@@ -249,7 +247,7 @@ fn loss(
 
 #[test]
 fn vision_models_match_keras() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let o = Oracle::load();
     let models = o.models();
     assert!(models.len() >= 3, "{models:?}");
@@ -300,7 +298,7 @@ fn vision_models_match_keras() {
 /// The per-pixel loss needs labels shaped as the predictions without their class axis.
 #[test]
 fn per_pixel_labels_of_the_wrong_shape_are_typed_errors() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let p = Var::new(Tensor::rand_uniform(&dev, &[2, 4, 4, 3], 0.1, 0.9, 1).unwrap());
     let bad = Tensor::from_slice(&dev, &[0u32; 2 * 16], &[2, 16]).unwrap();
     let err = Loss::sparse_categorical_crossentropy(false)

@@ -3,24 +3,11 @@
 //! scatter of the Jacobian, where the kernel gathers), central finite differences through the
 //! graph, the layer and PyTorch's convention, and the typed errors.
 
-mod common;
-
-use common::{device, down, is_dtype, is_invalid, is_shape, numel, up, Rng};
 use wgrad::graph::{self, ops, Var};
 use wgrad::nn::layers::LocalResponseNormalization;
 use wgrad::nn::{Ctx, Layer, Sequential};
 use wgrad::{DType, Error, LrnParams, Tensor};
-
-#[track_caller]
-fn close(ctx: &str, got: &[f32], want: &[f64], rtol: f64, atol: f64) {
-    assert_eq!(got.len(), want.len(), "{ctx}: length mismatch");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g as f64 - w).abs() <= atol + rtol * w.abs(),
-            "{ctx}: element {i}: got {g}, want {w}"
-        );
-    }
-}
+use wgrad_testkit::{close, device, down, is_dtype, is_invalid, is_shape, numel, up, Rng};
 
 // ---------------------------------------------------------------------------------------------
 // f64 reference.

@@ -1,15 +1,13 @@
 //! `summary()`'s training-memory estimate against the buffer pool's measured peak over one
 //! real training step of ResNet-34 (batch 2, 224×224×3: what lavapipe runs in seconds).
 
-mod common;
-
 use wgrad::models::resnet34;
 use wgrad::nn::{Loss, Optimizer, Trainer};
 use wgrad::Tensor;
 
 #[test]
 fn resnet34_training_memory_estimate_is_within_25_percent_of_the_measured_peak() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let batch = 2;
     let model = resnet34(&dev, [224, 224, 3], 10).unwrap();
     // SGD with momentum keeps one slot per weight.

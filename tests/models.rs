@@ -1,7 +1,6 @@
 //! The model zoo against the reference parameter counts, and a forward/backward smoke check
 //! of the residual network on a small image.
 
-mod common;
 use wgrad::graph::{ops, Var};
 use wgrad::models::{lenet5, resnet18, resnet34};
 use wgrad::nn::{Ctx, Layer};
@@ -9,7 +8,7 @@ use wgrad::Tensor;
 
 #[test]
 fn parameter_counts_match_the_references() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     // Keras's summary of the seeds' ResNet-34 with a 10-class head (224×224×3; the count does
     // not depend on the image size, so a small image keeps the test light).
     let r34 = resnet34(&dev, [32, 32, 3], 10).unwrap();
@@ -35,7 +34,7 @@ fn parameter_counts_match_the_references() {
 
 #[test]
 fn resnet18_runs_forward_and_backward_on_a_small_image() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut m = resnet18(&dev, [16, 16, 3], 5).unwrap();
     assert_eq!(m.output_shape(), &[5]);
     let x = Var::new(Tensor::rand_uniform(&dev, &[2, 16, 16, 3], 0.0, 1.0, 3).unwrap());
@@ -97,7 +96,7 @@ fn torchvision_resnets_map_onto_state_dict_keys() {
         RESNET34_BLOCKS,
     };
     use wgrad::nn::{import_weights, predict, Import, WeightLayout};
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let r34 = resnet34_pytorch(&dev, [32, 32, 3], 1000).unwrap();
     assert_eq!(r34.param_counts(), (21_797_672, 17_024));
     let mut mapped: Vec<String> = r34
@@ -191,7 +190,7 @@ fn resnet_inference_folding_matches_the_layer_by_layer_run() {
     run(&mut m, true);
     let (got, folded) = run(&mut m, true);
     let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
-    common::assert_close(&got, &want, 1e-4, 1e-4);
+    wgrad_testkit::assert_close(&got, &want, 1e-4, 1e-4);
     // 20 batch norms, 17 ReLUs after them or after the sums, 8 sums.
     assert!(
         folded + 40 <= unfolded,

@@ -2,8 +2,6 @@
 //! counts against Keras's, training that learns, a step that never waits, and safetensors
 //! weights and checkpoints (round trips, typed errors, resuming to the same result).
 
-mod common;
-use common::Rng;
 use wgrad::data::{DataLoader, Dataset};
 use wgrad::graph::{self, ops, Var};
 use wgrad::nn::layers::*;
@@ -12,11 +10,12 @@ use wgrad::nn::{
     Trainer,
 };
 use wgrad::{DType, Device, Padding, Tensor};
+use wgrad_testkit::Rng;
 
 /// d(Σ layer(x)·R)/d(x and every trainable weight) against central differences, in
 /// training mode with a fixed step seed (so dropout draws the same mask every call).
 fn check_layer(name: &str, mut layer: impl Layer, input: &[usize], tol: f64) {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let out_shape = layer.build(&dev, &input[1..], 7).unwrap();
     let mut rng = Rng::new(3);
     let x0 = away_from_zero(&mut rng, input.iter().product());
@@ -206,7 +205,7 @@ fn layer_gradients() {
 /// Keras's parameter counts and output shapes of the other convolution layers.
 #[test]
 fn separable_and_transposed_layer_shapes() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let m = Sequential::new(&dev, &[32, 32, 3])
         .add(DepthwiseConv2D::new(3).depth_multiplier(2).same())
         .unwrap() // 3·3·3·2 + 6
@@ -232,7 +231,7 @@ fn separable_and_transposed_layer_shapes() {
 /// Each loss's gradient by finite differences, and its value against an f64 formula.
 #[test]
 fn loss_values_and_gradients() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let (n, c) = (4usize, 5usize);
     let mut rng = Rng::new(11);
     let logits = rng.vec(n * c, -2.0, 2.0);
@@ -380,7 +379,7 @@ fn loss_values_and_gradients() {
 /// Parameter counts as Keras's `summary()` reports them for the same models.
 #[test]
 fn summary_counts_match_keras() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let m = wgrad::models::fashion_course(&dev, 10, 0).unwrap();
     assert_eq!(m.param_counts(), (1_386_506, 0));
     assert_eq!(
@@ -459,7 +458,7 @@ fn blob_model(dev: &Device, seed: u64) -> Sequential {
 
 #[test]
 fn fit_learns_with_every_optimizer() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let train = DataLoader::new(blobs(256, 1), 32).shuffle(true).seed(3);
     let test = DataLoader::new(blobs(128, 2), 64);
     let optimizers = [
@@ -551,7 +550,7 @@ fn a_training_step_makes_no_host_round_trip() {
 
 #[test]
 fn callbacks_stop_training() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let train = DataLoader::new(blobs(64, 1), 32);
     let mut t = Trainer::new(
         blob_model(&dev, 2),
@@ -594,7 +593,7 @@ fn weights(m: &dyn Layer) -> Vec<Vec<f32>> {
 
 #[test]
 fn weights_round_trip_and_mismatches_are_typed_errors() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let a = blob_model(&dev, 1);
     let mut b = blob_model(&dev, 2);
     assert_ne!(weights(&a), weights(&b));
@@ -644,7 +643,7 @@ fn weights_round_trip_and_mismatches_are_typed_errors() {
 /// end with the same weights (same seeds, same adapter).
 #[test]
 fn checkpoints_resume_to_the_same_result() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let train = DataLoader::new(blobs(96, 5), 32).shuffle(true).seed(8);
     let make = || {
         Trainer::new(
@@ -743,7 +742,7 @@ fn se_block(dev: &Device) -> wgrad::nn::Functional {
 
 #[test]
 fn functional_graphs_have_gradients_and_summaries() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     check_layer("residual block", residual_block(&dev), &[2, 5, 5, 3], 2e-2);
     check_layer(
         "squeeze-and-excitation",
@@ -798,7 +797,7 @@ fn functional_graphs_have_gradients_and_summaries() {
 #[test]
 fn functional_graphs_are_validated_when_outputs_are_declared() {
     use wgrad::nn::{Error, Functional};
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut g = Functional::new(&dev);
     let x = g.input(&[4]);
     let unused = g.input(&[2]);
@@ -838,7 +837,7 @@ fn functional_graphs_are_validated_when_outputs_are_declared() {
 /// same names, weights, summary and outputs.
 #[test]
 fn a_sequential_model_is_a_chain_of_the_functional_graph() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let seq = blob_model(&dev, 7);
     let names: Vec<String> = seq.layer_names().iter().map(|s| s.to_string()).collect();
     let summary = seq.summary(8);
@@ -872,7 +871,7 @@ fn a_sequential_model_is_a_chain_of_the_functional_graph() {
 #[test]
 fn a_functional_model_trains_and_saves() {
     use wgrad::nn::{Add, Functional};
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut g = Functional::new(&dev).seed(5);
     let x = g.input(&[6, 6, 1]);
     let h = g
@@ -924,7 +923,7 @@ fn a_functional_model_trains_and_saves() {
 #[test]
 fn legacy_decay_divides_the_learning_rate_by_the_step() {
     use wgrad::nn::Param;
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let g = [0.3f32, -0.7];
     let mut p = Param::new(
         "w",
@@ -946,7 +945,7 @@ fn legacy_decay_divides_the_learning_rate_by_the_step() {
             w[i] += v[i];
         }
     }
-    common::assert_close(&p.value().to_vec::<f32>().unwrap(), &w, 1e-5, 1e-6);
+    wgrad_testkit::assert_close(&p.value().to_vec::<f32>().unwrap(), &w, 1e-5, 1e-6);
 }
 
 /// Optimizer::nadam over four steps against Keras's Nadam written out in f64 (momentum
@@ -954,7 +953,7 @@ fn legacy_decay_divides_the_learning_rate_by_the_step() {
 #[test]
 fn nadam_follows_keras() {
     use wgrad::nn::Param;
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let w0 = [0.5f32, -1.0, 2.0];
     let grads = [
         [0.1f32, -0.3, 0.7],
@@ -990,7 +989,7 @@ fn nadam_follows_keras() {
             w[i] -= lr * mhat / (vhat.sqrt() + eps);
         }
     }
-    common::assert_close(&p.value().to_vec::<f32>().unwrap(), &w, 1e-5, 1e-6);
+    wgrad_testkit::assert_close(&p.value().to_vec::<f32>().unwrap(), &w, 1e-5, 1e-6);
 }
 
 /// Keras's gradient clipping (clipnorm, global_clipnorm, clipvalue) ahead of a plain SGD step,
@@ -999,7 +998,7 @@ fn nadam_follows_keras() {
 #[test]
 fn gradient_clipping_follows_keras() {
     use wgrad::nn::Param;
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let w0: [&[f32]; 2] = [&[0.5, -1.0, 2.0, 0.25], &[1.5, -0.5]];
     let grads: [&[f32]; 2] = [&[3.0, -4.0, 1.0, 2.0], &[0.1, -0.2]];
     let lr = 0.1f64;
@@ -1055,7 +1054,7 @@ fn gradient_clipping_follows_keras() {
                     w as f64 - lr * g
                 })
                 .collect();
-            common::assert_close(&p.value().to_vec::<f32>().unwrap(), &want, 1e-5, 1e-6);
+            wgrad_testkit::assert_close(&p.value().to_vec::<f32>().unwrap(), &want, 1e-5, 1e-6);
         }
     }
     // Keras refuses clipnorm together with global_clipnorm; a non-positive threshold is a
@@ -1086,7 +1085,7 @@ fn gradient_clipping_follows_keras() {
 #[test]
 fn weight_moving_average_follows_keras() {
     use wgrad::nn::Param;
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let w0 = [0.5f32, -1.0, 2.0];
     let grads = [
         [0.1f32, -0.3, 0.7],
@@ -1119,11 +1118,11 @@ fn weight_moving_average_follows_keras() {
             if every > 0 && (t as u64 + 1).is_multiple_of(every) {
                 w.clone_from(&a);
             }
-            common::assert_close(&p.value().to_vec::<f32>().unwrap(), &w, 1e-5, 1e-6);
+            wgrad_testkit::assert_close(&p.value().to_vec::<f32>().unwrap(), &w, 1e-5, 1e-6);
         }
         opt.finalize_variable_values(vec![&mut p, &mut idle]);
-        common::assert_close(&p.value().to_vec::<f32>().unwrap(), &a, 1e-5, 1e-6);
-        common::assert_close(&idle.value().to_vec::<f32>().unwrap(), &[4.0], 1e-6, 1e-6);
+        wgrad_testkit::assert_close(&p.value().to_vec::<f32>().unwrap(), &a, 1e-5, 1e-6);
+        wgrad_testkit::assert_close(&idle.value().to_vec::<f32>().unwrap(), &[4.0], 1e-6, 1e-6);
         assert_eq!(opt.slots_per_param(), 1, "the average is SGD's one slot");
     }
     let mut p = Param::new("w", Tensor::from_slice(&dev, &w0, &[3]).unwrap());
@@ -1137,7 +1136,7 @@ fn weight_moving_average_follows_keras() {
 /// Top-k accuracy on the device against a host count over the same predictions.
 #[test]
 fn top_k_accuracy_matches_a_host_count() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let data = blobs(96, 7);
     let loader = DataLoader::new(data.clone(), 40);
     let mut t = Trainer::new(
@@ -1175,7 +1174,7 @@ use wgrad::models::ResidualUnit;
 
 #[test]
 fn a_custom_layer_builds_trains_and_counts_like_keras() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let m = Sequential::new(&dev, &[6, 6, 1])
         .seed(2)
         .add(Conv2D::new(4, 3).same())
@@ -1220,7 +1219,7 @@ fn a_custom_layer_builds_trains_and_counts_like_keras() {
 /// Frozen layers keep their weights through `fit`; the others change.
 #[test]
 fn frozen_layers_do_not_train() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut m = blob_model(&dev, 5);
     m.layer_mut("conv2d").unwrap().freeze(false);
     let before = weights(&m);
@@ -1248,7 +1247,7 @@ fn frozen_layers_do_not_train() {
 #[test]
 fn a_two_headed_model_trains_with_weighted_losses() {
     use wgrad::nn::Functional;
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut g = Functional::new(&dev).seed(8);
     let x = g.input(&[6, 6, 1]);
     let h = g
@@ -1402,7 +1401,7 @@ fn predict_folds_batch_norm_into_the_convolution() {
     let d1 = dev.counters().dispatches;
     let got = wgrad::nn::predict(&mut m, &x, 3).unwrap();
     let d2 = dev.counters().dispatches;
-    common::assert_close(&got.to_vec::<f32>().unwrap(), &want, 1e-5, 1e-6);
+    wgrad_testkit::assert_close(&got.to_vec::<f32>().unwrap(), &want, 1e-5, 1e-6);
     assert!(
         d2 - d1 < reference_dispatches,
         "folded {} dispatches, layer by layer {reference_dispatches}",
@@ -1413,7 +1412,7 @@ fn predict_folds_batch_norm_into_the_convolution() {
 
 #[test]
 fn decode_predictions_ranks_each_row() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let p = Tensor::from_slice(&dev, &[0.1f32, 0.6, 0.3, f32::NAN, 0.2, 0.5], &[2, 3]).unwrap();
     let names: Vec<String> = ["cat", "dog", "bird"]
         .iter()
@@ -1482,7 +1481,7 @@ fn functional_predict_folds_only_private_chains() {
     let d2 = dev.counters().dispatches;
     for (got, want) in got.iter().zip(&want) {
         let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
-        common::assert_close(got, &want, 1e-5, 1e-6);
+        wgrad_testkit::assert_close(got, &want, 1e-5, 1e-6);
     }
     // Two batch norms and one ReLU run inside the convolutions' write-outs.
     assert!(
@@ -1500,7 +1499,7 @@ fn functional_predict_folds_only_private_chains() {
 fn frozen_batch_norm_runs_in_inference_mode() {
     use wgrad::graph::{no_grad, Var};
     use wgrad::nn::Ctx;
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let build = || {
         Sequential::new(&dev, &[6, 6, 1])
             .seed(4)
@@ -1547,7 +1546,7 @@ fn frozen_batch_norm_runs_in_inference_mode() {
     let infer = run(&mut m, false);
     let train_mode = run(&mut m, true);
     let want: Vec<f64> = infer.iter().map(|&v| v as f64).collect();
-    common::assert_close(&train_mode, &want, 1e-6, 1e-6);
+    wgrad_testkit::assert_close(&train_mode, &want, 1e-6, 1e-6);
     assert_eq!(
         bn(&m),
         stats,
@@ -1597,7 +1596,7 @@ fn frozen_batch_norm_runs_in_inference_mode() {
 #[test]
 fn functional_layers_are_found_by_name() {
     use wgrad::nn::Functional;
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut inner = Functional::new(&dev);
     let x = inner.input(&[6, 6, 1]);
     let h = inner.apply_named("conv", Conv2D::new(2, 3), x).unwrap();
@@ -1667,7 +1666,7 @@ impl Layer for ChannelScale {
 
 #[test]
 fn a_custom_layer_in_four_methods_trains_in_a_model() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     check_layer(
         "ChannelScale",
         ChannelScale { scale: None },

@@ -4,21 +4,19 @@
 //! `fit` on a mask dataset (pixel accuracy, loss falling), and the device metrics `MeanIou`
 //! (against a confusion matrix counted in f64 here) and `box_iou` (against the definition).
 
-mod common;
-
 use std::path::Path;
 
-use common::{assert_close, Rng};
 use wgrad::data::{DataLoader, Dataset};
 use wgrad::nn::metrics::box_iou;
 use wgrad::nn::{
     import_weights, predict, BoxIou, FitOptions, Import, Layer, Loss, MeanIou, Optimizer, Trainer,
 };
 use wgrad::Tensor;
+use wgrad_testkit::{assert_close, Rng};
 
 #[test]
 fn zoo_unet_matches_the_keras_mini_unet() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keras_vision.safetensors");
     let bytes = std::fs::read(&file).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -92,7 +90,7 @@ fn stripes(n: usize, seed: u64) -> Dataset {
 
 #[test]
 fn unet_fits_masks_with_pixel_accuracy() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let model = wgrad::models::unet(&dev, [8, 12, 1], 3, 2, 4).unwrap();
     let mut t = Trainer::new(
         model,
@@ -161,7 +159,7 @@ fn host_mean_iou(pred: &[usize], labels: &[u32], c: usize) -> f64 {
 
 #[test]
 fn mean_iou_counts_the_confusion_matrix_over_batches() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut rng = Rng::new(4);
     let c = 5;
     let mut miou = MeanIou::new(&dev, c).unwrap();
@@ -206,7 +204,7 @@ fn mean_iou_counts_the_confusion_matrix_over_batches() {
 
 #[test]
 fn box_iou_matches_the_definition() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut rng = Rng::new(11);
     let n = 50;
     let mut a = rng.vec(n * 4, 0.0, 1.0);
@@ -221,7 +219,7 @@ fn box_iou_matches_the_definition() {
     let want: Vec<f64> = a
         .chunks(4)
         .zip(b.chunks(4))
-        .map(|(x, y)| common::box_iou_f64(x, y))
+        .map(|(x, y)| wgrad_testkit::box_iou_f64(x, y))
         .collect();
     assert_close(&got, &want, 1e-5, 1e-6);
     assert!((got[0] - 1.0).abs() < 1e-6 && got[1] == 0.0 && got[2] == 0.0);
@@ -239,7 +237,7 @@ fn box_iou_matches_the_definition() {
 /// logits and from probabilities, against f64; wrong lengths and losses are typed errors.
 #[test]
 fn class_weighted_cross_entropy_matches_f64() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut rng = Rng::new(21);
     let (n, h, w, c) = (2, 3, 4, 3);
     let m = n * h * w;
@@ -309,7 +307,7 @@ fn class_weighted_cross_entropy_matches_f64() {
 fn unet_input_gradient_matches_finite_differences() {
     use wgrad::graph::{ops, Var};
     use wgrad::nn::Ctx;
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut m = wgrad::models::unet(&dev, [8, 8, 2], 3, 2, 4).unwrap();
     let mut rng = Rng::new(3);
     let xv = rng.vec(8 * 8 * 2, -1.0, 1.0);
@@ -357,7 +355,7 @@ fn fit_feeds_labels_and_box_targets_to_two_heads() {
     use wgrad::data::Transform;
     use wgrad::nn::layers::{Dense, Flatten};
     use wgrad::nn::{predict_multi, Act, Functional};
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     // Class = which half holds the bright pixel; box target = that pixel's cell.
     let mut rng = Rng::new(8);
     let (mut images, mut labels, mut boxes) = (Vec::new(), Vec::new(), Vec::new());

@@ -6,7 +6,6 @@
 //! each test ends with `dev.sync()`: the queued initialisation must finish before the binary
 //! exits (lavapipe's queue thread still running at exit once crashed a test binary).
 
-mod common;
 use wgrad::graph::{no_grad, Var};
 use wgrad::models::{
     googlenet, resnet34, resnet50, resnet50_with, se_resnet34, vgg16, xception, xception_with, Top,
@@ -31,7 +30,7 @@ fn smoke(dev: &Device, model: &mut dyn Layer, input: [usize; 3], classes: usize)
 
 #[test]
 fn vgg16_matches_keras() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut names = Vec::new();
     for (b, convs) in [(1, 2), (2, 2), (3, 3), (4, 3), (5, 3)] {
         for c in 1..=convs {
@@ -73,7 +72,7 @@ fn vgg16_matches_keras() {
 
 #[test]
 fn resnet50_matches_keras() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let m = resnet50(&dev, [224, 224, 3], 1000).unwrap();
     // Keras: 25,636,712 in all, 53,120 of them the batch norms' moving statistics.
     assert_eq!(m.param_counts(), (25_636_712 - 53_120, 53_120));
@@ -99,7 +98,7 @@ fn resnet50_matches_keras() {
 
 #[test]
 fn resnet50_runs_on_a_small_image() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut m = resnet50(&dev, [32, 32, 3], 7).unwrap();
     smoke(&dev, &mut m, [32, 32, 3], 7);
     dev.sync().unwrap();
@@ -110,7 +109,7 @@ fn resnet50_runs_on_a_small_image() {
 /// maximum; the classifier's parameters are all that differ.
 #[test]
 fn bases_without_their_top() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let full = resnet50(&dev, [64, 64, 3], 1000).unwrap();
     let mut map = resnet50_with(&dev, [64, 64, 3], Top::FeatureMap).unwrap();
     let mut avg = resnet50_with(&dev, [64, 64, 3], Top::Avg).unwrap();
@@ -136,9 +135,9 @@ fn bases_without_their_top() {
     }
     let a = predict(&mut avg, &x, 2).unwrap();
     assert_eq!(a.shape(), &[2, 2048]);
-    common::assert_close(&a.to_vec::<f32>().unwrap(), &mean, 1e-5, 1e-6);
+    wgrad_testkit::assert_close(&a.to_vec::<f32>().unwrap(), &mean, 1e-5, 1e-6);
     let m = predict(&mut max, &x, 2).unwrap();
-    common::assert_close(&m.to_vec::<f32>().unwrap(), &most, 1e-6, 1e-7);
+    wgrad_testkit::assert_close(&m.to_vec::<f32>().unwrap(), &most, 1e-6, 1e-7);
     let base = xception_with(&dev, [71, 71, 3], Top::Avg).unwrap();
     let xfull = xception(&dev, [71, 71, 3], 4).unwrap();
     assert_eq!(
@@ -150,7 +149,7 @@ fn bases_without_their_top() {
 
 #[test]
 fn xception_matches_keras() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let m = xception(&dev, [299, 299, 3], 1000).unwrap();
     // Keras: 22,910,480 in all; 54,528 = 2 × 27,264 batch-norm channels of moving statistics.
     assert_eq!(m.param_counts(), (22_910_480 - 54_528, 54_528));
@@ -175,7 +174,7 @@ fn xception_matches_keras() {
 
 #[test]
 fn xception_runs_on_its_smallest_image() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut m = xception(&dev, [71, 71, 3], 4).unwrap();
     smoke(&dev, &mut m, [71, 71, 3], 4);
     dev.sync().unwrap();
@@ -183,7 +182,7 @@ fn xception_runs_on_its_smallest_image() {
 
 #[test]
 fn googlenet_matches_table_1() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let m = googlenet(&dev, [224, 224, 3], 1000).unwrap();
     // Table 1 of Szegedy et al. (2014), the inception rows: input channels, #1×1,
     // #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj.
@@ -244,7 +243,7 @@ fn googlenet_matches_table_1() {
 
 #[test]
 fn googlenet_runs_on_a_small_image() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut m = googlenet(&dev, [32, 32, 3], 10).unwrap();
     smoke(&dev, &mut m, [32, 32, 3], 10);
     dev.sync().unwrap();
@@ -255,7 +254,7 @@ const RESNET34: [(usize, usize); 4] = [(64, 3), (128, 4), (256, 6), (512, 3)];
 
 #[test]
 fn resnet34_matches_torchvision() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let m = resnet34(&dev, [224, 224, 3], 1000).unwrap();
     // torchvision's `resnet34()` has 21,797,672 parameters: weights and BN gamma/beta (its BN
     // statistics are buffers). Its convolutions have no bias, as here.
@@ -271,7 +270,7 @@ fn resnet34_matches_torchvision() {
 
 #[test]
 fn se_resnet34_adds_the_excitation_dense_layers() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let m = se_resnet34(&dev, [224, 224, 3], 1000).unwrap();
     // Per unit of width C (r = 16): Dense C → C/16 (kernel + bias), Dense C/16 → C (kernel +
     // bias), on top of ResNet-34's 21,797,672 trainable parameters (torchvision's count).
@@ -296,7 +295,7 @@ fn se_resnet34_adds_the_excitation_dense_layers() {
 
 #[test]
 fn se_resnet34_runs_forward_and_backward_on_a_small_image() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut m = se_resnet34(&dev, [32, 32, 3], 10).unwrap();
     assert_eq!(m.output_shape(), &[10]);
     smoke(&dev, &mut m, [32, 32, 3], 10);

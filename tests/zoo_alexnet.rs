@@ -3,7 +3,6 @@
 //! bind fc6's kernel, else at 195×195), and a forward/backward smoke check on the smallest
 //! image that keeps every shape valid.
 
-mod common;
 use wgrad::graph::{ops, Var};
 use wgrad::models::alexnet;
 use wgrad::nn::{Ctx, Layer};
@@ -39,7 +38,7 @@ fn parameter_count_matches_the_per_layer_arithmetic() {
     // The figure commonly quoted for the ungrouped AlexNet with 1000 classes.
     assert_eq!(expected, 62_378_344);
 
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     // fc6's kernel (9,216 × 4,096 f32, 151 MB) is one tensor, larger than some adapters bind at
     // once (lavapipe: 128 MiB). There the model cannot be built at 227: the build must fail
     // with the typed error naming that layer, and the count is checked on 195×195, where the
@@ -97,7 +96,7 @@ fn parameter_count_matches_the_per_layer_arithmetic() {
 #[test]
 fn forward_and_backward_on_the_smallest_valid_image() {
     // 67 → 15 → 7 → (same convs) 7 → 3 → 3 → 1: the smallest side whose last pool still fits.
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let mut m = alexnet(&dev, [67, 67, 3], 10).unwrap();
     assert_eq!(m.output_shape(), &[10]);
     assert!(alexnet(&dev, [66, 66, 3], 10).is_err());

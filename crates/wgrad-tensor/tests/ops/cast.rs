@@ -1,10 +1,10 @@
 //! Dtype conversions: f16 against the `half` crate bit for bit, integer conversions against
 //! Rust's `as` (truncation toward zero, exact where representable).
 
-use crate::common::Rng;
 use crate::up;
 use half::f16;
-use wgrad::DType;
+use wgrad_tensor::DType;
+use wgrad_testkit::Rng;
 
 #[test]
 fn f16_to_f32_for_every_bit_pattern() {

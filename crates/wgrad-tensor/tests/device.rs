@@ -1,7 +1,6 @@
 //! The device machinery: command batching, buffer pool reuse, upload ordering, counters.
 
-mod common;
-use wgrad::{DType, Device, Tensor};
+use wgrad_tensor::{DType, Device, Tensor};
 
 /// A buffer freed while a recorded dispatch still reads it, then reused by an upload, must not
 /// be overwritten before that dispatch runs.
@@ -56,7 +55,7 @@ fn long_batches_submit_on_their_own() {
     let x = Tensor::zeros(&dev, &[16], DType::F32).unwrap();
     let c0 = dev.counters();
     let mut y = x.clone();
-    for _ in 0..(wgrad::MAX_BATCH + 10) {
+    for _ in 0..(wgrad_tensor::MAX_BATCH + 10) {
         y = y.add_scalar(1.0).unwrap();
     }
     assert!(
@@ -65,7 +64,7 @@ fn long_batches_submit_on_their_own() {
     );
     assert_eq!(
         y.to_vec::<f32>().unwrap(),
-        vec![(wgrad::MAX_BATCH + 10) as f32; 16]
+        vec![(wgrad_tensor::MAX_BATCH + 10) as f32; 16]
     );
 }
 
@@ -100,7 +99,7 @@ fn the_pool_reuses_buffers_and_reports_memory() {
 
 #[test]
 fn reshape_is_a_view_and_checks_sizes() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let t = Tensor::arange(&dev, 0.0, 12.0, 1.0).unwrap();
     let r = t.reshape(&[3, 4]).unwrap();
     assert!(r.shares_buffer(&t));
@@ -111,14 +110,16 @@ fn reshape_is_a_view_and_checks_sizes() {
     );
     assert!(matches!(
         t.reshape(&[5, 2]),
-        Err(wgrad::Error::Shape { .. })
+        Err(wgrad_tensor::Error::Shape { .. })
     ));
 }
 
 #[test]
 fn selection_by_name_filter_fails_with_a_typed_error() {
     match Device::open(Some("no adapter is called this")) {
-        Err(wgrad::Error::NoAdapter { detail }) => assert!(detail.contains("found"), "{detail}"),
+        Err(wgrad_tensor::Error::NoAdapter { detail }) => {
+            assert!(detail.contains("found"), "{detail}")
+        }
         other => panic!("expected NoAdapter, got {other:?}"),
     }
 }

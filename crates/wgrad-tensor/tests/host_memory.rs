@@ -3,8 +3,7 @@
 //! ~180 KB per dispatch (55 MB over this loop); this test catches any kernel that regresses.
 //! One test in its own binary, so no other test's allocations move the figure.
 
-mod common;
-use wgrad::{DType, Tensor};
+use wgrad_tensor::{DType, Tensor};
 
 fn rss_kib() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -18,7 +17,7 @@ fn rss_kib() -> Option<u64> {
 
 #[test]
 fn repeated_dispatches_do_not_grow_host_memory() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let x = Tensor::rand_uniform(&dev, &[64, 784], -1.0, 1.0, 1).unwrap();
     let row = Tensor::ones(&dev, &[784], DType::F32).unwrap();
     let col = Tensor::ones(&dev, &[64, 1], DType::F32).unwrap();

@@ -1,7 +1,7 @@
 //! Softmax and log-softmax along any axis, against the f64 max-shifted formula.
 
-use crate::common::Rng;
 use crate::{close, down, numel, strides_of, up};
+use wgrad_testkit::Rng;
 
 /// (softmax, log_softmax) along `axis` of `shape`, in f64.
 fn softmax_ref(x: &[f32], shape: &[usize], axis: usize) -> (Vec<f64>, Vec<f64>) {

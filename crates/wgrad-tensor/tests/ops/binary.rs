@@ -1,10 +1,10 @@
 //! Binary ops with NumPy broadcasting, comparison masks and `where_`.
 
-use crate::common::Rng;
 use crate::{close, down, numel, strides_of, unravel, up};
-use wgrad::{BinaryOp, DType, Tensor};
+use wgrad_tensor::{BinaryOp, DType, Tensor};
+use wgrad_testkit::Rng;
 
-/// NumPy broadcasting, written independently of `wgrad::shape::broadcast`.
+/// NumPy broadcasting, written independently of `wgrad_tensor::shape::broadcast`.
 fn bshape(a: &[usize], b: &[usize]) -> Vec<usize> {
     let r = a.len().max(b.len());
     let pad = |s: &[usize]| -> Vec<usize> {
@@ -264,7 +264,7 @@ fn where_with_a_mask_from_a_comparison() {
     let mut rng = Rng::new(24);
     let x = rng.vec(2 * 3 * 5, -1.0, 1.0);
     let t = up(&x, &[2, 3, 5]);
-    let zero = Tensor::scalar(&crate::common::device(), 0.0).unwrap();
+    let zero = Tensor::scalar(&wgrad_testkit::device(), 0.0).unwrap();
     // relu as where(x > 0, x, 0)
     let got = down(&t.gt(&zero).unwrap().where_(&t, &zero).unwrap());
     let want: Vec<f64> = x.iter().map(|&v| (v as f64).max(0.0)).collect();
@@ -273,7 +273,7 @@ fn where_with_a_mask_from_a_comparison() {
 
 #[test]
 fn empty_operands_give_empty_results() {
-    let a = Tensor::zeros(&crate::common::device(), &[0, 3], DType::F32).unwrap();
+    let a = Tensor::zeros(&wgrad_testkit::device(), &[0, 3], DType::F32).unwrap();
     let b = up(&[1.0f32, 2.0, 3.0], &[3]);
     let s = a.add(&b).unwrap();
     assert_eq!(s.shape(), &[0, 3]);

@@ -1,10 +1,10 @@
 //! Permute, transpose, slice and concat for f32, i32 and f16: all are copies, so results must be
 //! bit-exact against host index arithmetic.
 
-use crate::common::Rng;
 use crate::{numel, strides_of, unravel, up};
 use half::f16;
-use wgrad::{Element, Tensor};
+use wgrad_tensor::{Element, Tensor};
+use wgrad_testkit::Rng;
 
 fn permute_ref<T: Copy>(x: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
     let st = strides_of(shape);
@@ -280,8 +280,8 @@ fn permute_of_rank_zero_and_identity() {
 #[test]
 fn concat_with_an_empty_piece() {
     let a = up(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2]);
-    let e = crate::common::device();
-    let e = Tensor::zeros(&e, &[2, 0], wgrad::DType::F32).unwrap();
+    let e = wgrad_testkit::device();
+    let e = Tensor::zeros(&e, &[2, 0], wgrad_tensor::DType::F32).unwrap();
     let t = Tensor::concat(&[&e, &a, &e], 1).unwrap();
     assert_eq!(t.shape(), &[2, 2]);
     assert_eq!(t.to_vec::<f32>().unwrap(), [1.0, 2.0, 3.0, 4.0]);

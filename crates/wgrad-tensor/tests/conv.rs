@@ -2,10 +2,9 @@
 //! CPU reference over random configurations, finite-difference gradient checks, and the typed
 //! errors of invalid configurations. Every check runs with both kernel strategies.
 
-mod common;
-use common::oracle::{cases, Case};
-use common::{assert_close, strategies, Rng};
-use wgrad::{Conv2dOptions, Device, Error, Padding, Tensor};
+use wgrad_tensor::{Conv2dOptions, Device, Error, Padding, Tensor};
+use wgrad_testkit::oracle::{cases, Case};
+use wgrad_testkit::{assert_close, strategies, Rng};
 
 fn padding_of(c: &Case) -> Padding {
     match c.str("padding") {
@@ -455,7 +454,7 @@ fn conv2d_vec4_paths_and_split_reductions() {
 #[test]
 fn conv2d_gradients_match_finite_differences() {
     let mut rng = Rng::new(13);
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let opts = Conv2dOptions {
         stride: [2, 1],
         padding: Padding::Same,
@@ -535,7 +534,10 @@ fn fused_bias_and_activation_and_pointwise_path() {
                 ..Default::default()
             };
             let plain = tx.conv2d(&tw, opts).unwrap().to_vec::<f32>().unwrap();
-            for act in [wgrad::Activation::Relu, wgrad::Activation::Sigmoid] {
+            for act in [
+                wgrad_tensor::Activation::Relu,
+                wgrad_tensor::Activation::Sigmoid,
+            ] {
                 let got = tx
                     .conv2d_with(&tw, Some(&tb), act, opts)
                     .unwrap()
@@ -546,7 +548,7 @@ fn fused_bias_and_activation_and_pointwise_path() {
                     .enumerate()
                     .map(|(i, &v)| {
                         let z = v as f64 + bv[i % 12] as f64;
-                        if act == wgrad::Activation::Relu {
+                        if act == wgrad_tensor::Activation::Relu {
                             z.max(0.0)
                         } else {
                             1.0 / (1.0 + (-z).exp())
@@ -561,9 +563,9 @@ fn fused_bias_and_activation_and_pointwise_path() {
 
 #[test]
 fn invalid_configurations_are_typed_errors() {
-    let dev = common::device();
-    let x = Tensor::zeros(&dev, &[1, 5, 5, 4], wgrad::DType::F32).unwrap();
-    let w = |s: &[usize]| Tensor::zeros(&dev, s, wgrad::DType::F32).unwrap();
+    let dev = wgrad_testkit::device();
+    let x = Tensor::zeros(&dev, &[1, 5, 5, 4], wgrad_tensor::DType::F32).unwrap();
+    let w = |s: &[usize]| Tensor::zeros(&dev, s, wgrad_tensor::DType::F32).unwrap();
     let o = Conv2dOptions::default();
     // Kernel larger than the (unpadded) input.
     assert!(matches!(
@@ -601,7 +603,7 @@ fn invalid_configurations_are_typed_errors() {
         w(&[5, 5, 4]).conv2d(&w(&[3, 3, 4, 2]), o),
         Err(Error::Shape { .. })
     ));
-    let xi = Tensor::zeros(&dev, &[1, 5, 5, 4], wgrad::DType::I32).unwrap();
+    let xi = Tensor::zeros(&dev, &[1, 5, 5, 4], wgrad_tensor::DType::I32).unwrap();
     assert!(matches!(
         xi.conv2d(&w(&[3, 3, 4, 2]), o),
         Err(Error::Dtype { .. })
@@ -611,7 +613,7 @@ fn invalid_configurations_are_typed_errors() {
         x.conv2d_with(
             &w(&[3, 3, 4, 2]),
             Some(&bad_bias),
-            wgrad::Activation::Linear,
+            wgrad_tensor::Activation::Linear,
             o
         ),
         Err(Error::Shape { .. })
@@ -657,11 +659,11 @@ fn fused_scale_shift_and_residual() {
             let plain = x.conv2d(&w, opts).unwrap();
             let res = Tensor::from_slice(&dev, &rng.vec(plain.numel(), -1.0, 1.0), plain.shape())
                 .unwrap();
-            let epi = wgrad::ConvEpilogue {
+            let epi = wgrad_tensor::ConvEpilogue {
                 bias: Some(&bias),
                 scale: Some(&scale),
                 residual: Some(&res),
-                activation: wgrad::Activation::Relu,
+                activation: wgrad_tensor::Activation::Relu,
             };
             let got = x
                 .conv2d_fused(&w, &epi, opts)
@@ -685,8 +687,8 @@ fn fused_scale_shift_and_residual() {
                 1e-5,
                 1e-5,
             );
-            let bad = Tensor::zeros(&dev, &[1, 2, 3, o], wgrad::DType::F32).unwrap();
-            let epi = wgrad::ConvEpilogue {
+            let bad = Tensor::zeros(&dev, &[1, 2, 3, o], wgrad_tensor::DType::F32).unwrap();
+            let epi = wgrad_tensor::ConvEpilogue {
                 residual: Some(&bad),
                 ..Default::default()
             };

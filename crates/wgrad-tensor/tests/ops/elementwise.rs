@@ -1,8 +1,8 @@
 //! Unary maps against f64 formulas, on both the vec4 path (length % 4 == 0) and the scalar path.
 
-use crate::common::{activation_f64, assert_close, elu, erf, sigmoid, Rng, SELU_ALPHA, SELU_SCALE};
 use crate::{close, down, up};
-use wgrad::{Activation, UnaryOp};
+use wgrad_tensor::{Activation, UnaryOp};
+use wgrad_testkit::{activation_f64, assert_close, elu, erf, sigmoid, Rng, SELU_ALPHA, SELU_SCALE};
 
 const LENGTHS: [usize; 6] = [1, 3, 4, 7, 1031, 4096];
 fn unary_ref(op: UnaryOp, x: f64) -> f64 {
@@ -185,7 +185,7 @@ fn named_methods_apply_their_op() {
     let t = up(&x, &[7]);
     let pos: Vec<f32> = x.iter().map(|v| v.abs() + 0.5).collect();
     let p = up(&pos, &[7]);
-    type Method = fn(&wgrad::Tensor) -> wgrad::Result<wgrad::Tensor>;
+    type Method = fn(&wgrad_tensor::Tensor) -> wgrad_tensor::Result<wgrad_tensor::Tensor>;
     type Reference = fn(f64) -> f64;
     // (name, method, reference, needs positive input)
     let cases: [(&str, Method, Reference, bool); 24] = [
@@ -263,12 +263,12 @@ fn every_activation_and_its_gradient() {
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     for act in Activation::ALL {
         let ty = tx.activation(act).unwrap();
-        let want = crate::common::activation_rows_f64(&x64, n, act);
+        let want = wgrad_testkit::activation_rows_f64(&x64, n, act);
         assert_close(&down(&ty), &want, 1e-5, 1e-6);
         // Central differences of Σ g·act(x) in f64, per input.
         let h = 1e-5;
         let loss = |xs: &[f64]| -> f64 {
-            let y = crate::common::activation_rows_f64(xs, n, act);
+            let y = wgrad_testkit::activation_rows_f64(xs, n, act);
             y.iter().zip(&g).map(|(y, &g)| y * g as f64).sum()
         };
         let want_dx: Vec<f64> = (0..x64.len())
@@ -283,6 +283,6 @@ fn every_activation_and_its_gradient() {
         assert_close(&down(&dx), &want_dx, 1e-3, 1e-4);
     }
     for act in [Activation::Linear, Activation::Softmax] {
-        crate::common::is_invalid(tx.unary(UnaryOp::Act(act)));
+        wgrad_testkit::is_invalid(tx.unary(UnaryOp::Act(act)));
     }
 }

@@ -2,20 +2,19 @@
 //! functional L = Σ f(inputs)·R, plus the graph mechanics (no_grad, detach, accumulation,
 //! release of saved tensors).
 
-mod common;
-use common::Rng;
-use wgrad::graph::{self, ops, Var};
-use wgrad::{Activation, BinaryOp, Conv2dOptions, Device, Padding, Tensor, UnaryOp};
+use wgrad_graph::{self as graph, ops, Var};
+use wgrad_tensor::{Activation, BinaryOp, Conv2dOptions, Device, Padding, Tensor, UnaryOp};
+use wgrad_testkit::Rng;
 
 /// Checks d(Σ f(x)·R)/dx for every input against central differences (a sample of elements).
 fn check(
     name: &str,
     inputs: &[(Vec<f32>, Vec<usize>)],
-    f: impl Fn(&[Var]) -> wgrad::Result<Var>,
+    f: impl Fn(&[Var]) -> wgrad_tensor::Result<Var>,
     eps: f32,
     tol: f64,
 ) {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let vars: Vec<Var> = inputs
         .iter()
         .map(|(d, s)| Var::param(Tensor::from_slice(&dev, d, s).unwrap()))
@@ -251,7 +250,7 @@ fn reduction_and_softmax_rules() {
 
 #[test]
 fn loss_rules() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let labels = Tensor::from_slice(&dev, &[2u32, 0, 4, 1, 4], &[5]).unwrap();
     check(
         "sparse xent",
@@ -397,7 +396,10 @@ fn pooling_resize_norm_dropout_rules() {
         1e-3,
         1e-2,
     );
-    for mode in [wgrad::Upsample::Nearest, wgrad::Upsample::Bilinear] {
+    for mode in [
+        wgrad_tensor::Upsample::Nearest,
+        wgrad_tensor::Upsample::Bilinear,
+    ] {
         check(
             &format!("upsample {mode:?}"),
             &[data(40, &[1, 3, 4, 2], -1.0, 1.0)],
@@ -451,12 +453,12 @@ fn no_grad_detach_and_accumulation() {
     loss.backward().unwrap();
     assert!(matches!(
         loss.backward(),
-        Err(wgrad::Error::InvalidArgument { .. })
+        Err(wgrad_tensor::Error::InvalidArgument { .. })
     ));
     // backward() needs a scalar.
     assert!(matches!(
         ops::square(&w).unwrap().backward(),
-        Err(wgrad::Error::InvalidArgument { .. })
+        Err(wgrad_tensor::Error::InvalidArgument { .. })
     ));
 }
 

@@ -1,8 +1,8 @@
 //! Reductions over single, multiple, negative and all axes, against f64 loops.
 
-use crate::common::Rng;
 use crate::{close, down, numel, strides_of, unravel, up};
-use wgrad::{ReduceOp, Tensor};
+use wgrad_tensor::{ReduceOp, Tensor};
+use wgrad_testkit::Rng;
 
 /// Reference reduction of `x` (shape `shape`) over the resolved axes `ax`. Arg-reductions
 /// return positions along their one axis, first on ties.
@@ -298,8 +298,8 @@ fn reductions_of_a_permuted_input() {
 
 #[test]
 fn empty_reductions() {
-    let d = crate::common::device();
-    let e = Tensor::zeros(&d, &[0, 3], wgrad::DType::F32).unwrap();
+    let d = wgrad_testkit::device();
+    let e = Tensor::zeros(&d, &[0, 3], wgrad_tensor::DType::F32).unwrap();
     // NumPy: the sum over nothing is 0; the max over nothing has no value.
     let s = e.sum(&[0], false).unwrap();
     assert_eq!(s.shape(), &[3]);
@@ -309,10 +309,10 @@ fn empty_reductions() {
     assert!(down(&s).is_empty());
     assert!(matches!(
         e.max(&[0], false),
-        Err(wgrad::Error::Shape { .. })
+        Err(wgrad_tensor::Error::Shape { .. })
     ));
     assert!(matches!(
         e.argmax(0, false),
-        Err(wgrad::Error::Shape { .. })
+        Err(wgrad_tensor::Error::Shape { .. })
     ));
 }

@@ -2,10 +2,8 @@
 //! (bilinear, nearest, area, bicubic, antialiased bilinear; up- and down-sampling; the method,
 //! size and antialias flag from the case metadata), and the typed errors.
 
-mod common;
-
-use common::{device, is_dtype, is_invalid, is_shape, oracle};
-use wgrad::{DType, ResizeMethod, Tensor};
+use wgrad_tensor::{DType, ResizeMethod, Tensor};
+use wgrad_testkit::{device, is_dtype, is_invalid, is_shape, oracle};
 
 fn method(name: &str) -> ResizeMethod {
     match name {
@@ -73,7 +71,7 @@ fn bad_arguments_are_typed_errors() {
 /// `preprocess` metadata (family -> mode).
 #[test]
 fn keras_preprocess_input_agrees() {
-    use wgrad::Preprocess;
+    use wgrad_tensor::Preprocess;
     let dev = device();
     let case = oracle::cases("resize")
         .into_iter()
@@ -93,7 +91,7 @@ fn keras_preprocess_input_agrees() {
         let x = Tensor::from_slice(&dev, xv, xs).unwrap();
         let got = x.preprocess_input(mode).unwrap().to_vec::<f32>().unwrap();
         let want: Vec<f64> = yv.iter().map(|&v| v as f64).collect();
-        common::assert_close(&got, &want, 1e-5, 1e-4);
+        wgrad_testkit::assert_close(&got, &want, 1e-5, 1e-4);
     }
     is_shape(
         Tensor::zeros(&dev, &[1, 2, 2, 4], DType::F32)

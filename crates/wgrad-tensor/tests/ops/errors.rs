@@ -1,8 +1,8 @@
 //! Every bad input returns its typed error, never a panic or a GPU fault.
 
-use crate::common::device;
 use crate::up;
-use wgrad::{DType, Device, Error, ReduceOp, Tensor};
+use wgrad_tensor::{DType, Device, Error, ReduceOp, Tensor};
+use wgrad_testkit::device;
 
 fn f(shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
@@ -10,7 +10,7 @@ fn f(shape: &[usize]) -> Tensor {
 }
 
 #[track_caller]
-fn shape_err(r: wgrad::Result<Tensor>, op: &str) {
+fn shape_err(r: wgrad_tensor::Result<Tensor>, op: &str) {
     match r {
         Err(Error::Shape { op: o, .. }) => assert_eq!(o, op),
         other => panic!("expected Error::Shape from {op}, got {other:?}"),
@@ -18,7 +18,7 @@ fn shape_err(r: wgrad::Result<Tensor>, op: &str) {
 }
 
 #[track_caller]
-fn invalid(r: wgrad::Result<Tensor>, op: &str) {
+fn invalid(r: wgrad_tensor::Result<Tensor>, op: &str) {
     match r {
         Err(Error::InvalidArgument { op: o, .. }) => assert_eq!(o, op),
         other => panic!("expected Error::InvalidArgument from {op}, got {other:?}"),
@@ -26,7 +26,7 @@ fn invalid(r: wgrad::Result<Tensor>, op: &str) {
 }
 
 #[track_caller]
-fn dtype_err(r: wgrad::Result<Tensor>, got: DType) {
+fn dtype_err(r: wgrad_tensor::Result<Tensor>, got: DType) {
     match r {
         Err(Error::Dtype { got: g, .. }) => assert_eq!(g, got),
         other => panic!("expected Error::Dtype, got {other:?}"),
@@ -71,7 +71,7 @@ fn tensors_of_two_devices_do_not_mix() {
     assert!(other != device());
     let b = Tensor::from_slice(&other, &[1.0f32, 2.0, 3.0], &[3]).unwrap();
     let a = f(&[3]);
-    let mismatch = |r: wgrad::Result<Tensor>| match r {
+    let mismatch = |r: wgrad_tensor::Result<Tensor>| match r {
         Err(Error::DeviceMismatch { .. }) => {}
         other => panic!("expected Error::DeviceMismatch, got {other:?}"),
     };

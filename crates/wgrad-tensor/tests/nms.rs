@@ -3,10 +3,8 @@
 //! arguments come from the case metadata), per-class NMS against a host reference written
 //! here, the oracle's IoU matrix against the same host IoU, and the typed errors.
 
-mod common;
-
-use common::{box_iou_f64 as iou, device, is_invalid, is_shape, oracle, Rng};
-use wgrad::{DType, NmsOptions, Tensor};
+use wgrad_tensor::{DType, NmsOptions, Tensor};
+use wgrad_testkit::{box_iou_f64 as iou, device, is_invalid, is_shape, oracle, Rng};
 
 fn options(case: &oracle::Case) -> NmsOptions {
     let p = &case.params;
@@ -41,11 +39,11 @@ fn tensorflow_cases_select_the_same_boxes() {
         if case.has("selected_scores") {
             let (_, ws) = case.get("selected_scores");
             let ws: Vec<f64> = ws.iter().map(|&v| v as f64).collect();
-            common::assert_close(&got.scores, &ws, 1e-5, 1e-6);
+            wgrad_testkit::assert_close(&got.scores, &ws, 1e-5, 1e-6);
         } else {
             // Hard NMS reports the boxes' own scores.
             let own: Vec<f64> = want.iter().map(|&i| sv[i as usize] as f64).collect();
-            common::assert_close(&got.scores, &own, 0.0, 0.0);
+            wgrad_testkit::assert_close(&got.scores, &own, 0.0, 0.0);
         }
         if opts.soft_nms_sigma > 0.0 {
             soft += 1;
@@ -164,7 +162,7 @@ fn bad_arguments_are_typed_errors() {
     is_invalid(boxes.non_max_suppression(&scores, o.score_threshold(f32::NAN)));
     let float_classes = Tensor::zeros(&dev, &[5], DType::F32).unwrap();
     is_invalid(boxes.non_max_suppression_per_class(&scores, &float_classes, o));
-    common::is_dtype(
+    wgrad_testkit::is_dtype(
         Tensor::zeros(&dev, &[5, 4], DType::I32)
             .unwrap()
             .non_max_suppression(&scores, o),

@@ -1,10 +1,9 @@
 //! Matmul parity against an f64 CPU loop, for both strategies, on shapes that are not
 //! multiples of any tile or vector width.
 
-mod common;
-use common::{activation_rows_f64, assert_close, matmul_ref, strategies, Rng};
-use wgrad::MatmulOptions;
-use wgrad::{Activation, Error, Tensor};
+use wgrad_tensor::MatmulOptions;
+use wgrad_tensor::{Activation, Error, Tensor};
+use wgrad_testkit::{activation_rows_f64, assert_close, matmul_ref, strategies, Rng};
 
 fn transpose(x: &[f32], r: usize, c: usize) -> Vec<f32> {
     let mut t = vec![0.0; x.len()];
@@ -156,26 +155,26 @@ fn matmul_batched_and_broadcast() {
 
 #[test]
 fn matmul_rejects_bad_operands() {
-    let dev = common::device();
-    let a = Tensor::zeros(&dev, &[3, 4], wgrad::DType::F32).unwrap();
-    let b = Tensor::zeros(&dev, &[5, 2], wgrad::DType::F32).unwrap();
+    let dev = wgrad_testkit::device();
+    let a = Tensor::zeros(&dev, &[3, 4], wgrad_tensor::DType::F32).unwrap();
+    let b = Tensor::zeros(&dev, &[5, 2], wgrad_tensor::DType::F32).unwrap();
     assert!(matches!(
         a.matmul(&b),
         Err(Error::Shape { op: "matmul", .. })
     ));
-    let v = Tensor::zeros(&dev, &[4], wgrad::DType::F32).unwrap();
+    let v = Tensor::zeros(&dev, &[4], wgrad_tensor::DType::F32).unwrap();
     assert!(matches!(a.matmul(&v), Err(Error::Shape { .. })));
-    let i = Tensor::zeros(&dev, &[4, 2], wgrad::DType::I32).unwrap();
+    let i = Tensor::zeros(&dev, &[4, 2], wgrad_tensor::DType::I32).unwrap();
     assert!(matches!(a.matmul(&i), Err(Error::Dtype { .. })));
-    let good = Tensor::zeros(&dev, &[4, 2], wgrad::DType::F32).unwrap();
-    let bad_bias = Tensor::zeros(&dev, &[3], wgrad::DType::F32).unwrap();
+    let good = Tensor::zeros(&dev, &[4, 2], wgrad_tensor::DType::F32).unwrap();
+    let bad_bias = Tensor::zeros(&dev, &[3], wgrad_tensor::DType::F32).unwrap();
     let o = MatmulOptions {
         bias: Some(&bad_bias),
         ..Default::default()
     };
     assert!(matches!(a.matmul_with(&good, o), Err(Error::Shape { .. })));
-    let b3 = Tensor::zeros(&dev, &[2, 4, 2], wgrad::DType::F32).unwrap();
-    let a3 = Tensor::zeros(&dev, &[3, 3, 4], wgrad::DType::F32).unwrap();
+    let b3 = Tensor::zeros(&dev, &[2, 4, 2], wgrad_tensor::DType::F32).unwrap();
+    let a3 = Tensor::zeros(&dev, &[3, 3, 4], wgrad_tensor::DType::F32).unwrap();
     assert!(matches!(a3.matmul(&b3), Err(Error::Shape { .. })));
 }
 

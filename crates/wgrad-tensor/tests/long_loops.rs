@@ -4,10 +4,8 @@
 //! a 30,000-class softmax summed to 0.18). The launchers split such loops; these cases check
 //! the results against f64 references on whatever adapter runs the tests.
 
-mod common;
-
-use common::{assert_close, device};
-use wgrad::Tensor;
+use wgrad_tensor::Tensor;
+use wgrad_testkit::{assert_close, device};
 
 #[test]
 fn a_matmul_with_millions_of_k_steps_sums_them_all() {

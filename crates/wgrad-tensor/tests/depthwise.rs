@@ -8,10 +8,9 @@
 //! The grouped GEMM these kernels replace cannot be reached any more for groups == C, so the
 //! comparisons are with the f64 reference (which tests/conv.rs also checks the GEMM against).
 
-mod common;
-use common::oracle::cases;
-use common::{assert_close, strategies, Rng};
-use wgrad::{Activation, Conv2dOptions, ConvEpilogue, Padding, Tensor};
+use wgrad_tensor::{Activation, Conv2dOptions, ConvEpilogue, Padding, Tensor};
+use wgrad_testkit::oracle::cases;
+use wgrad_testkit::{assert_close, strategies, Rng};
 
 const RTOL: f64 = 1e-4;
 const ATOL: f64 = 1e-5;
@@ -167,7 +166,7 @@ impl Case {
 
     /// Runs the three directions on `dev` and compares with the reference; the filter
     /// gradient's tolerance grows with its reduction length (N·OH·OW terms).
-    fn check(&self, dev: &wgrad::Device, ctx: &str) {
+    fn check(&self, dev: &wgrad_tensor::Device, ctx: &str) {
         let tx = Tensor::from_slice(dev, &self.xv, &self.x).unwrap();
         let tw = Tensor::from_slice(dev, &self.wv, &self.w_shape()).unwrap();
         let tdy = Tensor::from_slice(dev, &self.dyv, &self.y).unwrap();
@@ -302,7 +301,7 @@ fn vec4_paths_and_split_filter_gradient() {
 #[test]
 fn gradients_match_finite_differences() {
     let mut rng = Rng::new(23);
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let (xs, ws) = ([2, 6, 7, 3], [3, 2, 1, 6]);
     let opts = Conv2dOptions {
         stride: [2, 1],
@@ -397,7 +396,7 @@ fn fused_epilogue() {
                 Activation::LeakyRelu(0.2),
                 Activation::Sigmoid,
             ] {
-                let f = |z: f64| common::activation_f64(act, z);
+                let f = |z: f64| wgrad_testkit::activation_f64(act, z);
                 // Bias only, through conv2d_with.
                 let got = tx
                     .conv2d_with(&tw, Some(&tb), act, opts)

@@ -1,9 +1,9 @@
 //! Constant fills, ranges and `zeros_like`, for every dtype.
 
-use crate::common::device;
 use crate::{close, down, up};
 use half::f16;
-use wgrad::{DType, Tensor};
+use wgrad_tensor::{DType, Tensor};
+use wgrad_testkit::device;
 
 const SHAPES: [&[usize]; 5] = [&[], &[1], &[7], &[2, 3, 5], &[1031]];
 

@@ -2,28 +2,9 @@
 //! independent f64 reference written here with plain loops, finite differences and the adjoint
 //! identity, global pools, and the typed errors.
 
-mod common;
-
-use common::{device, down, is_dtype, is_invalid, is_shape, numel, up, Rng};
-use wgrad::Upsample;
-use wgrad::{DType, Padding, Tensor};
-
-#[track_caller]
-fn close(ctx: &str, got: &[f32], want: &[f64], rtol: f64, atol: f64) {
-    assert_eq!(got.len(), want.len(), "{ctx}: length mismatch");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let ok = if w.is_infinite() {
-            g as f64 == w
-        } else {
-            (g as f64 - w).abs() <= atol + rtol * w.abs()
-        };
-        assert!(ok, "{ctx}: element {i}: got {g}, want {w}");
-    }
-}
-
-fn to_f64(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
+use wgrad_tensor::Upsample;
+use wgrad_tensor::{DType, Padding, Tensor};
+use wgrad_testkit::{close, device, down, is_dtype, is_invalid, is_shape, numel, to_f64, up, Rng};
 
 // ---------------------------------------------------------------------------------------------
 // f64 reference, sharing no code with the crate (the padding rule is re-derived here).
@@ -228,7 +209,7 @@ fn explicit(top: usize, bottom: usize, left: usize, right: usize) -> Padding {
 
 #[test]
 fn tensorflow_oracle_cases() {
-    let cases = common::oracle::cases("pool2d");
+    let cases = wgrad_testkit::oracle::cases("pool2d");
     assert!(cases.len() >= 9, "expected the nine pool2d cases");
     for case in &cases {
         let (xs, x) = case.get("input");

@@ -2,11 +2,9 @@
 //! f64 reference on odd and vec4 channel counts, finite-difference gradients, inference mode,
 //! Keras's moving-average update, data far from zero, and the typed errors.
 
-mod common;
-
-use common::{assert_close, device, down, is_dtype, is_invalid, is_shape, oracle, up, Rng};
-use wgrad::{batch_norm_update_moving, KERAS_EPSILON, KERAS_MOMENTUM};
-use wgrad::{DType, Tensor};
+use wgrad_tensor::{batch_norm_update_moving, KERAS_EPSILON, KERAS_MOMENTUM};
+use wgrad_tensor::{DType, Tensor};
+use wgrad_testkit::{assert_close, device, down, is_dtype, is_invalid, is_shape, oracle, up, Rng};
 
 /// f64 reference of training-mode batch norm on x viewed as [M, C]:
 /// (output, mean, biased variance, inv_std).
@@ -367,7 +365,7 @@ fn bad_arguments_return_typed_errors() {
 fn a_training_step_never_waits_for_the_device() {
     // Design rule: no host round trip inside a training step. A device of its own, so the
     // counters are not disturbed by the other tests running in parallel on the shared one.
-    let dev = wgrad::Device::new().unwrap();
+    let dev = wgrad_tensor::Device::new().unwrap();
     let mut rng = Rng::new(29);
     let (shape, c) = ([4, 9, 9, 8], 8);
     let n: usize = shape.iter().product();

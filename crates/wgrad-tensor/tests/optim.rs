@@ -1,9 +1,8 @@
 //! Fused optimizer updates (`shaders/optim.wgsl`) against an f64 reference of each rule,
 //! three steps in a row so the slots carry over, on odd and vec4-sized lengths.
 
-mod common;
-use common::{assert_close, Rng};
-use wgrad::{DType, Tensor, Update};
+use wgrad_tensor::{DType, Tensor, Update};
+use wgrad_testkit::{assert_close, Rng};
 
 /// One step of `u` in f64: (new parameter, new slots).
 fn reference(u: Update, w: &[f64], g: &[f64], slots: &[Vec<f64>]) -> (Vec<f64>, Vec<Vec<f64>>) {
@@ -94,7 +93,7 @@ fn reference(u: Update, w: &[f64], g: &[f64], slots: &[Vec<f64>]) -> (Vec<f64>, 
 
 #[test]
 fn every_rule_matches_the_f64_reference_over_three_steps() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let rules = [
         Update::Sgd {
             lr: 0.1,
@@ -210,7 +209,7 @@ fn every_rule_matches_the_f64_reference_over_three_steps() {
 
 #[test]
 fn bad_operands_are_typed_errors() {
-    let dev = common::device();
+    let dev = wgrad_testkit::device();
     let w = Tensor::zeros(&dev, &[4], DType::F32).unwrap();
     let g3 = Tensor::zeros(&dev, &[3], DType::F32).unwrap();
     let sgd = Update::Sgd {
@@ -219,12 +218,12 @@ fn bad_operands_are_typed_errors() {
     };
     assert!(matches!(
         w.optimizer_update(&g3, &[], sgd),
-        Err(wgrad::Error::Shape { .. })
+        Err(wgrad_tensor::Error::Shape { .. })
     ));
     let gi = Tensor::zeros(&dev, &[4], DType::I32).unwrap();
     assert!(matches!(
         w.optimizer_update(&gi, &[], sgd),
-        Err(wgrad::Error::Dtype { .. })
+        Err(wgrad_tensor::Error::Dtype { .. })
     ));
     let adam = Update::Adam {
         lr: 0.1,
@@ -235,6 +234,6 @@ fn bad_operands_are_typed_errors() {
     };
     assert!(matches!(
         w.optimizer_update(&w, &[&w], adam),
-        Err(wgrad::Error::InvalidArgument { .. })
+        Err(wgrad_tensor::Error::InvalidArgument { .. })
     ));
 }

@@ -1,8 +1,8 @@
 //! The device's Philox4x32-10 generator against a host implementation of the same algorithm.
 
-use crate::common::device;
 use crate::{close, down};
-use wgrad::Tensor;
+use wgrad_tensor::Tensor;
+use wgrad_testkit::device;
 
 const M0: u32 = 0xD251_1F53;
 const M1: u32 = 0xCD9E_8D57;

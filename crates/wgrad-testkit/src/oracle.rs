@@ -40,13 +40,17 @@ impl Case {
     }
 }
 
+/// A file of the repository's `tests/data/` (whichever crate's test asks).
+pub fn data_path(file: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data")
+        .join(file)
+}
+
 /// Every case of `tests/data/<family>.safetensors`, in name order.
 pub fn cases(family: &str) -> Vec<Case> {
-    let path = format!(
-        "{}/tests/data/{family}.safetensors",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let path = data_path(&format!("{family}.safetensors"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let params = meta.metadata().clone().unwrap_or_default();
