@@ -5,7 +5,7 @@
 use wgrad::graph::Var;
 use wgrad::nn::YoloGrid;
 use wgrad::{NmsOptions, Tensor};
-use wgrad_testkit::Rng;
+use wgrad_testkit::{check_gradient, close_scalar, Fd, Rng};
 
 /// Per image, its objects as (class, `[y0, x0, y1, x1]` pixels).
 type Objects = Vec<Vec<(u32, [f32; 4])>>;
@@ -97,20 +97,10 @@ fn yolo_loss_matches_the_formula_and_its_gradient() {
     };
     let (got, x) = run(&pv);
     let want = reference(&g, &pv, &objects);
-    assert!((got - want).abs() < 1e-4 * want, "{got} vs {want}");
+    close_scalar("loss", got, want, 1e-4, 0.0);
     let grad = x.grad().unwrap().to_vec::<f32>().unwrap();
-    let eps = 1e-2;
-    for i in (0..pv.len()).step_by(5) {
-        let (mut a, mut b) = (pv.clone(), pv.clone());
-        a[i] += eps;
-        b[i] -= eps;
-        let num = (reference(&g, &a, &objects) - reference(&g, &b, &objects)) / (2.0 * eps as f64);
-        assert!(
-            (num - grad[i] as f64).abs() < 1e-3 + 1e-3 * num.abs(),
-            "d/dp[{i}]: {} vs {num}",
-            grad[i]
-        );
-    }
+    let fd = Fd::new(1e-2).at_most(pv.len() / 5);
+    check_gradient("d/dp", &pv, &grad, fd, |p| reference(&g, p, &objects));
     // Wrong targets are typed input errors that say what the target must be.
     let bad = Tensor::zeros(&dev, &[2, sh, sw, g.channels()], wgrad::DType::F32).unwrap();
     let p = Var::new(Tensor::from_slice(&dev, &pv, &shape).unwrap());

@@ -7,7 +7,10 @@ use wgrad::graph::{self, ops, Var};
 use wgrad::nn::layers::LocalResponseNormalization;
 use wgrad::nn::{Ctx, Layer, Sequential};
 use wgrad::{DType, Error, LrnParams, Tensor};
-use wgrad_testkit::{close, device, down, is_dtype, is_invalid, is_shape, numel, up, Rng};
+use wgrad_testkit::grad::check_gradient_batched;
+use wgrad_testkit::{
+    close, device, down, is_dtype, is_invalid, is_shape, numel, projection, up, Fd, Rng,
+};
 
 // ---------------------------------------------------------------------------------------------
 // f64 reference.
@@ -169,7 +172,7 @@ fn backward_matches_the_analytic_f64_gradient() {
 
 /// d(Σ lrn(x)·R)/dx from the graph (`ops::lrn` + `backward`) against central differences of
 /// the device's forward pass. All perturbed inputs go through one batched forward call (LRN
-/// acts on each pixel alone): batch entry 2i holds x + eps·e_i, 2i+1 holds x − eps·e_i.
+/// acts on each pixel alone, so stacking the points along the batch axis changes nothing).
 fn finite_differences(ctx: &str, s: [usize; 4], p: LrnParams, x: &[f32], r: &[f32]) {
     let xv = Var::param(up(x, &s));
     let y = ops::lrn(&xv, p).unwrap();
@@ -180,36 +183,17 @@ fn finite_differences(ctx: &str, s: [usize; 4], p: LrnParams, x: &[f32], r: &[f3
         .unwrap();
     let grad = down(&xv.grad().expect("lrn passes a gradient to its input"));
 
-    let n = x.len();
-    let eps = 1e-2f32;
-    let mut batch = Vec::with_capacity(2 * n * n);
-    for i in 0..n {
-        for sign in [1.0f32, -1.0] {
-            let mut xi = x.to_vec();
-            xi[i] += sign * eps;
-            batch.extend_from_slice(&xi);
-        }
-    }
-    let shape = [2 * n * s[0], s[1], s[2], s[3]];
-    let yb = graph::no_grad(|| ops::lrn(&Var::new(up(&batch, &shape)), p))
-        .unwrap()
-        .into_value();
-    let yb = down(&yb);
-    for (i, &got) in grad.iter().enumerate() {
-        let dot = |k: usize| -> f64 {
-            yb[k * n..(k + 1) * n]
-                .iter()
-                .zip(r)
-                .map(|(&a, &b)| a as f64 * b as f64)
-                .sum()
-        };
-        let fd = (dot(2 * i) - dot(2 * i + 1)) / (2.0 * eps as f64);
-        assert!(
-            (fd - got as f64).abs() <= 5e-3 * (1.0 + fd.abs()),
-            "{ctx}: element {i} (channel {}): finite difference {fd}, backward {got}",
-            i % s[3]
-        );
-    }
+    let fd = Fd::new(1e-2).tol(5e-3, 5e-3);
+    check_gradient_batched(ctx, x, &grad, fd, |points| {
+        let shape = [points.len() * s[0], s[1], s[2], s[3]];
+        let yb = graph::no_grad(|| ops::lrn(&Var::new(up(&points.concat(), &shape)), p))
+            .unwrap()
+            .into_value();
+        down(&yb)
+            .chunks(x.len())
+            .map(|yk| projection(yk, r))
+            .collect()
+    });
 }
 
 #[test]

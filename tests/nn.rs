@@ -10,7 +10,7 @@ use wgrad::nn::{
     Trainer,
 };
 use wgrad::{DType, Device, Padding, Tensor};
-use wgrad_testkit::Rng;
+use wgrad_testkit::{check_gradient, close_scalar, Fd, Rng};
 
 /// d(Σ layer(x)·R)/d(x and every trainable weight) against central differences, in
 /// training mode with a fixed step seed (so dropout draws the same mask every call).
@@ -43,19 +43,11 @@ fn check_layer(name: &str, mut layer: impl Layer, input: &[usize], tol: f64) {
             .to_vec::<f32>()
             .unwrap()[0] as f64
     };
-    // The input gradient.
+    let fd = Fd::new(eps).tol(tol, tol);
     let gx = x.grad().expect("input gradient").to_vec::<f32>().unwrap();
-    for i in (0..x0.len()).step_by((x0.len() / 10).max(1)) {
-        let (mut p, mut m) = (x0.clone(), x0.clone());
-        p[i] += eps;
-        m[i] -= eps;
-        let fd = (value(&mut layer, &p) - value(&mut layer, &m)) / (2.0 * eps as f64);
-        assert!(
-            (fd - gx[i] as f64).abs() <= tol * (1.0 + fd.abs()),
-            "{name}: d/dx[{i}] = {}, finite differences {fd}",
-            gx[i]
-        );
-    }
+    check_gradient(&format!("{name}: x"), &x0, &gx, fd.at_most(10), |p| {
+        value(&mut layer, p)
+    });
     // Each trainable weight's gradient.
     let grads: Vec<Option<Vec<f32>>> = layer
         .params()
@@ -69,21 +61,11 @@ fn check_layer(name: &str, mut layer: impl Layer, input: &[usize], tol: f64) {
         let Some(g) = g else { continue };
         let w0 = layer.params()[k].value().to_vec::<f32>().unwrap();
         let shape = layer.params()[k].shape().to_vec();
-        for i in (0..w0.len()).step_by((w0.len() / 8).max(1)) {
-            let mut at = |d: f32| {
-                let mut w = w0.clone();
-                w[i] += d;
-                layer.params_mut()[k].set(Tensor::from_slice(&dev, &w, &shape).unwrap());
-                value(&mut layer, &x0)
-            };
-            let fd = (at(eps) - at(-eps)) / (2.0 * eps as f64);
-            assert!(
-                (fd - g[i] as f64).abs() <= tol * (1.0 + fd.abs()),
-                "{name}: d/d{}[{i}] = {}, finite differences {fd}",
-                layer.params()[k].name(),
-                g[i]
-            );
-        }
+        let ctx = format!("{name}: {}", layer.params()[k].name());
+        check_gradient(&ctx, &w0, g, fd.at_most(8), |w| {
+            layer.params_mut()[k].set(Tensor::from_slice(&dev, w, &shape).unwrap());
+            value(&mut layer, &x0)
+        });
         layer.params_mut()[k].set(Tensor::from_slice(&dev, &w0, &shape).unwrap());
     }
 }
@@ -338,27 +320,13 @@ fn loss_values_and_gradients() {
         let x = Var::param(Tensor::from_slice(&dev, &logits, &[n, c]).unwrap());
         let l = f(&x);
         let got = l.value().to_vec::<f32>().unwrap()[0] as f64;
-        assert!(
-            (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-            "{name}: loss {got}, want {want}"
-        );
+        close_scalar(&format!("{name}: loss"), got, want, 1e-4, 1e-4);
         l.backward().unwrap();
         let g = x.grad().unwrap().to_vec::<f32>().unwrap();
-        let eps = 1e-2;
-        for i in 0..n * c {
-            let at = |d: f32| {
-                let mut v = logits.clone();
-                v[i] += d;
-                let xv = Var::new(Tensor::from_slice(&dev, &v, &[n, c]).unwrap());
-                graph::no_grad(|| f(&xv)).value().to_vec::<f32>().unwrap()[0] as f64
-            };
-            let fd = (at(eps) - at(-eps)) / (2.0 * eps as f64);
-            assert!(
-                (fd - g[i] as f64).abs() <= 2e-2 * (1.0 + fd.abs()),
-                "{name}: d/dx[{i}] = {}, fd {fd}",
-                g[i]
-            );
-        }
+        check_gradient(&name, &logits, &g, Fd::new(1e-2).tol(2e-2, 2e-2), |v| {
+            let xv = Var::new(Tensor::from_slice(&dev, v, &[n, c]).unwrap());
+            graph::no_grad(|| f(&xv)).value().to_vec::<f32>().unwrap()[0] as f64
+        });
     }
     // Wrong targets are typed errors.
     let x = Var::new(Tensor::from_slice(&dev, &logits, &[n, c]).unwrap());

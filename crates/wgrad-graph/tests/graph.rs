@@ -4,7 +4,7 @@
 
 use wgrad_graph::{self as graph, ops, Var};
 use wgrad_tensor::{Activation, BinaryOp, Conv2dOptions, Device, Padding, Tensor, UnaryOp};
-use wgrad_testkit::Rng;
+use wgrad_testkit::{check_gradient, projection, Fd, Rng};
 
 /// Checks d(Σ f(x)·R)/dx for every input against central differences (a sample of elements).
 fn check(
@@ -38,7 +38,7 @@ fn check(
             .into_value()
             .to_vec::<f32>()
             .unwrap();
-        y.iter().zip(&r).map(|(&a, &b)| a as f64 * b as f64).sum()
+        projection(&y, &r)
     };
     let base: Vec<Vec<f32>> = inputs.iter().map(|(d, _)| d.clone()).collect();
     for (k, v) in vars.iter().enumerate() {
@@ -52,19 +52,12 @@ fn check(
             base[k].len(),
             "{name}: gradient {k} has the wrong size"
         );
-        let step = (base[k].len() / 12).max(1);
-        for i in (0..base[k].len()).step_by(step) {
-            let mut p = base.clone();
-            p[k][i] += eps;
-            let mut m = base.clone();
-            m[k][i] -= eps;
-            let fd = (loss(&p) - loss(&m)) / (2.0 * eps as f64);
-            let got = grad[i] as f64;
-            assert!(
-                (fd - got).abs() <= tol * (1.0 + fd.abs()),
-                "{name}: d/dx{k}[{i}] = {got}, finite differences {fd}"
-            );
-        }
+        let fd = Fd::new(eps).tol(tol, tol).at_most(12);
+        check_gradient(&format!("{name}: input {k}"), &base[k], &grad, fd, |p| {
+            let mut at = base.clone();
+            at[k] = p.to_vec();
+            loss(&at)
+        });
     }
 }
 

@@ -4,7 +4,10 @@
 
 use wgrad_tensor::{batch_norm_update_moving, KERAS_EPSILON, KERAS_MOMENTUM};
 use wgrad_tensor::{DType, Tensor};
-use wgrad_testkit::{assert_close, device, down, is_dtype, is_invalid, is_shape, oracle, up, Rng};
+use wgrad_testkit::{
+    assert_close, check_gradient, device, down, is_dtype, is_invalid, is_shape, oracle, projection,
+    up, Fd, Rng,
+};
 
 /// f64 reference of training-mode batch norm on x viewed as [M, C]:
 /// (output, mean, biased variance, inv_std).
@@ -166,28 +169,7 @@ fn loss(x: &[f32], shape: &[usize], gamma: &[f32], beta: &[f32], g: &[f32]) -> f
     let r = up(x, shape)
         .batch_norm_train(&up(gamma, &[c]), &up(beta, &[c]), KERAS_EPSILON)
         .unwrap();
-    down(&r.output)
-        .iter()
-        .zip(g)
-        .map(|(&y, &g)| y as f64 * g as f64)
-        .sum()
-}
-
-/// Central difference of `loss` along each element of `v` (one of x, gamma, beta).
-fn finite_diff(v: &[f32], f: impl Fn(&[f32]) -> f64) -> Vec<f64> {
-    // Step 1e-2: f32 rounding of each output (~1e-7 relative) divided by 2h stays ~1e-5, while
-    // the O(h²) truncation error on these smooth inputs is ~1e-4.
-    let h = 1e-2f32;
-    (0..v.len())
-        .map(|i| {
-            let mut p = v.to_vec();
-            p[i] = v[i] + h;
-            let up_ = f(&p);
-            p[i] = v[i] - h;
-            let dn = f(&p);
-            (up_ - dn) / (2.0 * h as f64)
-        })
-        .collect()
+    projection(&down(&r.output), g)
 }
 
 #[test]
@@ -207,12 +189,18 @@ fn gradients_match_finite_differences() {
         let (dx, dg, db) = up(&g, shape)
             .batch_norm_backward(&xt, &gt, &r.mean, &r.inv_std)
             .unwrap();
-        let fd_x = finite_diff(&x, |p| loss(p, shape, &gamma, &beta, &g));
-        let fd_g = finite_diff(&gamma, |p| loss(&x, shape, p, &beta, &g));
-        let fd_b = finite_diff(&beta, |p| loss(&x, shape, &gamma, p, &g));
-        assert_close(&down(&dx), &fd_x, 2e-2, 2e-3);
-        assert_close(&down(&dg), &fd_g, 2e-2, 2e-3);
-        assert_close(&down(&db), &fd_b, 2e-2, 2e-3);
+        // Step 1e-2: f32 rounding of each output (~1e-7 relative) divided by 2h stays ~1e-5,
+        // while the O(h²) truncation error on these smooth inputs is ~1e-4.
+        let fd = Fd::new(1e-2).tol(2e-2, 2e-3);
+        check_gradient("dx", &x, &down(&dx), fd, |p| {
+            loss(p, shape, &gamma, &beta, &g)
+        });
+        check_gradient("dgamma", &gamma, &down(&dg), fd, |p| {
+            loss(&x, shape, p, &beta, &g)
+        });
+        check_gradient("dbeta", &beta, &down(&db), fd, |p| {
+            loss(&x, shape, &gamma, p, &g)
+        });
     }
 }
 

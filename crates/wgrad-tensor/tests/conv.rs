@@ -4,7 +4,7 @@
 
 use wgrad_tensor::{Conv2dOptions, Device, Error, Padding, Tensor};
 use wgrad_testkit::oracle::{cases, Case};
-use wgrad_testkit::{assert_close, strategies, Rng};
+use wgrad_testkit::{assert_close, check_gradient, projection, strategies, Fd, Rng};
 
 fn padding_of(c: &Case) -> Padding {
     match c.str("padding") {
@@ -474,12 +474,7 @@ fn conv2d_gradients_match_finite_differences() {
             .unwrap()
             .conv2d(&Tensor::from_slice(&dev, w, &ws).unwrap(), opts)
             .unwrap();
-        y.to_vec::<f32>()
-            .unwrap()
-            .iter()
-            .zip(&gv)
-            .map(|(&a, &b)| a as f64 * b as f64)
-            .sum()
+        projection(&y.to_vec::<f32>().unwrap(), &gv)
     };
     let dx = tg
         .conv2d_backward_input(&tw, &xs, opts)
@@ -491,30 +486,10 @@ fn conv2d_gradients_match_finite_differences() {
         .unwrap()
         .to_vec::<f32>()
         .unwrap();
-    let eps = 1e-2f32;
     // The loss is linear in each parameter, so central differences are exact up to rounding.
-    for i in (0..xv.len()).step_by(7) {
-        let (mut p, mut m) = (xv.clone(), xv.clone());
-        p[i] += eps;
-        m[i] -= eps;
-        let fd = (loss(&p, &wv) - loss(&m, &wv)) / (2.0 * eps as f64);
-        assert!(
-            (fd - dx[i] as f64).abs() < 2e-3,
-            "dx[{i}]: fd {fd} vs {}",
-            dx[i]
-        );
-    }
-    for i in 0..wv.len() {
-        let (mut p, mut m) = (wv.clone(), wv.clone());
-        p[i] += eps;
-        m[i] -= eps;
-        let fd = (loss(&xv, &p) - loss(&xv, &m)) / (2.0 * eps as f64);
-        assert!(
-            (fd - dw[i] as f64).abs() < 2e-3,
-            "dw[{i}]: fd {fd} vs {}",
-            dw[i]
-        );
-    }
+    let fd = Fd::new(1e-2).tol(0.0, 2e-3);
+    check_gradient("dx", &xv, &dx, fd.at_most(xv.len() / 7), |p| loss(p, &wv));
+    check_gradient("dw", &wv, &dw, fd, |p| loss(&xv, p));
 }
 
 #[test]

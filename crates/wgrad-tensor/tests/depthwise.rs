@@ -10,7 +10,7 @@
 
 use wgrad_tensor::{Activation, Conv2dOptions, ConvEpilogue, Padding, Tensor};
 use wgrad_testkit::oracle::cases;
-use wgrad_testkit::{assert_close, strategies, Rng};
+use wgrad_testkit::{assert_close, check_gradient, close, projection, strategies, Fd, Rng};
 
 const RTOL: f64 = 1e-4;
 const ATOL: f64 = 1e-5;
@@ -174,45 +174,33 @@ impl Case {
         assert_eq!(y.shape(), &self.y, "{ctx}");
         let got = y.to_vec::<f32>().unwrap();
         let taps = (self.k[0] * self.k[1]) as f64;
-        check(
+        close(
+            &format!("{ctx}: forward"),
             &got,
             &self.want[0],
             1e-4,
             1e-5 * taps,
-            &format!("{ctx}: forward"),
         );
         let dx = tdy.conv2d_backward_input(&tw, &self.x, self.opts).unwrap();
         let got = dx.to_vec::<f32>().unwrap();
         let terms = taps * self.m as f64;
-        check(
+        close(
+            &format!("{ctx}: input grad"),
             &got,
             &self.want[1],
             1e-4,
             1e-5 * terms,
-            &format!("{ctx}: input grad"),
         );
         let dw = tx.conv2d_backward_filter(&tdy, self.k, self.opts).unwrap();
         assert_eq!(dw.shape(), &self.w_shape(), "{ctx}");
         let got = dw.to_vec::<f32>().unwrap();
         let npq = (self.y[0] * self.y[1] * self.y[2]) as f64;
-        check(
+        close(
+            &format!("{ctx}: filter grad"),
             &got,
             &self.want[2],
             1e-4,
             1e-5 * npq,
-            &format!("{ctx}: filter grad"),
-        );
-    }
-}
-
-/// assert_close with the configuration named in the message.
-#[track_caller]
-fn check(got: &[f32], want: &[f64], rtol: f64, atol: f64, ctx: &str) {
-    assert_eq!(got.len(), want.len(), "{ctx}: length");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g as f64 - w).abs() <= atol + rtol * w.abs(),
-            "{ctx}: element {i}: got {g}, want {w}"
         );
     }
 }
@@ -321,12 +309,7 @@ fn gradients_match_finite_differences() {
             .unwrap()
             .conv2d(&Tensor::from_slice(&dev, w, &ws).unwrap(), opts)
             .unwrap();
-        y.to_vec::<f32>()
-            .unwrap()
-            .iter()
-            .zip(&gv)
-            .map(|(&a, &b)| a as f64 * b as f64)
-            .sum()
+        projection(&y.to_vec::<f32>().unwrap(), &gv)
     };
     let dx = tg
         .conv2d_backward_input(&tw, &xs, opts)
@@ -338,30 +321,10 @@ fn gradients_match_finite_differences() {
         .unwrap()
         .to_vec::<f32>()
         .unwrap();
-    let eps = 1e-2f32;
     // The loss is linear in each parameter, so central differences are exact up to rounding.
-    for i in 0..xv.len() {
-        let (mut p, mut m) = (xv.clone(), xv.clone());
-        p[i] += eps;
-        m[i] -= eps;
-        let fd = (loss(&p, &wv) - loss(&m, &wv)) / (2.0 * eps as f64);
-        assert!(
-            (fd - dx[i] as f64).abs() < 2e-3,
-            "dx[{i}]: fd {fd} vs {}",
-            dx[i]
-        );
-    }
-    for i in 0..wv.len() {
-        let (mut p, mut m) = (wv.clone(), wv.clone());
-        p[i] += eps;
-        m[i] -= eps;
-        let fd = (loss(&xv, &p) - loss(&xv, &m)) / (2.0 * eps as f64);
-        assert!(
-            (fd - dw[i] as f64).abs() < 2e-3,
-            "dw[{i}]: fd {fd} vs {}",
-            dw[i]
-        );
-    }
+    let fd = Fd::new(1e-2).tol(0.0, 2e-3);
+    check_gradient("dx", &xv, &dx, fd, |p| loss(p, &wv));
+    check_gradient("dw", &wv, &dw, fd, |p| loss(&xv, p));
 }
 
 /// act(y · scale + bias + residual) in the depthwise write-out equals the same steps done on

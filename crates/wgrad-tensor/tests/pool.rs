@@ -4,7 +4,10 @@
 
 use wgrad_tensor::Upsample;
 use wgrad_tensor::{DType, Padding, Tensor};
-use wgrad_testkit::{close, device, down, is_dtype, is_invalid, is_shape, numel, to_f64, up, Rng};
+use wgrad_testkit::grad::check_gradient_batched;
+use wgrad_testkit::{
+    close, device, down, is_dtype, is_invalid, is_shape, numel, projection, to_f64, up, Fd, Rng,
+};
 
 // ---------------------------------------------------------------------------------------------
 // f64 reference, sharing no code with the crate (the padding rule is re-derived here).
@@ -381,10 +384,10 @@ fn vec4_and_scalar_paths_agree_on_a_wider_image() {
 // ---------------------------------------------------------------------------------------------
 // Finite differences: the backward kernels are the derivative of the forward kernels.
 
-/// Checks `grad` = d(sum(f(x) * g))/dx by central differences, evaluating every perturbed
-/// input in one batched forward call: batch entry 2i holds x + eps*e_i, 2i+1 holds x - eps*e_i.
-/// Both pools are piecewise linear, so with eps below the gap between values the difference
-/// is exact up to f32 rounding.
+/// Checks `grad` = d(Σ f(x)·g)/dx by central differences, evaluating every perturbed input in
+/// one batched forward call (the points stacked along the batch axis). Both pools are
+/// piecewise linear, so with eps below the gap between values the difference is exact up to
+/// f32 rounding.
 fn finite_differences(
     ctx: &str,
     x: &[f32],
@@ -394,33 +397,11 @@ fn finite_differences(
     f: impl Fn(&Tensor) -> Tensor,
 ) {
     assert_eq!(s[0], 1);
-    let n = x.len();
-    assert_eq!(grad.len(), n);
-    let eps = 1.0 / 256.0;
-    let mut batch = Vec::with_capacity(2 * n * n);
-    for i in 0..n {
-        for sign in [1.0f32, -1.0] {
-            let mut xi = x.to_vec();
-            xi[i] += sign * eps;
-            batch.extend_from_slice(&xi);
-        }
-    }
-    let y = down(&f(&up(&batch, &[2 * n, s[1], s[2], s[3]])));
-    let m = g.len();
-    for (i, &want) in grad.iter().enumerate() {
-        let dot = |k: usize| -> f64 {
-            y[k * m..(k + 1) * m]
-                .iter()
-                .zip(g)
-                .map(|(&a, &b)| a as f64 * b as f64)
-                .sum()
-        };
-        let fd = (dot(2 * i) - dot(2 * i + 1)) / (2.0 * eps as f64);
-        assert!(
-            (fd - want as f64).abs() <= 2e-3 * (1.0 + fd.abs()),
-            "{ctx}: cell {i}: finite difference {fd}, backward {want}"
-        );
-    }
+    let fd = Fd::new(1.0 / 256.0).tol(2e-3, 2e-3);
+    check_gradient_batched(ctx, x, grad, fd, |points| {
+        let y = down(&f(&up(&points.concat(), &[points.len(), s[1], s[2], s[3]])));
+        y.chunks(g.len()).map(|yk| projection(yk, g)).collect()
+    });
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! size and antialias flag from the case metadata), and the typed errors.
 
 use wgrad_tensor::{DType, ResizeMethod, Tensor};
-use wgrad_testkit::{device, is_dtype, is_invalid, is_shape, oracle};
+use wgrad_testkit::{close, device, is_dtype, is_invalid, is_shape, oracle};
 
 fn method(name: &str) -> ResizeMethod {
     match name {
@@ -35,14 +35,13 @@ fn tensorflow_cases_agree() {
         assert_eq!(y.shape(), ys, "{}", case.name);
         let want: Vec<f64> = yv.iter().map(|&v| v as f64).collect();
         let got = y.to_vec::<f32>().unwrap();
-        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (g as f64 - w).abs() <= 1e-5 + 1e-4 * w.abs(),
-                "{} {:?}: element {i}: {g} vs TF {w}",
-                case.name,
-                case.params
-            );
-        }
+        close(
+            &format!("{} {:?}", case.name, case.params),
+            &got,
+            &want,
+            1e-4,
+            1e-5,
+        );
         methods.insert(format!("{m:?}/{aa}"));
     }
     assert!(methods.len() >= 5, "{methods:?}");

@@ -109,3 +109,16 @@ pub fn check_gradient_batched(
         );
     }
 }
+
+/// The gradient of an f64 function by central differences with step `h`: for checking a
+/// kernel's backward against an f64 reference whose derivative is not written out.
+pub fn central_differences(x: &[f64], h: f64, f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    (0..x.len())
+        .map(|i| {
+            let (mut p, mut m) = (x.to_vec(), x.to_vec());
+            p[i] += h;
+            m[i] -= h;
+            (f(&p) - f(&m)) / (2.0 * h)
+        })
+        .collect()
+}

@@ -2,6 +2,7 @@
 
 use crate::{close, down, up};
 use wgrad_tensor::{Activation, UnaryOp};
+use wgrad_testkit::grad::central_differences;
 use wgrad_testkit::{activation_f64, assert_close, elu, erf, sigmoid, Rng, SELU_ALPHA, SELU_SCALE};
 
 const LENGTHS: [usize; 6] = [1, 3, 4, 7, 1031, 4096];
@@ -271,14 +272,7 @@ fn every_activation_and_its_gradient() {
             let y = wgrad_testkit::activation_rows_f64(xs, n, act);
             y.iter().zip(&g).map(|(y, &g)| y * g as f64).sum()
         };
-        let want_dx: Vec<f64> = (0..x64.len())
-            .map(|i| {
-                let (mut p, mut m) = (x64.clone(), x64.clone());
-                p[i] += h;
-                m[i] -= h;
-                (loss(&p) - loss(&m)) / (2.0 * h)
-            })
-            .collect();
+        let want_dx = central_differences(&x64, h, loss);
         let dx = tg.activation_backward(act, &tx, &ty).unwrap();
         assert_close(&down(&dx), &want_dx, 1e-3, 1e-4);
     }
