@@ -347,52 +347,36 @@ pub fn matmul(a: &Var, b: &Var) -> Result<Var> {
     }))
 }
 
-/// `act(x · w + b)` for x `[N, in]`, w `[in, out]`, b `[out]`, with identity/ReLU/leaky ReLU
-/// fused into the matmul's write-out (their derivative is read off the output).
-pub fn dense(x: &Var, w: &Var, b: Option<&Var>, act: Activation) -> Result<Var> {
+/// What the GEMM-shaped layer ops (dense, conv2d) share: `act` split into what the GEMM's
+/// write-out applies (identity, ReLU, leaky ReLU: piecewise linear, so their derivative reads
+/// off the output) and what must follow as its own op; the inputs with the optional bias; and
+/// the backward through the fused part. `forward` runs the GEMM with the fused activation;
+/// `grads(gz, need_x)` returns the data and weight gradients (the data gradient, a GEMM as
+/// large as the forward, is skipped for a first layer's input: `need_x` false); the bias
+/// gradient is `gz` summed over `bias_axes`.
+fn fused_gemm(
+    name: &'static str,
+    [x, w]: [&Var; 2],
+    b: Option<&Var>,
+    act: Activation,
+    bias_axes: &'static [isize],
+    forward: impl FnOnce(Activation) -> Result<Tensor>,
+    grads: impl FnOnce(&Tensor, bool) -> Result<(Option<Tensor>, Tensor)> + Send + 'static,
+) -> Result<Var> {
     let fused = act.fused_slope().is_some();
     let fused_act = if fused { act } else { Activation::Linear };
-    let z = x.value().matmul_with(
-        w.value(),
-        MatmulOptions {
-            bias: b.map(|b| b.value()),
-            activation: fused_act,
-            ..Default::default()
-        },
-    )?;
-    let (xv, wv) = (x.value().clone(), w.value().clone());
+    let z = forward(fused_act)?;
     let zs = z.clone();
     let has_bias = b.is_some();
-    // The input's gradient is a GEMM as large as the forward one: skip it for data.
     let need_x = x.requires_grad();
     let mut inputs = vec![x, w];
-    if let Some(b) = b {
-        inputs.push(b);
-    }
-    let y = Var::from_op("dense", z, &inputs, move |g| {
-        // The fused activations are piecewise linear: their derivative reads off the output.
+    inputs.extend(b);
+    let y = Var::from_op(name, z, &inputs, move |g| {
         let gz = g.activation_backward(fused_act, &zs, &zs)?;
-        let gx = if need_x {
-            Some(gz.matmul_with(
-                &wv,
-                MatmulOptions {
-                    transpose_b: true,
-                    ..Default::default()
-                },
-            )?)
-        } else {
-            None
-        };
-        let gw = xv.matmul_with(
-            &gz,
-            MatmulOptions {
-                transpose_a: true,
-                ..Default::default()
-            },
-        )?;
+        let (gx, gw) = grads(&gz, need_x)?;
         let mut out = vec![gx, Some(gw)];
         if has_bias {
-            out.push(Some(gz.sum(&[0], false)?));
+            out.push(Some(gz.sum(bias_axes, false)?));
         }
         Ok(out)
     });
@@ -403,6 +387,43 @@ pub fn dense(x: &Var, w: &Var, b: Option<&Var>, act: Activation) -> Result<Var> 
     }
 }
 
+/// `act(x · w + b)` for x `[N, in]`, w `[in, out]`, b `[out]`, with identity/ReLU/leaky ReLU
+/// fused into the matmul's write-out.
+pub fn dense(x: &Var, w: &Var, b: Option<&Var>, act: Activation) -> Result<Var> {
+    let (xv, wv) = (x.value().clone(), w.value().clone());
+    let forward = |fused| {
+        x.value().matmul_with(
+            w.value(),
+            MatmulOptions {
+                bias: b.map(|b| b.value()),
+                activation: fused,
+                ..Default::default()
+            },
+        )
+    };
+    fused_gemm("dense", [x, w], b, act, &[0], forward, move |gz, need_x| {
+        let gx = need_x
+            .then(|| {
+                gz.matmul_with(
+                    &wv,
+                    MatmulOptions {
+                        transpose_b: true,
+                        ..Default::default()
+                    },
+                )
+            })
+            .transpose()?;
+        let gw = xv.matmul_with(
+            gz,
+            MatmulOptions {
+                transpose_a: true,
+                ..Default::default()
+            },
+        )?;
+        Ok((gx, gw))
+    })
+}
+
 /// `act(conv2d(x, w) + b)` (NHWC, HWIO), identity/ReLU/leaky ReLU fused into the write-out.
 pub fn conv2d(
     x: &Var,
@@ -411,43 +432,30 @@ pub fn conv2d(
     act: Activation,
     opts: Conv2dOptions,
 ) -> Result<Var> {
-    let fused = act.fused_slope().is_some();
-    let fused_act = if fused { act } else { Activation::Linear };
-    let epi = ConvEpilogue {
-        bias: b.map(|b| b.value()),
-        activation: fused_act,
-        ..Default::default()
-    };
-    let z = x.value().conv2d_fused(w.value(), &epi, opts)?;
     let (xv, wv) = (x.value().clone(), w.value().clone());
-    let zs = z.clone();
-    let has_bias = b.is_some();
-    // A first layer's input is data: its gradient (a GEMM as large as the forward) is skipped.
-    let need_x = x.requires_grad();
-    let mut inputs = vec![x, w];
-    if let Some(b) = b {
-        inputs.push(b);
-    }
-    let y = Var::from_op("conv2d", z, &inputs, move |g| {
-        // The fused activations are piecewise linear: their derivative reads off the output.
-        let gz = g.activation_backward(fused_act, &zs, &zs)?;
-        let gx = if need_x {
-            Some(gz.conv2d_backward_input(&wv, xv.shape(), opts)?)
-        } else {
-            None
+    let forward = |fused| {
+        let epi = ConvEpilogue {
+            bias: b.map(|b| b.value()),
+            activation: fused,
+            ..Default::default()
         };
-        let gw = xv.conv2d_backward_filter(&gz, [wv.shape()[0], wv.shape()[1]], opts)?;
-        let mut out = vec![gx, Some(gw)];
-        if has_bias {
-            out.push(Some(gz.sum(&[0, 1, 2], false)?));
-        }
-        Ok(out)
-    });
-    if fused {
-        Ok(y)
-    } else {
-        activation(&y, act)
-    }
+        x.value().conv2d_fused(w.value(), &epi, opts)
+    };
+    fused_gemm(
+        "conv2d",
+        [x, w],
+        b,
+        act,
+        &[0, 1, 2],
+        forward,
+        move |gz, need_x| {
+            let gx = need_x
+                .then(|| gz.conv2d_backward_input(&wv, xv.shape(), opts))
+                .transpose()?;
+            let gw = xv.conv2d_backward_filter(gz, [wv.shape()[0], wv.shape()[1]], opts)?;
+            Ok((gx, gw))
+        },
+    )
 }
 
 /// Keras `Conv2DTranspose` (filter `[KH, KW, out, in]`) with optional bias.

@@ -189,6 +189,32 @@ macro_rules! shader {
 }
 pub(crate) use shader;
 
+/// Declares a kernel family's [`Kernel`] in one statement:
+///
+/// ```text
+/// kernel!(pub static LRN: "lrn" in "lrn.wgsl", workgroup 64,
+///     entries ["lrn_forward", "lrn_backward"], blocks [LrnBlock]);
+/// ```
+///
+/// `blocks` names the family's [`params!`] structs (their layouts are what the naga test
+/// checks), `helpers` the files of `shaders/` prepended after the spec.
+macro_rules! kernel {
+    ($vis:vis static $id:ident: $name:literal in $file:literal, workgroup $wg:expr,
+     entries [$($e:literal),* $(,)?], blocks [$($b:ty),* $(,)?]
+     $(, helpers [$($h:literal),* $(,)?])? $(,)?) => {
+        $vis static $id: $crate::kernel::Kernel = $crate::kernel::Kernel {
+            name: $name,
+            file: $file,
+            source: $crate::kernel::shader!($file),
+            helpers: &[$($($crate::kernel::shader!($h)),*)?],
+            entries: &[$($e),*],
+            workgroup: $wg,
+            blocks: &[$(<$b as $crate::kernel::Block>::LAYOUT),*],
+        };
+    };
+}
+pub(crate) use kernel;
+
 /// `grid_index`, the folded 1-D index every grid kernel starts from.
 const GRID: &str = shader!("common/grid.wgsl");
 

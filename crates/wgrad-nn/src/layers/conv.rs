@@ -4,7 +4,7 @@ use wgrad_graph::{ops, Var};
 use wgrad_tensor::geometry_2d;
 use wgrad_tensor::{Conv2dOptions, ConvEpilogue, Device, Padding, Tensor};
 
-use super::{built, expect_rank};
+use super::{bias_param, built, expect_rank};
 use crate::{Act, Ctx, Error, Initializer, Layer, Param, Result, WeightLayout};
 
 /// Keras's `Conv2D(filters, kernel_size, strides, padding, dilation_rate, groups, activation,
@@ -54,9 +54,8 @@ impl Conv2D {
         self.opts.stride = [sh, sw];
         self
     }
-    pub fn padding(mut self, p: Padding) -> Self {
-        self.opts.padding = p;
-        self
+    setters! {
+        padding(p: Padding) => opts.padding;
     }
     pub fn same(self) -> Self {
         self.padding(Padding::Same)
@@ -65,25 +64,12 @@ impl Conv2D {
         self.opts.dilation = [d, d];
         self
     }
-    pub fn groups(mut self, g: usize) -> Self {
-        self.opts.groups = g;
-        self
-    }
-    pub fn activation(mut self, a: Act) -> Self {
-        self.act = a;
-        self
-    }
-    pub fn use_bias(mut self, on: bool) -> Self {
-        self.use_bias = on;
-        self
-    }
-    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
-        self.kernel_init = i;
-        self
-    }
-    pub fn bias_initializer(mut self, i: Initializer) -> Self {
-        self.bias_init = i;
-        self
+    setters! {
+        groups(g: usize) => opts.groups;
+        activation(a: Act) => act;
+        use_bias(on: bool) => use_bias;
+        kernel_initializer(i: Initializer) => kernel_init;
+        bias_initializer(i: Initializer) => bias_init;
     }
 }
 
@@ -123,14 +109,14 @@ impl Layer for Conv2D {
             )
             .with_layout(WeightLayout::Conv),
         );
-        self.bias = if self.use_bias {
-            let b = self
-                .bias_init
-                .init(dev, &[self.filters], fan_in, fan_out, seed ^ 1)?;
-            Some(Param::new("bias", b))
-        } else {
-            None
-        };
+        self.bias = bias_param(
+            dev,
+            self.use_bias,
+            self.bias_init,
+            self.filters,
+            [fan_in, fan_out],
+            seed ^ 1,
+        )?;
         Ok(vec![geo[0].output, geo[1].output, self.filters])
     }
 

@@ -3,7 +3,7 @@
 use wgrad_graph::{ops, Var};
 use wgrad_tensor::Device;
 
-use super::{built, expect_rank};
+use super::{bias_param, built, expect_rank};
 use crate::{Act, Ctx, Error, Initializer, Layer, Param, Result, WeightLayout};
 
 /// Keras's `Dense(units, activation, use_bias)` on `[N, in]` inputs; ReLU and leaky ReLU are
@@ -31,21 +31,11 @@ impl Dense {
             bias: None,
         }
     }
-    pub fn activation(mut self, a: Act) -> Self {
-        self.act = a;
-        self
-    }
-    pub fn use_bias(mut self, on: bool) -> Self {
-        self.use_bias = on;
-        self
-    }
-    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
-        self.kernel_init = i;
-        self
-    }
-    pub fn bias_initializer(mut self, i: Initializer) -> Self {
-        self.bias_init = i;
-        self
+    setters! {
+        activation(a: Act) => act;
+        use_bias(on: bool) => use_bias;
+        kernel_initializer(i: Initializer) => kernel_init;
+        bias_initializer(i: Initializer) => bias_init;
     }
 }
 
@@ -60,14 +50,14 @@ impl Layer for Dense {
             .kernel_init
             .init(dev, &[n_in, self.units], n_in, self.units, seed)?;
         self.kernel = Some(Param::new("kernel", w).with_layout(WeightLayout::Dense));
-        self.bias = if self.use_bias {
-            let b = self
-                .bias_init
-                .init(dev, &[self.units], n_in, self.units, seed ^ 1)?;
-            Some(Param::new("bias", b))
-        } else {
-            None
-        };
+        self.bias = bias_param(
+            dev,
+            self.use_bias,
+            self.bias_init,
+            self.units,
+            [n_in, self.units],
+            seed ^ 1,
+        )?;
         Ok(vec![self.units])
     }
 

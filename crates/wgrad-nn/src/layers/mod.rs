@@ -1,5 +1,19 @@
 //! The built-in layers, Keras's names and defaults.
 
+/// Keras-style builder setters, one line each: `name(arg: Type) => field;` makes
+/// `pub fn name(mut self, arg: Type) -> Self` that stores `arg` in `self.field`.
+macro_rules! setters {
+    ($($(#[$m:meta])* $name:ident($arg:ident: $t:ty) => $($field:ident).+;)*) => {
+        $(
+            $(#[$m])*
+            pub fn $name(mut self, $arg: $t) -> Self {
+                self.$($field).+ = $arg;
+                self
+            }
+        )*
+    };
+}
+
 mod conv;
 mod core;
 mod norm;
@@ -14,7 +28,28 @@ pub use self::pool::{AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D};
 pub use self::separable::{Conv2DTranspose, DepthwiseConv2D, SeparableConv2D};
 pub use self::spatial::{CenterCrop, UpSampling2D, ZeroPadding2D};
 
-use crate::{Error, Result};
+use crate::{Error, Initializer, Param, Result};
+use wgrad_tensor::Device;
+
+/// A layer's bias of `n` values (initialised as the kernel's fans and `seed` say) when it has
+/// one.
+pub(crate) fn bias_param(
+    dev: &Device,
+    on: bool,
+    init: Initializer,
+    n: usize,
+    fans: [usize; 2],
+    seed: u64,
+) -> Result<Option<Param>> {
+    Ok(if on {
+        Some(Param::new(
+            "bias",
+            init.init(dev, &[n], fans[0], fans[1], seed)?,
+        ))
+    } else {
+        None
+    })
+}
 
 /// Checks a built input shape's rank and returns it as an array.
 pub(crate) fn expect_rank<const R: usize>(

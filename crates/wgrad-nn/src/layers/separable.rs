@@ -4,9 +4,9 @@
 use wgrad_graph::{ops, Var};
 use wgrad_tensor::geometry_2d;
 use wgrad_tensor::transpose_output_shape;
-use wgrad_tensor::{Conv2dOptions, Device, Padding};
+use wgrad_tensor::{Conv2dOptions, Device, Padding, Tensor};
 
-use super::{built, expect_rank};
+use super::{bias_param, built, expect_rank};
 use crate::{Act, Ctx, Initializer, Layer, Param, Result, WeightLayout};
 
 /// Window options every convolution layer here shares, with Keras's defaults.
@@ -23,16 +23,38 @@ impl Window {
             opts: Conv2dOptions::default(),
         }
     }
+
+    /// What a depthwise layer builds from its `[H, W, C]` input: the output extents and a
+    /// Glorot-uniform depthwise kernel `(kh, kw, C, M)` (fan-in kh·kw, fan-out kh·kw·M, as
+    /// Keras counts them). Sets `groups` to C, which makes the convolution depthwise.
+    fn build_depthwise(
+        &mut self,
+        kind: &'static str,
+        dev: &Device,
+        input: &[usize],
+        m: usize,
+        seed: u64,
+    ) -> Result<([usize; 3], Tensor)> {
+        let [h, w, c] = expect_rank::<3>(kind, input, "[H, W, C] images")?;
+        let [kh, kw] = self.kernel;
+        let o = &self.opts;
+        let geo = geometry_2d(kind, [h, w], self.kernel, o.stride, o.dilation, o.padding)?;
+        let k =
+            Initializer::GlorotUniform.init(dev, &[kh, kw, c, m], kh * kw, kh * kw * m, seed)?;
+        self.opts.groups = c;
+        Ok(([geo[0].output, geo[1].output, c], k))
+    }
+}
+
+/// A zero-initialised bias of `n` values when the layer has one (Keras's default here).
+fn zero_bias(dev: &Device, on: bool, n: usize) -> Result<Option<Param>> {
+    bias_param(dev, on, Initializer::Zeros, n, [1, 1], 0)
 }
 
 macro_rules! window_setters {
     () => {
         pub fn strides(mut self, s: usize) -> Self {
             self.w.opts.stride = [s, s];
-            self
-        }
-        pub fn padding(mut self, p: Padding) -> Self {
-            self.w.opts.padding = p;
             self
         }
         pub fn same(self) -> Self {
@@ -42,13 +64,10 @@ macro_rules! window_setters {
             self.w.opts.dilation = [d, d];
             self
         }
-        pub fn activation(mut self, a: Act) -> Self {
-            self.act = a;
-            self
-        }
-        pub fn use_bias(mut self, on: bool) -> Self {
-            self.use_bias = on;
-            self
+        setters! {
+            activation(a: Act) => act;
+            use_bias(on: bool) => use_bias;
+            padding(p: Padding) => w.opts.padding;
         }
     };
 }
@@ -91,30 +110,13 @@ impl Layer for DepthwiseConv2D {
     }
 
     fn build(&mut self, dev: &Device, input: &[usize], seed: u64) -> Result<Vec<usize>> {
-        let [h, w, c] = expect_rank::<3>("DepthwiseConv2D", input, "[H, W, C] images")?;
-        let [kh, kw] = self.w.kernel;
-        let geo = geometry_2d(
-            "DepthwiseConv2D",
-            [h, w],
-            self.w.kernel,
-            self.w.opts.stride,
-            self.w.opts.dilation,
-            self.w.opts.padding,
-        )?;
         let m = self.multiplier.max(1);
-        let k =
-            Initializer::GlorotUniform.init(dev, &[kh, kw, c, m], kh * kw, kh * kw * m, seed)?;
+        let ([oh, ow, c], k) = self
+            .w
+            .build_depthwise("DepthwiseConv2D", dev, input, m, seed)?;
         self.kernel = Some(Param::new("kernel", k).with_layout(WeightLayout::Depthwise));
-        self.bias = if self.use_bias {
-            Some(Param::new(
-                "bias",
-                Initializer::Zeros.init(dev, &[c * m], 1, 1, 0)?,
-            ))
-        } else {
-            None
-        };
-        self.w.opts.groups = c;
-        Ok(vec![geo[0].output, geo[1].output, c * m])
+        self.bias = zero_bias(dev, self.use_bias, c * m)?;
+        Ok(vec![oh, ow, c * m])
     }
 
     fn forward(&mut self, x: &Var, _: &mut Ctx) -> Result<Var> {
@@ -180,19 +182,10 @@ impl Layer for SeparableConv2D {
     }
 
     fn build(&mut self, dev: &Device, input: &[usize], seed: u64) -> Result<Vec<usize>> {
-        let [h, w, c] = expect_rank::<3>("SeparableConv2D", input, "[H, W, C] images")?;
-        let [kh, kw] = self.w.kernel;
-        let geo = geometry_2d(
-            "SeparableConv2D",
-            [h, w],
-            self.w.kernel,
-            self.w.opts.stride,
-            self.w.opts.dilation,
-            self.w.opts.padding,
-        )?;
         let m = self.multiplier.max(1);
-        let dw =
-            Initializer::GlorotUniform.init(dev, &[kh, kw, c, m], kh * kw, kh * kw * m, seed)?;
+        let ([oh, ow, c], dw) = self
+            .w
+            .build_depthwise("SeparableConv2D", dev, input, m, seed)?;
         let pw = Initializer::GlorotUniform.init(
             dev,
             &[1, 1, c * m, self.filters],
@@ -203,16 +196,8 @@ impl Layer for SeparableConv2D {
         self.depthwise =
             Some(Param::new("depthwise_kernel", dw).with_layout(WeightLayout::Depthwise));
         self.pointwise = Some(Param::new("pointwise_kernel", pw).with_layout(WeightLayout::Conv));
-        self.bias = if self.use_bias {
-            Some(Param::new(
-                "bias",
-                Initializer::Zeros.init(dev, &[self.filters], 1, 1, 0)?,
-            ))
-        } else {
-            None
-        };
-        self.w.opts.groups = c;
-        Ok(vec![geo[0].output, geo[1].output, self.filters])
+        self.bias = zero_bias(dev, self.use_bias, self.filters)?;
+        Ok(vec![oh, ow, self.filters])
     }
 
     fn forward(&mut self, x: &Var, _: &mut Ctx) -> Result<Var> {
@@ -301,14 +286,7 @@ impl Layer for Conv2DTranspose {
             seed,
         )?;
         self.kernel = Some(Param::new("kernel", k).with_layout(WeightLayout::ConvTranspose));
-        self.bias = if self.use_bias {
-            Some(Param::new(
-                "bias",
-                Initializer::Zeros.init(dev, &[self.filters], 1, 1, 0)?,
-            ))
-        } else {
-            None
-        };
+        self.bias = zero_bias(dev, self.use_bias, self.filters)?;
         Ok(out[1..].to_vec())
     }
 

@@ -9,19 +9,14 @@
 
 use super::{launch_1d, same_device};
 use crate::device::Device;
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::shape::numel;
 use crate::{DType, Error, Result, Tensor};
 
-pub static BATCH_NORM: Kernel = Kernel {
-    workgroup: 64,
-    name: "batch_norm",
-    file: "batch_norm.wgsl",
-    source: shader!("batch_norm.wgsl"),
-    helpers: &[],
-    entries: &["stats", "finish", "channel", "normalize", "backward_dx"],
-    blocks: &[BatchNormParams::LAYOUT],
-};
+kernel!(pub static BATCH_NORM: "batch_norm" in "batch_norm.wgsl",
+    workgroup 64,
+    entries ["stats", "finish", "channel", "normalize", "backward_dx"],
+    blocks [BatchNormParams]);
 
 // The [M, C] view of the input, channels in units of T.
 params!("Params" => struct BatchNormParams {

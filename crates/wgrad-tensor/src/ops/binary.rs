@@ -2,19 +2,14 @@
 //! (`shaders/binary.wgsl`).
 
 use super::{launch_1d, pack2x4, same_device};
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::shape::{broadcast, broadcast_strides};
 use crate::{DType, Error, Result, Tensor};
 
-pub static BINARY: Kernel = Kernel {
-    workgroup: 256,
-    name: "binary",
-    file: "binary.wgsl",
-    source: shader!("binary.wgsl"),
-    helpers: &[],
-    entries: &["main", "where_main"],
-    blocks: &[BinaryParams::LAYOUT],
-};
+kernel!(pub static BINARY: "binary" in "binary.wgsl",
+    workgroup 256,
+    entries ["main", "where_main"],
+    blocks [BinaryParams]);
 
 params!("Params" => struct BinaryParams {
     /// Output extents, rank <= 8.

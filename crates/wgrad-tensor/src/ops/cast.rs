@@ -1,18 +1,13 @@
 //! Dtype conversion (`shaders/cast.wgsl`).
 
 use super::launch_1d;
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
-pub static CAST: Kernel = Kernel {
-    workgroup: 256,
-    name: "cast",
-    file: "cast.wgsl",
-    source: shader!("cast.wgsl"),
-    helpers: &[],
-    entries: &["main"],
-    blocks: &[CastParams::LAYOUT],
-};
+kernel!(pub static CAST: "cast" in "cast.wgsl",
+    workgroup 256,
+    entries ["main"],
+    blocks [CastParams]);
 
 params!("Params" => struct CastParams {
     /// Invocations: output words for MODE 0, output elements otherwise.

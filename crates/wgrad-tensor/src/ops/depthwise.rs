@@ -12,19 +12,14 @@ use super::conv::Conv2dOptions;
 use super::launch_1d;
 use super::window::AxisGeometry;
 use crate::device::Dispatch;
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::Activation;
 use crate::{DType, Result, Tensor};
 
-pub static DEPTHWISE: Kernel = Kernel {
-    workgroup: 64,
-    name: "depthwise",
-    file: "depthwise.wgsl",
-    source: shader!("depthwise.wgsl"),
-    helpers: &[shader!("common/activations.wgsl")],
-    entries: &["dw_fwd", "dw_bwi", "dw_bwf"],
-    blocks: &[DepthwiseParams::LAYOUT],
-};
+kernel!(pub static DEPTHWISE: "depthwise" in "depthwise.wgsl",
+    workgroup 64,
+    entries ["dw_fwd", "dw_bwi", "dw_bwf"],
+    blocks [DepthwiseParams], helpers ["common/activations.wgsl"]);
 
 params!("Params" => struct DepthwiseParams {
     /// Forward, input gradient: invocations per image row (W·lanes); filter gradient: all

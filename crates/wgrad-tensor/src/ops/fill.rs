@@ -1,18 +1,13 @@
 //! Constant fills and ranges (`shaders/fill.wgsl`).
 
 use super::launch_1d;
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::{DType, Device, Error, Result, Tensor};
 
-pub static FILL: Kernel = Kernel {
-    workgroup: 256,
-    name: "fill",
-    file: "fill.wgsl",
-    source: shader!("fill.wgsl"),
-    helpers: &[],
-    entries: &["full", "arange_f32", "arange_i32"],
-    blocks: &[FillParams::LAYOUT],
-};
+kernel!(pub static FILL: "fill" in "fill.wgsl",
+    workgroup 256,
+    entries ["full", "arange_f32", "arange_i32"],
+    blocks [FillParams]);
 
 params!("Params" => struct FillParams {
     n: u32,

@@ -2,19 +2,14 @@
 //! Tensors stay dense, so every other kernel indexes with plain row-major strides.
 
 use super::{launch_1d, pack2x4, same_device};
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::shape::{axis as resolve_axis, numel, strides};
 use crate::{DType, Error, Result, Tensor};
 
-pub static LAYOUT: Kernel = Kernel {
-    workgroup: 256,
-    name: "layout",
-    file: "layout.wgsl",
-    source: shader!("layout.wgsl"),
-    helpers: &[],
-    entries: &["copy", "copy_half", "transpose"],
-    blocks: &[LayoutParams::LAYOUT, TransposeParams::LAYOUT],
-};
+kernel!(pub static LAYOUT: "layout" in "layout.wgsl",
+    workgroup 256,
+    entries ["copy", "copy_half", "transpose"],
+    blocks [LayoutParams, TransposeParams]);
 
 params!("Params" => struct LayoutParams {
     // Extents and strides, rank <= 8.

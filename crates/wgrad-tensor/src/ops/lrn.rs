@@ -14,18 +14,13 @@
 
 use super::launch_1d;
 use super::image::nhwc;
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
-pub static LRN: Kernel = Kernel {
-    workgroup: 64,
-    name: "lrn",
-    file: "lrn.wgsl",
-    source: shader!("lrn.wgsl"),
-    helpers: &[],
-    entries: &["lrn_forward", "lrn_backward"],
-    blocks: &[LrnBlock::LAYOUT],
-};
+kernel!(pub static LRN: "lrn" in "lrn.wgsl",
+    workgroup 64,
+    entries ["lrn_forward", "lrn_backward"],
+    blocks [LrnBlock]);
 
 // Not `LrnParams`: that is the public type of the op's arguments (below).
 params!("Params" => struct LrnBlock {

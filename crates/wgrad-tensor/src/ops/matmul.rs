@@ -9,22 +9,14 @@
 use std::sync::Mutex;
 
 use super::gemm::{self, Blocking};
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::shape::{broadcast, numel};
 use crate::{Activation, DType, Error, Result, Tensor};
 
-pub static MATMUL: Kernel = Kernel {
-    workgroup: super::gemm::WG,
-    name: "matmul",
-    file: "matmul.wgsl",
-    source: shader!("matmul.wgsl"),
-    helpers: &[
-        shader!("common/activations.wgsl"),
-        shader!("common/gemm.wgsl"),
-    ],
-    entries: &["gemm_tiled", "gemm_blocked"],
-    blocks: &[MatmulParams::LAYOUT],
-};
+kernel!(pub static MATMUL: "matmul" in "matmul.wgsl",
+    workgroup super::gemm::WG,
+    entries ["gemm_tiled", "gemm_blocked"],
+    blocks [MatmulParams], helpers ["common/activations.wgsl", "common/gemm.wgsl"]);
 
 params!("Params" => struct MatmulParams {
     m: u32,

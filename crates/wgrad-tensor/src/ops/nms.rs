@@ -9,25 +9,15 @@
 //! `shaders/nms.wgsl`), so soft-NMS takes at most `LOOP_BUDGET` boxes plus outputs.
 
 use super::{launch_1d_bound, same_device};
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
-pub static NMS: Kernel = Kernel {
-    workgroup: 64,
-    name: "nms",
-    file: "nms.wgsl",
-    source: shader!("nms.wgsl"),
-    helpers: &[],
-    entries: &[
-        "rank_partial",
-        "rank_scatter",
-        "block_check",
-        "block_select",
-        "soft_init",
-        "soft_nms",
+kernel!(pub static NMS: "nms" in "nms.wgsl",
+    workgroup 64,
+    entries [
+        "rank_partial", "rank_scatter", "block_check", "block_select", "soft_init", "soft_nms"
     ],
-    blocks: &[NmsParams::LAYOUT],
-};
+    blocks [NmsParams]);
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     vec![(&NMS, Spec::new())]

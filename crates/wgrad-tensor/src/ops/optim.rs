@@ -6,27 +6,16 @@
 //! buffer pool makes the fresh outputs as cheap as in-place writes.
 
 use super::{launch_1d, same_device};
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
-pub static OPTIM: Kernel = Kernel {
-    workgroup: 256,
-    name: "optim",
-    file: "optim.wgsl",
-    source: shader!("optim.wgsl"),
-    helpers: &[],
-    entries: &[
-        "sgd",
-        "sgd_momentum",
-        "rmsprop",
-        "rmsprop_momentum",
-        "rmsprop_centered",
-        "rmsprop_centered_momentum",
-        "adam",
-        "nadam",
+kernel!(pub static OPTIM: "optim" in "optim.wgsl",
+    workgroup 256,
+    entries [
+        "sgd", "sgd_momentum", "rmsprop", "rmsprop_momentum", "rmsprop_centered",
+        "rmsprop_centered_momentum", "adam", "nadam"
     ],
-    blocks: &[OptimParams::LAYOUT],
-};
+    blocks [OptimParams]);
 
 params!("Params" => struct OptimParams {
     /// Elements of `T` (f32 or vec4<f32>).

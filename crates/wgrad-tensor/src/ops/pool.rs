@@ -8,18 +8,13 @@
 use super::image::{nhwc, nhwc_shape, vector_spec, width};
 use super::launch_1d;
 use super::window::{geometry_2d, AxisGeometry, Padding};
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
-pub static POOL: Kernel = Kernel {
-    workgroup: 64,
-    name: "pool",
-    file: "pool.wgsl",
-    source: shader!("pool.wgsl"),
-    helpers: &[],
-    entries: &["max_fwd", "max_bwd", "avg_fwd", "avg_bwd", "global_bwd"],
-    blocks: &[PoolParams::LAYOUT],
-};
+kernel!(pub static POOL: "pool" in "pool.wgsl",
+    workgroup 64,
+    entries ["max_fwd", "max_bwd", "avg_fwd", "avg_bwd", "global_bwd"],
+    blocks [PoolParams]);
 
 params!("Params" => struct PoolParams {
     n_threads: u32,

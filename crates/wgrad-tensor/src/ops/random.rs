@@ -3,18 +3,13 @@
 //! need no upload.
 
 use super::launch_1d;
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::{DType, Device, Error, Result, Tensor};
 
-pub static RANDOM: Kernel = Kernel {
-    workgroup: 64,
-    name: "random",
-    file: "random.wgsl",
-    source: shader!("random.wgsl"),
-    helpers: &[],
-    entries: &["main"],
-    blocks: &[RandomParams::LAYOUT],
-};
+kernel!(pub static RANDOM: "random" in "random.wgsl",
+    workgroup 64,
+    entries ["main"],
+    blocks [RandomParams]);
 
 params!("Params" => struct RandomParams {
     /// Output elements.

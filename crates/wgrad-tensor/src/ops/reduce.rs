@@ -7,19 +7,14 @@
 
 use super::{launch_1d, same_device};
 use crate::device::Device;
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::shape::{axes as resolve_axes, numel};
 use crate::{DType, Error, Result, Tensor};
 
-pub static REDUCE: Kernel = Kernel {
-    workgroup: 256,
-    name: "reduce",
-    file: "reduce.wgsl",
-    source: shader!("reduce.wgsl"),
-    helpers: &[],
-    entries: &["main"],
-    blocks: &[ReduceParams::LAYOUT],
-};
+kernel!(pub static REDUCE: "reduce" in "reduce.wgsl",
+    workgroup 256,
+    entries ["main"],
+    blocks [ReduceParams]);
 
 // The [A, K, B] view of the input, reduced along K in `splits` partial sums per output.
 params!("Params" => struct ReduceParams {

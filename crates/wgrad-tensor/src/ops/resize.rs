@@ -9,18 +9,13 @@
 //! coefficient table with `lrintf`), so the sample positions and edge rules are TF's.
 
 use super::launch_1d;
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
-pub static RESIZE: Kernel = Kernel {
-    workgroup: 64,
-    name: "resize",
-    file: "resize.wgsl",
-    source: shader!("resize.wgsl"),
-    helpers: &[],
-    entries: &["resize_axis"],
-    blocks: &[ResizeParams::LAYOUT],
-};
+kernel!(pub static RESIZE: "resize" in "resize.wgsl",
+    workgroup 64,
+    entries ["resize_axis"],
+    blocks [ResizeParams]);
 
 params!("Params" => struct ResizeParams {
     a: u32,

@@ -1,19 +1,14 @@
 //! Softmax and log-softmax along one axis (`shaders/softmax.wgsl`).
 
 use super::launch_1d;
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::shape::{axis as resolve_axis, numel};
 use crate::{DType, Result, Tensor};
 
-pub static SOFTMAX: Kernel = Kernel {
-    workgroup: 64,
-    name: "softmax",
-    file: "softmax.wgsl",
-    source: shader!("softmax.wgsl"),
-    helpers: &[],
-    entries: &["main"],
-    blocks: &[SoftmaxParams::LAYOUT],
-};
+kernel!(pub static SOFTMAX: "softmax" in "softmax.wgsl",
+    workgroup 64,
+    entries ["main"],
+    blocks [SoftmaxParams]);
 
 // The [A, K, B] view of the input, softmax along K.
 params!("Params" => struct SoftmaxParams {

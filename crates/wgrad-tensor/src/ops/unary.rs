@@ -1,18 +1,13 @@
 //! Elementwise maps and their scalar forms (`shaders/unary.wgsl`).
 
 use super::launch_1d;
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::{Activation, DType, Error, Result, Tensor};
 
-pub static UNARY: Kernel = Kernel {
-    workgroup: 256,
-    name: "unary",
-    file: "unary.wgsl",
-    source: shader!("unary.wgsl"),
-    helpers: &[shader!("common/activations.wgsl")],
-    entries: &["main", "grad_main"],
-    blocks: &[UnaryParams::LAYOUT],
-};
+kernel!(pub static UNARY: "unary" in "unary.wgsl",
+    workgroup 256,
+    entries ["main", "grad_main"],
+    blocks [UnaryParams], helpers ["common/activations.wgsl"]);
 
 params!("Params" => struct UnaryParams {
     /// Elements of `T` (f32 or vec4<f32>).

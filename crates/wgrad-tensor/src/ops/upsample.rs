@@ -3,18 +3,13 @@
 
 use super::launch_1d;
 use super::image::{nhwc, nhwc_shape, vector_spec, width};
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
-pub static UPSAMPLE: Kernel = Kernel {
-    workgroup: 64,
-    name: "upsample",
-    file: "upsample.wgsl",
-    source: shader!("upsample.wgsl"),
-    helpers: &[],
-    entries: &["nearest_fwd", "nearest_bwd", "bilinear_fwd", "bilinear_bwd"],
-    blocks: &[UpsampleParams::LAYOUT],
-};
+kernel!(pub static UPSAMPLE: "upsample" in "upsample.wgsl",
+    workgroup 64,
+    entries ["nearest_fwd", "nearest_bwd", "bilinear_fwd", "bilinear_bwd"],
+    blocks [UpsampleParams]);
 
 params!("Params" => struct UpsampleParams {
     n_threads: u32,

@@ -11,56 +11,31 @@ mod geometry;
 use super::gemm;
 use super::matmul::MatmulOptions;
 use super::window::Padding;
-use crate::kernel::{params, shader, Block, Kernel, Spec};
+use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::Activation;
 use crate::{DType, Error, Result, Tensor};
 use codegen::{spec, taps_spec, Direction, MAX_DIRECT_TAPS};
 use geometry::{embed_taps, taps, Geometry};
 
-const HELPERS: &[&str] = &[
-    shader!("common/activations.wgsl"),
-    shader!("common/gemm.wgsl"),
-];
+kernel!(pub static CONV2D_FORWARD: "conv2d_forward" in "conv.wgsl",
+    workgroup super::gemm::WG,
+    entries ["gemm_tiled", "gemm_blocked"],
+    blocks [ConvParams], helpers ["common/activations.wgsl", "common/gemm.wgsl"]);
 
-pub static CONV2D_FORWARD: Kernel = Kernel {
-    workgroup: super::gemm::WG,
-    blocks: &[ConvParams::LAYOUT],
-    name: "conv2d_forward",
-    file: "conv.wgsl",
-    source: shader!("conv.wgsl"),
-    helpers: HELPERS,
-    entries: &["gemm_tiled", "gemm_blocked"],
-};
+kernel!(pub static CONV2D_BACKWARD_INPUT: "conv2d_backward_input" in "conv.wgsl",
+    workgroup super::gemm::WG,
+    entries ["gemm_tiled", "gemm_blocked"],
+    blocks [ConvParams], helpers ["common/activations.wgsl", "common/gemm.wgsl"]);
 
-pub static CONV2D_BACKWARD_INPUT: Kernel = Kernel {
-    workgroup: super::gemm::WG,
-    blocks: &[ConvParams::LAYOUT],
-    name: "conv2d_backward_input",
-    file: "conv.wgsl",
-    source: shader!("conv.wgsl"),
-    helpers: HELPERS,
-    entries: &["gemm_tiled", "gemm_blocked"],
-};
+kernel!(pub static CONV2D_BACKWARD_FILTER: "conv2d_backward_filter" in "conv.wgsl",
+    workgroup super::gemm::WG,
+    entries ["gemm_tiled", "gemm_blocked"],
+    blocks [ConvParams], helpers ["common/activations.wgsl", "common/gemm.wgsl"]);
 
-pub static CONV2D_BACKWARD_FILTER: Kernel = Kernel {
-    workgroup: super::gemm::WG,
-    blocks: &[ConvParams::LAYOUT],
-    name: "conv2d_backward_filter",
-    file: "conv.wgsl",
-    source: shader!("conv.wgsl"),
-    helpers: HELPERS,
-    entries: &["gemm_tiled", "gemm_blocked"],
-};
-
-pub static CONV2D_FILTER_TAPS: Kernel = Kernel {
-    workgroup: 64,
-    name: "conv2d_backward_filter_taps",
-    file: "conv_filter_taps.wgsl",
-    source: shader!("conv_filter_taps.wgsl"),
-    helpers: &[],
-    entries: &["main"],
-    blocks: &[FilterTapsParams::LAYOUT],
-};
+kernel!(pub static CONV2D_FILTER_TAPS: "conv2d_backward_filter_taps"
+    in "conv_filter_taps.wgsl", workgroup 64,
+    entries ["main"],
+    blocks [FilterTapsParams]);
 
 params!("Params" => struct ConvParams {
     m: u32,
