@@ -46,7 +46,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(io)
+    result.map_err(io)?;
+    // The rename itself reaches the disk only with the directory's entry: without this a
+    // power cut right after a save could bring back the previous file (a process kill
+    // cannot). Opening a directory is not possible everywhere (Windows), hence no error.
+    if let Ok(d) = std::fs::File::open(dir.unwrap_or(Path::new("."))) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Reads every named tensor to the host, then serialises them with `meta`.
