@@ -92,6 +92,16 @@ pub struct KernelTime {
     pub seconds: f64,
 }
 
+/// The last handle of a device waits for the work it submitted, so a program (or a test) that
+/// drops its device, or returns, while the adapter still runs never needs a sync of its own
+/// and never tears wgpu down under a running queue. Recorded, unsubmitted work is dropped:
+/// nothing can read its results any more.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+    }
+}
+
 /// A GPU (or software adapter) with its queue, buffer pool and kernel cache. Cheap to clone.
 #[derive(Clone)]
 pub struct Device {

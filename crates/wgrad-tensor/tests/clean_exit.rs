@@ -1,0 +1,59 @@
+//! A process that ends while the adapter still runs queued work exits cleanly: a child
+//! records and submits seconds of matmuls on the shared default device, then returns from
+//! `main` without waiting; its exit status must be success, every time (a test binary once
+//! died with SIGSEGV after all its tests had passed, when the software adapter's threads
+//! outlived the process's teardown).
+//!
+//! `harness = false`: with `WGRAD_EXIT_CHILD` set this binary is the child.
+
+use std::process::Command;
+
+use wgrad_tensor::Tensor;
+
+const RUNS: usize = 10;
+
+fn child(dropped: bool) {
+    let dev = wgrad_tensor::default_device().unwrap();
+    let n = 384;
+    let a = Tensor::from_slice(&dev, &vec![0.5f32; n * n], &[n, n]).unwrap();
+    let mut x = a.clone();
+    for _ in 0..40 {
+        x = x.matmul(&a).unwrap().mul_scalar(1.0 / n as f32).unwrap();
+    }
+    // Submitted, not waited for: the adapter is busy when main returns.
+    dev.flush();
+    if dropped {
+        // Also the case of a device the program made itself and dropped while it works.
+        let own = wgrad_tensor::Device::new().unwrap();
+        let b = Tensor::from_slice(&own, &vec![0.5f32; n * n], &[n, n]).unwrap();
+        let mut y = b.clone();
+        for _ in 0..40 {
+            y = y.matmul(&b).unwrap();
+        }
+        own.flush();
+        drop((y, b, own));
+    }
+    println!("child returns");
+}
+
+fn main() {
+    if let Ok(mode) = std::env::var("WGRAD_EXIT_CHILD") {
+        child(mode == "dropped");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    for run in 0..RUNS {
+        let mode = if run % 2 == 0 { "shared" } else { "dropped" };
+        let out = Command::new(&exe)
+            .env("WGRAD_EXIT_CHILD", mode)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("child returns"),
+            "run {run} ({mode}): the child ended with {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    println!("clean_exit: {RUNS} processes ended with work queued on the adapter, all cleanly");
+}
