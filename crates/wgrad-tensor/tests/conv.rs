@@ -4,7 +4,7 @@
 
 use wgrad_tensor::{Conv2dOptions, Device, Error, Padding, Tensor};
 use wgrad_testkit::oracle::{cases, Case};
-use wgrad_testkit::{assert_close, check_gradient, projection, strategies, Fd, Rng};
+use wgrad_testkit::{assert_close, check_conv2d_gradients, strategies, Rng};
 
 fn padding_of(c: &Case) -> Padding {
     match c.str("padding") {
@@ -453,43 +453,20 @@ fn conv2d_vec4_paths_and_split_reductions() {
 /// d/dθ of L = Σ conv(x, w)·g by central differences, against the gradient kernels.
 #[test]
 fn conv2d_gradients_match_finite_differences() {
-    let mut rng = Rng::new(13);
-    let dev = wgrad_testkit::device();
     let opts = Conv2dOptions {
         stride: [2, 1],
         padding: Padding::Same,
         dilation: [1, 2],
         groups: 2,
     };
-    let (xs, ws) = ([1, 6, 7, 4], [2, 3, 2, 4]);
-    let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
-    let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
-    let tw = Tensor::from_slice(&dev, &wv, &ws).unwrap();
-    let tx = Tensor::from_slice(&dev, &xv, &xs).unwrap();
-    let ys = tx.conv2d(&tw, opts).unwrap().shape().to_vec();
-    let gv = rng.vec(ys.iter().product(), -1.0, 1.0);
-    let tg = Tensor::from_slice(&dev, &gv, &ys).unwrap();
-    let loss = |x: &[f32], w: &[f32]| -> f64 {
-        let y = Tensor::from_slice(&dev, x, &xs)
-            .unwrap()
-            .conv2d(&Tensor::from_slice(&dev, w, &ws).unwrap(), opts)
-            .unwrap();
-        projection(&y.to_vec::<f32>().unwrap(), &gv)
-    };
-    let dx = tg
-        .conv2d_backward_input(&tw, &xs, opts)
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap();
-    let dw = tx
-        .conv2d_backward_filter(&tg, [2, 3], opts)
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap();
-    // The loss is linear in each parameter, so central differences are exact up to rounding.
-    let fd = Fd::new(1e-2).tol(0.0, 2e-3);
-    check_gradient("dx", &xv, &dx, fd.at_most(xv.len() / 7), |p| loss(p, &wv));
-    check_gradient("dw", &wv, &dw, fd, |p| loss(&xv, p));
+    let x_samples = 24; // every 7th of the 168 input values
+    check_conv2d_gradients(
+        &mut Rng::new(13),
+        [1, 6, 7, 4],
+        [2, 3, 2, 4],
+        opts,
+        x_samples,
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@
 
 use wgrad_tensor::{Activation, Conv2dOptions, ConvEpilogue, Padding, Tensor};
 use wgrad_testkit::oracle::cases;
-use wgrad_testkit::{assert_close, check_gradient, close, projection, strategies, Fd, Rng};
+use wgrad_testkit::{assert_close, check_conv2d_gradients, close, strategies, Rng};
 
 const RTOL: f64 = 1e-4;
 const ATOL: f64 = 1e-5;
@@ -288,43 +288,20 @@ fn vec4_paths_and_split_filter_gradient() {
 /// d/dθ of L = Σ depthwise(x, w)·g by central differences, against both gradient kernels.
 #[test]
 fn gradients_match_finite_differences() {
-    let mut rng = Rng::new(23);
-    let dev = wgrad_testkit::device();
-    let (xs, ws) = ([2, 6, 7, 3], [3, 2, 1, 6]);
     let opts = Conv2dOptions {
         stride: [2, 1],
         padding: Padding::Same,
         dilation: [1, 2],
         groups: 3,
     };
-    let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
-    let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
-    let tx = Tensor::from_slice(&dev, &xv, &xs).unwrap();
-    let tw = Tensor::from_slice(&dev, &wv, &ws).unwrap();
-    let ys = tx.conv2d(&tw, opts).unwrap().shape().to_vec();
-    let gv = rng.vec(ys.iter().product(), -1.0, 1.0);
-    let tg = Tensor::from_slice(&dev, &gv, &ys).unwrap();
-    let loss = |x: &[f32], w: &[f32]| -> f64 {
-        let y = Tensor::from_slice(&dev, x, &xs)
-            .unwrap()
-            .conv2d(&Tensor::from_slice(&dev, w, &ws).unwrap(), opts)
-            .unwrap();
-        projection(&y.to_vec::<f32>().unwrap(), &gv)
-    };
-    let dx = tg
-        .conv2d_backward_input(&tw, &xs, opts)
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap();
-    let dw = tx
-        .conv2d_backward_filter(&tg, [3, 2], opts)
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap();
-    // The loss is linear in each parameter, so central differences are exact up to rounding.
-    let fd = Fd::new(1e-2).tol(0.0, 2e-3);
-    check_gradient("dx", &xv, &dx, fd, |p| loss(p, &wv));
-    check_gradient("dw", &wv, &dw, fd, |p| loss(&xv, p));
+    let x_samples = usize::MAX;
+    check_conv2d_gradients(
+        &mut Rng::new(23),
+        [2, 6, 7, 3],
+        [3, 2, 1, 6],
+        opts,
+        x_samples,
+    );
 }
 
 /// act(y · scale + bias + residual) in the depthwise write-out equals the same steps done on

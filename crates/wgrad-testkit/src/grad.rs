@@ -122,3 +122,53 @@ pub fn central_differences(x: &[f64], h: f64, f: impl Fn(&[f64]) -> f64) -> Vec<
         })
         .collect()
 }
+
+/// Checks both convolution gradient kernels, `conv2d_backward_input` and
+/// `conv2d_backward_filter`, against central differences of L = Σ conv2d(x, w)·g for random
+/// x `[N, H, W, C]`, w `[KH, KW, C/groups, O]` and g. L is linear in each input, so the
+/// differences are exact up to rounding and the tolerance is tight. `x_samples` bounds how
+/// many input elements are perturbed (each costs two forward passes).
+pub fn check_conv2d_gradients(
+    rng: &mut crate::Rng,
+    xs: [usize; 4],
+    ws: [usize; 4],
+    opts: wgrad_tensor::Conv2dOptions,
+    x_samples: usize,
+) {
+    use wgrad_tensor::Tensor;
+    let dev = crate::device();
+    let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+    let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+    let tw = Tensor::from_slice(&dev, &wv, &ws).unwrap();
+    let tx = Tensor::from_slice(&dev, &xv, &xs).unwrap();
+    let ys = tx.conv2d(&tw, opts).unwrap().shape().to_vec();
+    let gv = rng.vec(ys.iter().product(), -1.0, 1.0);
+    let tg = Tensor::from_slice(&dev, &gv, &ys).unwrap();
+    let loss = |x: &[f32], w: &[f32]| -> f64 {
+        let y = Tensor::from_slice(&dev, x, &xs)
+            .unwrap()
+            .conv2d(&Tensor::from_slice(&dev, w, &ws).unwrap(), opts)
+            .unwrap();
+        projection(&y.to_vec::<f32>().unwrap(), &gv)
+    };
+    let dx = tg.conv2d_backward_input(&tw, &xs, opts).unwrap();
+    let dw = tx
+        .conv2d_backward_filter(&tg, [ws[0], ws[1]], opts)
+        .unwrap();
+    let ctx = format!("conv2d x {xs:?} w {ws:?} {opts:?}");
+    let fd = Fd::new(1e-2).tol(0.0, 2e-3);
+    check_gradient(
+        &format!("{ctx}: dx"),
+        &xv,
+        &dx.to_vec::<f32>().unwrap(),
+        fd.at_most(x_samples),
+        |p| loss(p, &wv),
+    );
+    check_gradient(
+        &format!("{ctx}: dw"),
+        &wv,
+        &dw.to_vec::<f32>().unwrap(),
+        fd,
+        |p| loss(&xv, p),
+    );
+}

@@ -16,7 +16,10 @@ pub mod oracle;
 pub mod reference;
 
 pub use close::{assert_close, close, close_scalar, is_dtype, is_invalid, is_shape};
-pub use grad::{central_differences, check_gradient, check_gradient_batched, projection, Fd};
+pub use grad::{
+    central_differences, check_conv2d_gradients, check_gradient, check_gradient_batched,
+    projection, Fd,
+};
 pub use host::{down, numel, strides_of, to_f64, unravel, up};
 pub use reference::*;
 
