@@ -787,7 +787,7 @@ fn functional_graphs_are_validated_when_outputs_are_declared() {
     let far = other.apply(Dense::new(1), far).unwrap();
     let far = other.apply(Dense::new(1), far).unwrap();
     let r = config(g.outputs(&[far]).unwrap_err());
-    assert!(r.contains("not a tensor of this model"), "{r}");
+    assert!(r.contains("is a tensor of another model"), "{r}");
     // With both inputs read, the dense layer left over is named.
     let joined = g.apply(Dense::new(3), unused).unwrap();
     let y = g.merge(wgrad::nn::Add, &[h, joined]).unwrap();

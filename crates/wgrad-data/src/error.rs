@@ -10,7 +10,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The operating system refused a read (missing file, permissions, a directory listing).
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}{}", path.display(), crate::error::io_hint(source))]
     Io {
         path: PathBuf,
         #[source]
@@ -21,7 +21,7 @@ pub enum Error {
     #[error("{}: {reason}", path.display())]
     Format { path: PathBuf, reason: String },
     /// The file is shorter than its header (or record size) says it must be.
-    #[error("{}: truncated: expected {expected} bytes, got {got}", path.display())]
+    #[error("{}: truncated: expected {expected} bytes, got {got}; the file is cut short: download or copy it again", path.display())]
     Truncated {
         path: PathBuf,
         expected: u64,
@@ -100,4 +100,13 @@ pub(crate) fn read_gzip_bytes(path: &std::path::Path, bytes: &[u8]) -> Result<Ve
         .read_to_end(&mut out)
         .map_err(|e| Error::format(path, format!("corrupt or truncated gzip stream: {e}")))?;
     Ok(out)
+}
+
+/// What to do about an I/O error whose cause a user can fix.
+pub(crate) fn io_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => " (check the path, or create the file first)",
+        std::io::ErrorKind::PermissionDenied => " (check the file's permissions)",
+        _ => "",
+    }
 }

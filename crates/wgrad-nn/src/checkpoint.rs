@@ -19,6 +19,14 @@ pub const WEIGHTS: &str = "wgrad-weights";
 /// weights plus optimizer state; [`load_weights`] reads its weights.
 pub const CHECKPOINT: &str = "wgrad-checkpoint";
 
+/// The reason a file that should be safetensors is not: what the parser saw and what to do.
+pub(crate) fn not_safetensors(e: impl std::fmt::Display) -> String {
+    format!(
+        "not a safetensors file ({e}): it is cut short or another format; write weights with \
+         save_weights (or safetensors from Keras/PyTorch) and copy the file again"
+    )
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |source| Error::Io {
@@ -94,11 +102,9 @@ fn parse<'a>(
     format: &str,
 ) -> Result<(SafeTensors<'a>, HashMap<String, String>)> {
     let bad = |r: String| Error::checkpoint(path, r);
-    let (_, meta) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(not_safetensors(e)))?;
     let meta = meta.metadata().clone().unwrap_or_default();
-    let st =
-        SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(not_safetensors(e)))?;
     if let Some(f) = meta.get(FORMAT_KEY) {
         if f != format && !(format == WEIGHTS && f == CHECKPOINT) {
             return Err(bad(format!("holds {f:?}, expected {format:?}")));
@@ -200,7 +206,7 @@ fn load_into(model: &mut dyn Layer, path: &Path, st: &SafeTensors<'_>) -> Result
     if !missing.is_empty() || !extra.is_empty() || !misshaped.is_empty() {
         return Err(Error::checkpoint(
             path,
-            format!("does not match the model: missing {missing:?}, unexpected {extra:?}, mis-shaped {misshaped:?}"),
+            format!("does not match the model: missing {missing:?}, unexpected {extra:?}, mis-shaped {misshaped:?} (was it saved from another architecture? build the same layers, or use import_weights to rename)"),
         ));
     }
     let Some(dev) = model.params().first().map(|p| p.value().device().clone()) else {

@@ -36,7 +36,7 @@ pub enum Error {
     Plot { path: PathBuf, reason: String },
 
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}{}", io_hint(source))]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -70,5 +70,15 @@ impl Error {
             path: path.to_path_buf(),
             reason: reason.into(),
         }
+    }
+}
+
+/// What to do about an I/O error whose cause a user can fix.
+pub(crate) fn io_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => " (check the path, or create the file first)",
+        std::io::ErrorKind::PermissionDenied => " (check the file's permissions)",
+        std::io::ErrorKind::StorageFull => " (free space on that disk, or write elsewhere)",
+        _ => "",
     }
 }

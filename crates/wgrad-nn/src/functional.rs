@@ -253,7 +253,7 @@ impl Functional {
         if t.model != self.id || t.node >= self.nodes.len() {
             return Err(Error::config(
                 "Functional",
-                format!("{t:?} is not a tensor of this model"),
+                format!("{t:?} is a tensor of another model: pass taps this model's input() and apply() returned"),
             ));
         }
         Ok(())
@@ -304,7 +304,9 @@ impl Functional {
         if self.nodes.iter().any(|n| n.name == name) {
             return Err(Error::config(
                 "Functional",
-                format!("a layer named {name:?} is already in the model"),
+                format!(
+                    "a layer named {name:?} is already in the model: give each layer its own name"
+                ),
             ));
         }
         Ok(())

@@ -193,7 +193,7 @@ pub fn import_weights(
         source,
     })?;
     let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| Error::checkpoint(path, format!("not a safetensors file: {e}")))?;
+        .map_err(|e| Error::checkpoint(path, crate::checkpoint::not_safetensors(e)))?;
     import_tensors(model, &st, path, how)
 }
 

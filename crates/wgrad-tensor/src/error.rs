@@ -23,7 +23,7 @@ pub enum Error {
     },
 
     /// An operand has a dtype the op does not take.
-    #[error("{op}: expected dtype {expected}, got {got:?}")]
+    #[error("{op}: expected dtype {expected}, got {got:?} (convert with Tensor::cast)")]
     Dtype {
         op: &'static str,
         expected: String,

@@ -41,7 +41,7 @@ pub fn broadcast(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize
             _ => {
                 return Err(Error::shape(
                     op,
-                    format!("extents {da} and {db} at dimension {i} cannot be broadcast"),
+                    format!("extents {da} and {db} at dimension {i} cannot be broadcast: each pair must be equal or one of them 1 (reshape an operand to line up its axes)"),
                     &[a, b],
                 ))
             }
@@ -72,7 +72,7 @@ pub fn axis(op: &'static str, axis: isize, rank: usize) -> Result<usize> {
     if axis < -r || axis >= r {
         return Err(Error::invalid(
             op,
-            format!("axis {axis} is out of range for rank {rank}"),
+            format!("axis {axis} is out of range for rank {rank}: use 0..{rank}, or -1..-{rank} counting from the end"),
         ));
     }
     Ok(if axis < 0 {

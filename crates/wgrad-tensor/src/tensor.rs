@@ -196,7 +196,7 @@ impl Tensor {
         if numel(&shape) != n {
             return Err(Error::shape(
                 "reshape",
-                format!("{n} elements cannot take the new shape"),
+                format!("{n} elements cannot take the new shape: its extents must multiply to {n}"),
                 &[&self.shape, &shape],
             ));
         }

@@ -135,7 +135,7 @@ impl Layer for Reshape {
             return Err(Error::config(
                 "Reshape",
                 format!(
-                    "cannot reshape {input:?} ({a} values) to {:?} ({b})",
+                    "cannot reshape {input:?} ({a} values) to {:?} ({b}): the target must hold the same number of values",
                     self.target
                 ),
             ));

@@ -178,7 +178,7 @@ impl Tensor {
         {
             return Err(Error::invalid(
                 name,
-                format!("{perm:?} is not a permutation of {rank} axes"),
+                format!("{perm:?} is not a permutation of {rank} axes: list each axis 0..{rank} exactly once"),
             ));
         }
         let shape: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
@@ -273,7 +273,7 @@ impl Tensor {
         if start > end || end > len {
             return Err(Error::invalid(
                 name,
-                format!("range {start}..{end} is outside 0..{len} of axis {ax}"),
+                format!("range {start}..{end} is outside 0..{len} of axis {ax}: start must be at most end, end at most {len}"),
             ));
         }
         let mut shape = self.shape().to_vec();

@@ -155,7 +155,7 @@ impl Tensor {
         if k != k2 {
             return Err(Error::shape(
                 name,
-                format!("inner extents differ ({k} vs {k2})"),
+                format!("inner extents differ ({k} vs {k2}): the first operand's last axis must equal the second's rows (transpose_a / transpose_b flip an operand)"),
                 &[a.shape(), b.shape()],
             ));
         }

@@ -73,7 +73,7 @@ pub fn axis_geometry(
     let padded = input + before + after;
     if padded < span {
         let name = if axis == 0 { "height" } else { "width" };
-        return Err(Error::invalid(op, format!("window of {span} pixels (kernel {kernel}, dilation {dilation}) is larger than the padded {name} of {padded}")));
+        return Err(Error::invalid(op, format!("window of {span} pixels (kernel {kernel}, dilation {dilation}) is larger than the padded {name} of {padded}: use Same padding, a smaller kernel or a larger input")));
     }
     Ok(AxisGeometry {
         input,
