@@ -71,6 +71,9 @@ fn build(dev: &Device, which: Model, seed: u64) -> wgrad::nn::Result<Functional>
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if args.epochs == 0 || args.batch_size == 0 || args.limit == Some(0) {
+        return Err("--epochs, --batch-size and --limit must be at least 1".into());
+    }
     let dev = Device::new()?;
     println!("adapter: {}", dev.describe());
     let mut train = fashion_mnist(args.data.as_deref(), Split::Train)?;

@@ -506,7 +506,89 @@ fn cases() -> Vec<Case> {
             [8, 8],
         )),
     ));
+
+    // ---- the example binaries' arguments (cargo test builds the examples beside the tests)
+    let absent = d.join("absent-data");
+    let absent = absent.to_str().unwrap();
+    for (id, words, example, args) in [
+        (
+            "example-unknown-flag",
+            &["--help"][..],
+            "fashion_mnist",
+            &["--bogus"][..],
+        ),
+        (
+            "example-bad-choice",
+            &["possible values"],
+            "fashion_mnist",
+            &["--model", "nope"],
+        ),
+        (
+            "example-not-a-number",
+            &["invalid value"],
+            "fashion_mnist",
+            &["--epochs", "two"],
+        ),
+        (
+            "example-zero-epochs",
+            &["at least 1"],
+            "fashion_mnist",
+            &["--epochs", "0"],
+        ),
+        (
+            "example-missing-data",
+            &["check the path"],
+            "resnet34",
+            &["--data", absent],
+        ),
+        (
+            "example-small-image",
+            &["at least 32"],
+            "resnet34",
+            &["--image-size", "8"],
+        ),
+        (
+            "example-zero-batch",
+            &["at least 1"],
+            "segmentation",
+            &["--batch-size", "0"],
+        ),
+        (
+            "example-zero-labels",
+            &["at least 1"],
+            "transfer",
+            &["--labels", "0"],
+        ),
+    ] {
+        v.push((id, "exit status", words, run_example(example, args)));
+    }
     v
+}
+
+/// Runs an example binary and returns its failure (exit status and stderr), or None when it
+/// succeeded.
+fn run_example(name: &str, args: &[&str]) -> Option<Got> {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    let out = std::process::Command::new(&bin)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (cargo test builds the examples)", bin.display()));
+    (!out.status.success()).then(|| Got {
+        debug: format!("{}", out.status),
+        // lavapipe's loader complains about XDG_RUNTIME_DIR on headless machines: not ours.
+        message: String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    })
 }
 
 #[test]
