@@ -156,33 +156,7 @@ struct Ref {
 
 impl Ref {
     fn new(x: [usize; 4], w: [usize; 4], o: Conv2dOptions) -> Ref {
-        let mut pad = [0; 2];
-        let mut out = [0; 2];
-        for a in 0..2 {
-            let span = (w[a] - 1) * o.dilation[a] + 1;
-            let (before, total) = match o.padding {
-                Padding::Valid => (0, 0),
-                Padding::Same => {
-                    let oa = x[a + 1].div_ceil(o.stride[a]);
-                    let t = ((oa - 1) * o.stride[a] + span).saturating_sub(x[a + 1]);
-                    (t / 2, t)
-                }
-                Padding::Explicit {
-                    top,
-                    bottom,
-                    left,
-                    right,
-                } => {
-                    if a == 0 {
-                        (top, top + bottom)
-                    } else {
-                        (left, left + right)
-                    }
-                }
-            };
-            pad[a] = before;
-            out[a] = (x[a + 1] + total - span) / o.stride[a] + 1;
-        }
+        let (pad, out) = wgrad_testkit::conv_window(x, [w[0], w[1]], &o);
         Ref {
             x,
             w,

@@ -84,33 +84,7 @@ impl Case {
     fn new(rng: &mut Rng, x: [usize; 4], k: [usize; 2], m: usize, opts: Conv2dOptions) -> Case {
         let c = x[3];
         let o = c * m;
-        let mut pad = [0usize; 2];
-        let mut out = [0usize; 2];
-        for a in 0..2 {
-            let span = (k[a] - 1) * opts.dilation[a] + 1;
-            let (before, total) = match opts.padding {
-                Padding::Valid => (0, 0),
-                Padding::Same => {
-                    let oa = x[a + 1].div_ceil(opts.stride[a]);
-                    let t = ((oa - 1) * opts.stride[a] + span).saturating_sub(x[a + 1]);
-                    (t / 2, t)
-                }
-                Padding::Explicit {
-                    top,
-                    bottom,
-                    left,
-                    right,
-                } => {
-                    if a == 0 {
-                        (top, top + bottom)
-                    } else {
-                        (left, left + right)
-                    }
-                }
-            };
-            pad[a] = before;
-            out[a] = (x[a + 1] + total - span) / opts.stride[a] + 1;
-        }
+        let (pad, out) = wgrad_testkit::conv_window(x, k, &opts);
         let y = [x[0], out[0], out[1], o];
         let xv = rng.vec(x.iter().product(), -1.0, 1.0);
         let wv = rng.vec(k[0] * k[1] * o, -1.0, 1.0);

@@ -121,3 +121,42 @@ pub fn activation_rows_f64(z: &[f64], n: usize, act: Activation) -> Vec<f64> {
         })
         .collect()
 }
+
+/// TensorFlow's window rule for convolutions, written from its definition: for each spatial
+/// axis of an `[N, H, W, C]` input and a `kernel` window, the padding before the first pixel
+/// and the output extent (SAME pads `total` = what the stride leaves over, `total / 2` before).
+pub fn conv_window(
+    x: [usize; 4],
+    kernel: [usize; 2],
+    o: &wgrad_tensor::Conv2dOptions,
+) -> ([usize; 2], [usize; 2]) {
+    use wgrad_tensor::Padding;
+    let mut pad = [0; 2];
+    let mut out = [0; 2];
+    for a in 0..2 {
+        let span = (kernel[a] - 1) * o.dilation[a] + 1;
+        let (before, total) = match o.padding {
+            Padding::Valid => (0, 0),
+            Padding::Same => {
+                let oa = x[a + 1].div_ceil(o.stride[a]);
+                let t = ((oa - 1) * o.stride[a] + span).saturating_sub(x[a + 1]);
+                (t / 2, t)
+            }
+            Padding::Explicit {
+                top,
+                bottom,
+                left,
+                right,
+            } => {
+                if a == 0 {
+                    (top, top + bottom)
+                } else {
+                    (left, left + right)
+                }
+            }
+        };
+        pad[a] = before;
+        out[a] = (x[a + 1] + total - span) / o.stride[a] + 1;
+    }
+    (pad, out)
+}
