@@ -9,6 +9,7 @@
 //! pixels of the resized image, `[y0, x0, y1, x1]`. A malformed line is an [`Error::Format`]
 //! naming the file and the line.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::canvas::{Canvases, Placed};
@@ -39,7 +40,8 @@ pub fn yolo_folder(
             .join(file.file_stem().unwrap_or_default())
             .with_extension("txt");
         objects.push(if txt.is_file() {
-            parse(&txt, size, classes, i)?
+            let text = std::fs::read_to_string(&txt).map_err(|e| Error::io(&txt, e))?;
+            parse_yolo_labels(&text, &txt, size, classes, i)?
         } else {
             Vec::new()
         });
@@ -53,8 +55,16 @@ pub fn yolo_folder(
     })
 }
 
-fn parse(path: &Path, [h, w]: [usize; 2], classes: usize, image: usize) -> Result<Vec<Placed>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+/// Parses one YOLO label file's text (`origin` names it in errors) into the objects of image
+/// number `image`, boxes in pixels of a `[h, w]` image, classes below `classes`.
+pub fn parse_yolo_labels(
+    text: &str,
+    origin: &Path,
+    [h, w]: [usize; 2],
+    classes: usize,
+    image: usize,
+) -> Result<Vec<Placed>> {
+    let path = origin;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -104,23 +114,26 @@ fn parse(path: &Path, [h, w]: [usize; 2], classes: usize, image: usize) -> Resul
     Ok(out)
 }
 
-/// Reads a COCO-style annotation file (`images`, `annotations`, `categories`; boxes
-/// `[x, y, width, height]` in the image's pixels) with the images of `images/` it names by
-/// `file_name`, brought to `size = [H, W]`. Classes are the categories in increasing id order
-/// (`0..categories`), their names in the returned list. Images are in the file's order; an
-/// image without annotations has no objects; `iscrowd` regions are left out. A malformed file,
-/// a box on an unknown image or category, or a negative size is an [`Error::Format`].
-pub fn coco_folder(
-    annotations: impl AsRef<Path>,
-    images: impl AsRef<Path>,
-    size: [usize; 2],
-) -> Result<(Canvases, Vec<String>)> {
+/// A COCO-style annotation file parsed: its images (file names, in the file's order) with
+/// their objects, boxes scaled to the size the images will be brought to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CocoFile {
+    /// Each image's `file_name`, relative to the image folder.
+    pub files: Vec<String>,
+    /// Each image's objects, boxes `[y0, x0, y1, x1]` in pixels of the resized image.
+    pub objects: Vec<Vec<Placed>>,
+    /// Category names in increasing id order (class `k` is the `k`-th).
+    pub names: Vec<String>,
+}
+
+/// Parses a COCO-style annotation file's text (`origin` names it in errors) for images to be
+/// brought to `size = [H, W]`; see [`coco_folder`] for the rules.
+pub fn parse_coco(text: &str, origin: &Path, size: [usize; 2]) -> Result<CocoFile> {
     use serde_json::Value;
-    let path = annotations.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let path = origin;
     let bad = |why: String| Error::format(path, why);
     let root: Value =
-        serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
     let list = |key: &str| -> Result<&Vec<Value>> {
         root.get(key).and_then(Value::as_array).ok_or_else(|| {
             bad(format!(
@@ -143,7 +156,7 @@ pub fn coco_folder(
         cats.push((id(c, "category")?, name));
     }
     cats.sort();
-    let mut imgs: Vec<(u64, PathBuf, f64, f64)> = Vec::new();
+    let mut imgs: Vec<(u64, String, f64, f64)> = Vec::new();
     for im in list("images")? {
         let file = im
             .get("file_name")
@@ -158,10 +171,18 @@ pub fn coco_folder(
                 )))
             }
         };
-        imgs.push((id(im, "image")?, images.as_ref().join(file), w, h));
+        imgs.push((id(im, "image")?, file.to_string(), w, h));
     }
     if imgs.is_empty() {
         return Err(bad("no images".into()));
+    }
+    // By id, not by scanning: COCO's train split has 118k images and 860k annotations.
+    let image_slot: HashMap<u64, usize> = imgs.iter().enumerate().map(|(i, m)| (m.0, i)).collect();
+    let class_of: HashMap<u64, usize> = cats.iter().enumerate().map(|(i, c)| (c.0, i)).collect();
+    if image_slot.len() != imgs.len() || class_of.len() != cats.len() {
+        return Err(bad(
+            "two images or two categories share an id (each \"id\" must be unique)".into(),
+        ));
     }
     let mut objects: Vec<Vec<Placed>> = vec![Vec::new(); imgs.len()];
     for a in list("annotations")? {
@@ -169,11 +190,11 @@ pub fn coco_folder(
             continue;
         }
         let image = a.get("image_id").and_then(Value::as_u64);
-        let Some(slot) = image.and_then(|i| imgs.iter().position(|m| m.0 == i)) else {
+        let Some(&slot) = image.and_then(|i| image_slot.get(&i)) else {
             return Err(bad(format!("an annotation on an unknown image: {a}")));
         };
         let cat = a.get("category_id").and_then(Value::as_u64);
-        let Some(class) = cat.and_then(|c| cats.iter().position(|k| k.0 == c)) else {
+        let Some(&class) = cat.and_then(|c| class_of.get(&c)) else {
             return Err(bad(format!("an annotation of an unknown category: {a}")));
         };
         let b: Vec<f64> = a
@@ -188,30 +209,55 @@ pub fn coco_folder(
         }
         let (_, _, w, h) = imgs[slot];
         let (sy, sx) = (size[0] as f64 / h, size[1] as f64 / w);
+        // Clamped to the image, as YOLO's labels are: a box that pokes out of its image (or
+        // whose numbers overflow f32) must not reach the loss as an infinite coordinate.
+        let (hf, wf) = (size[0] as f64, size[1] as f64);
+        let at = |v: f64, top: f64| v.clamp(0.0, top) as f32;
         objects[slot].push(Placed {
             class: class as u32,
             bbox: [
-                (b[1] * sy) as f32,
-                (b[0] * sx) as f32,
-                ((b[1] + b[3]) * sy) as f32,
-                ((b[0] + b[2]) * sx) as f32,
+                at(b[1] * sy, hf),
+                at(b[0] * sx, wf),
+                at((b[1] + b[3]) * sy, hf),
+                at((b[0] + b[2]) * sx, wf),
             ],
             source: slot,
         });
     }
+    Ok(CocoFile {
+        files: imgs.into_iter().map(|(_, f, _, _)| f).collect(),
+        objects,
+        names: cats.into_iter().map(|(_, n)| n).collect(),
+    })
+}
+
+/// Reads a COCO-style annotation file (`images`, `annotations`, `categories`; boxes
+/// `[x, y, width, height]` in the image's pixels) with the images of `images/` it names by
+/// `file_name`, brought to `size = [H, W]`. Classes are the categories in increasing id order
+/// (`0..categories`), their names in the returned list. Images are in the file's order; an
+/// image without annotations has no objects; `iscrowd` regions are left out; boxes are clamped
+/// to their image. A malformed file, a box on an unknown image or category, or a negative size
+/// is an [`Error::Format`].
+pub fn coco_folder(
+    annotations: impl AsRef<Path>,
+    images: impl AsRef<Path>,
+    size: [usize; 2],
+) -> Result<(Canvases, Vec<String>)> {
+    let path = annotations.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let coco = parse_coco(&text, path, size)?;
     let mut pixels = Vec::new();
-    for (_, file, _, _) in &imgs {
-        pixels.extend(read_image(file, size)?);
+    for file in &coco.files {
+        pixels.extend(read_image(images.as_ref().join(file), size)?);
     }
-    let names = cats.into_iter().map(|(_, n)| n).collect::<Vec<_>>();
     Ok((
         Canvases {
             images: pixels,
             shape: [size[0], size[1], 3],
-            objects,
+            objects: coco.objects,
             masks: Vec::new(),
-            classes: names.len(),
+            classes: coco.names.len(),
         },
-        names,
+        coco.names,
     ))
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::dataset::{Dataset, Split};
 use crate::download::{fetch_archive, not_found_after, offline, read_class_names, Archive};
-use crate::error::{read_maybe_gzip, Error, Result};
+use crate::error::{maybe_gunzip, Error, Result};
 use crate::search::{cache_dir, search_dirs};
 
 /// Pixel bytes per record (3×32×32).
@@ -50,13 +50,14 @@ pub const CIFAR10_CLASSES: [&str; 10] = [
 
 /// Decodes records with `label_bytes` leading label bytes, keeping label byte `keep`, checking
 /// it is below `num_classes`. Returns HWC f32 images and labels.
-fn read_records(
+fn parse_records(
     path: &Path,
+    bytes: &[u8],
     label_bytes: usize,
     keep: usize,
     num_classes: usize,
 ) -> Result<(Vec<f32>, Vec<u32>)> {
-    let bytes = read_maybe_gzip(path)?;
+    let bytes = maybe_gunzip(path, bytes.to_vec())?;
     let record = label_bytes + RECORD_PIXELS;
     if bytes.is_empty() {
         return Err(Error::format(path, "empty file: no CIFAR records"));
@@ -92,9 +93,33 @@ fn read_records(
     Ok((images, labels))
 }
 
+/// Parses the bytes of a CIFAR-10 binary file (raw or gzipped; `origin` names it in errors):
+/// HWC f32 images (32×32×3 each) and labels 0..10.
+pub fn parse_cifar10(bytes: &[u8], origin: &Path) -> Result<(Vec<f32>, Vec<u32>)> {
+    parse_records(origin, bytes, 1, 0, 10)
+}
+
+/// Parses the bytes of a CIFAR-100 binary file keeping the `which` label (coarse 0..20 or
+/// fine 0..100).
+pub fn parse_cifar100(
+    bytes: &[u8],
+    origin: &Path,
+    which: Cifar100Label,
+) -> Result<(Vec<f32>, Vec<u32>)> {
+    match which {
+        Cifar100Label::Coarse => parse_records(origin, bytes, 2, 0, 20),
+        Cifar100Label::Fine => parse_records(origin, bytes, 2, 1, 100),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
 /// Reads one CIFAR-10 binary file: HWC f32 images (32×32×3 each) and labels 0..10.
 pub fn read_cifar10_file(path: impl AsRef<Path>) -> Result<(Vec<f32>, Vec<u32>)> {
-    read_records(path.as_ref(), 1, 0, 10)
+    let path = path.as_ref();
+    parse_cifar10(&read(path)?, path)
 }
 
 /// Reads one CIFAR-100 binary file keeping the `which` label (coarse 0..20 or fine 0..100).
@@ -102,10 +127,8 @@ pub fn read_cifar100_file(
     path: impl AsRef<Path>,
     which: Cifar100Label,
 ) -> Result<(Vec<f32>, Vec<u32>)> {
-    match which {
-        Cifar100Label::Coarse => read_records(path.as_ref(), 2, 0, 20),
-        Cifar100Label::Fine => read_records(path.as_ref(), 2, 1, 100),
-    }
+    let path = path.as_ref();
+    parse_cifar100(&read(path)?, path, which)
 }
 
 fn cifar10_files(split: Split) -> Vec<String> {

@@ -83,8 +83,8 @@ impl Error {
 
 /// Reads a whole file, gunzipping it when it starts with the gzip magic bytes `1f 8b`
 /// (detected by content, never by file name).
-pub(crate) fn read_maybe_gzip(path: &std::path::Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+/// `bytes` gunzipped when they start with gzip's magic, else as they are.
+pub(crate) fn maybe_gunzip(path: &std::path::Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         read_gzip_bytes(path, &bytes)
     } else {

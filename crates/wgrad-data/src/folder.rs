@@ -32,10 +32,23 @@ pub(crate) fn is_image(path: &Path) -> bool {
 }
 
 /// Decodes one PNG/JPEG into an `h×w×3` HWC f32 image in `[0, 1]`.
-pub fn read_image(path: impl AsRef<Path>, [h, w]: [usize; 2]) -> Result<Vec<f32>> {
+pub fn read_image(path: impl AsRef<Path>, size: [usize; 2]) -> Result<Vec<f32>> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let img = image::load_from_memory(&bytes)
+    decode_image(&bytes, path, size)
+}
+
+/// Decodes the bytes of a PNG/JPEG (`origin` names it in errors) into an `h×w×3` HWC f32
+/// image in `[0, 1]`, resized bilinearly when its size differs.
+pub fn decode_image(bytes: &[u8], origin: &Path, [h, w]: [usize; 2]) -> Result<Vec<f32>> {
+    let path = origin;
+    if h == 0 || w == 0 {
+        return Err(Error::format(
+            path,
+            format!("cannot bring an image to size [{h}, {w}]: both sides must be at least 1"),
+        ));
+    }
+    let img = image::load_from_memory(bytes)
         .map_err(|e| Error::format(path, format!("cannot decode image: {e}")))?
         .to_rgb8();
     let (tw, th) = (

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::dataset::{Dataset, Split};
 use crate::download::{fetch, not_found_after, offline, Remote};
-use crate::error::{read_maybe_gzip, Error, Result};
+use crate::error::{maybe_gunzip, Error, Result};
 use crate::search::{cache_dir, find_file, search_dirs};
 
 /// Magic number of an IDX file of unsigned bytes with 3 dimensions (images).
@@ -101,23 +101,38 @@ fn parse<'a>(path: &Path, bytes: &'a [u8], magic: u32) -> Result<(Vec<usize>, &'
     Ok((dims, &bytes[header..]))
 }
 
+/// Parses the bytes of an IDX images file (raw or gzipped; `origin` names it in errors),
+/// keeping the pixel bytes: `(pixels, [count, rows, cols])`.
+pub fn parse_images(bytes: &[u8], origin: &Path) -> Result<(Vec<u8>, [usize; 3])> {
+    let bytes = maybe_gunzip(origin, bytes.to_vec())?;
+    let (dims, data) = parse(origin, &bytes, IMAGES_MAGIC)?;
+    Ok((data.to_vec(), [dims[0], dims[1], dims[2]]))
+}
+
+/// Parses the bytes of an IDX labels file (raw or gzipped; `origin` names it in errors).
+pub fn parse_labels(bytes: &[u8], origin: &Path) -> Result<Vec<u32>> {
+    let bytes = maybe_gunzip(origin, bytes.to_vec())?;
+    let (_, data) = parse(origin, &bytes, LABELS_MAGIC)?;
+    Ok(data.iter().map(|&b| b as u32).collect())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
 /// Reads an IDX images file (raw or gzipped) keeping the bytes: `(pixels, [count, rows, cols])`.
 pub fn read_images_u8(path: impl AsRef<Path>) -> Result<(Vec<u8>, [usize; 3])> {
     let path = path.as_ref();
-    let bytes = read_maybe_gzip(path)?;
-    let (dims, data) = parse(path, &bytes, IMAGES_MAGIC)?;
-    Ok((data.to_vec(), [dims[0], dims[1], dims[2]]))
+    parse_images(&read(path)?, path)
 }
 
 /// Reads an IDX images file (raw or gzipped), scaling pixels to `[0, 1]`.
 pub fn read_images(path: impl AsRef<Path>) -> Result<IdxImages> {
-    let path = path.as_ref();
-    let bytes = read_maybe_gzip(path)?;
-    let (dims, data) = parse(path, &bytes, IMAGES_MAGIC)?;
+    let (data, [count, rows, cols]) = read_images_u8(path)?;
     Ok(IdxImages {
-        count: dims[0],
-        rows: dims[1],
-        cols: dims[2],
+        count,
+        rows,
+        cols,
         pixels: data.iter().map(|&b| b as f32 / 255.0).collect(),
     })
 }
@@ -125,9 +140,7 @@ pub fn read_images(path: impl AsRef<Path>) -> Result<IdxImages> {
 /// Reads an IDX labels file (raw or gzipped).
 pub fn read_labels(path: impl AsRef<Path>) -> Result<Vec<u32>> {
     let path = path.as_ref();
-    let bytes = read_maybe_gzip(path)?;
-    let (_, data) = parse(path, &bytes, LABELS_MAGIC)?;
-    Ok(data.iter().map(|&b| b as u32).collect())
+    parse_labels(&read(path)?, path)
 }
 
 /// Reads a pair of IDX files into a [`Dataset`] of `rows×cols×1` images. Fails with

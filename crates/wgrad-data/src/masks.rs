@@ -78,8 +78,15 @@ impl MaskFolder {
 
     fn read_mask(&self, path: &Path) -> Result<Vec<u32>> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        self.decode_mask(&bytes, path)
+    }
+
+    /// Decodes the bytes of one mask PNG (`origin` names it in errors) into `H·W` classes, as
+    /// [`MaskFolder::read`] does for each mask.
+    pub fn decode_mask(&self, bytes: &[u8], origin: &Path) -> Result<Vec<u32>> {
+        let path = origin;
         let bad = |reason: String| Error::format(path, reason);
-        let mut decoder = png::Decoder::new(Cursor::new(&bytes));
+        let mut decoder = png::Decoder::new(Cursor::new(bytes));
         // Identity: palette indices stay indices instead of expanding to colours.
         decoder.set_transformations(png::Transformations::IDENTITY);
         let mut reader = decoder

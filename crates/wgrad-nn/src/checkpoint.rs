@@ -113,14 +113,8 @@ fn parse<'a>(
     Ok((st, meta))
 }
 
-/// One f32 tensor of the file, checked against the shape it must have.
-fn take(
-    path: &Path,
-    st: &SafeTensors<'_>,
-    name: &str,
-    shape: &[usize],
-    dev: &wgrad_tensor::Device,
-) -> Result<Tensor> {
+/// One f32 tensor of the file, checked against the shape it must have, on the host.
+fn take(path: &Path, st: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
     let v = st
         .tensor(name)
         .map_err(|_| Error::checkpoint(path, format!("has no tensor {name:?}")))?;
@@ -140,12 +134,15 @@ fn take(
             ),
         ));
     }
-    let data: Vec<f32> = v
-        .data()
+    Ok(f32s(v.data()))
+}
+
+/// Little-endian f32s (safetensors' byte order); the length was checked by the parser.
+pub(crate) fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    Ok(Tensor::from_slice(dev, &data, shape)?)
+        .collect()
 }
 
 /// Saves every weight and state tensor of `model` under its `named_params` name.
@@ -179,6 +176,27 @@ fn load_into(model: &mut dyn Layer, path: &Path, st: &SafeTensors<'_>) -> Result
         .into_iter()
         .map(|(n, p)| (n, p.shape().to_vec()))
         .collect();
+    let host = weights(path, st, &names)?;
+    let Some(dev) = model.params().first().map(|p| p.value().device().clone()) else {
+        return Ok(());
+    };
+    let values = host
+        .iter()
+        .zip(&names)
+        .map(|(v, (_, s))| Ok(Tensor::from_slice(&dev, v, s)?))
+        .collect::<Result<Vec<_>>>()?;
+    for (p, v) in model.params_mut().into_iter().zip(values) {
+        p.set(v);
+    }
+    Ok(())
+}
+
+/// The values of the weights `names` (name, shape) from the file, checked all at once.
+fn weights(
+    path: &Path,
+    st: &SafeTensors<'_>,
+    names: &[(String, Vec<usize>)],
+) -> Result<Vec<Vec<f32>>> {
     let in_file: Vec<String> = st
         .names()
         .into_iter()
@@ -209,17 +227,7 @@ fn load_into(model: &mut dyn Layer, path: &Path, st: &SafeTensors<'_>) -> Result
             format!("does not match the model: missing {missing:?}, unexpected {extra:?}, mis-shaped {misshaped:?} (was it saved from another architecture? build the same layers, or use import_weights to rename)"),
         ));
     }
-    let Some(dev) = model.params().first().map(|p| p.value().device().clone()) else {
-        return Ok(());
-    };
-    let values = names
-        .iter()
-        .map(|(n, s)| take(path, st, n, s, &dev))
-        .collect::<Result<Vec<_>>>()?;
-    for (p, v) in model.params_mut().into_iter().zip(values) {
-        p.set(v);
-    }
-    Ok(())
+    names.iter().map(|(n, s)| take(path, st, n, s)).collect()
 }
 
 /// Writes named tensors and string metadata as a safetensors file of `format` (atomically,
@@ -249,10 +257,14 @@ impl TensorFile {
     /// accepts a checkpoint).
     pub fn open(path: impl AsRef<Path>, format: &str) -> Result<TensorFile> {
         let path = path.as_ref();
-        let bytes = read_file(path)?;
-        let (_, meta) = parse(path, &bytes, format)?;
+        TensorFile::from_bytes(read_file(path)?, path, format)
+    }
+
+    /// Parses the bytes of a safetensors file of `format` (`origin` names it in errors).
+    pub fn from_bytes(bytes: Vec<u8>, origin: &Path, format: &str) -> Result<TensorFile> {
+        let (_, meta) = parse(origin, &bytes, format)?;
         Ok(TensorFile {
-            path: path.to_path_buf(),
+            path: origin.to_path_buf(),
             bytes,
             meta,
         })
@@ -284,7 +296,19 @@ impl TensorFile {
         shape: &[usize],
         dev: &wgrad_tensor::Device,
     ) -> Result<Tensor> {
-        take(&self.path, &self.st(), name, shape, dev)
+        Ok(Tensor::from_slice(dev, &self.host(name, shape)?, shape)?)
+    }
+
+    /// The values of the f32 tensor `name`, which must have `shape`.
+    pub fn host(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        take(&self.path, &self.st(), name, shape)
+    }
+
+    /// The values of the weights `names` (name, shape; `optimizer/` tensors are not weights):
+    /// every one must be present with its shape and the file must hold no other weight, or
+    /// the error lists the missing, extra and mis-shaped names ([`load_weights`]' rule).
+    pub fn weights(&self, names: &[(String, Vec<usize>)]) -> Result<Vec<Vec<f32>>> {
+        weights(&self.path, &self.st(), names)
     }
 
     /// Loads every weight of `model` from the file (as [`load_weights`] does; tensors under

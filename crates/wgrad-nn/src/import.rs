@@ -204,6 +204,34 @@ pub fn import_tensors(
     origin: &Path,
     how: &Import<'_>,
 ) -> Result<()> {
+    let wanted: Vec<(String, WeightLayout, Vec<usize>)> = model
+        .named_params()
+        .into_iter()
+        .map(|(n, p)| (n, p.layout(), p.shape().to_vec()))
+        .collect();
+    let host = import_values(st, origin, how, &wanted)?;
+    let Some(dev) = model.params().first().map(|p| p.value().device().clone()) else {
+        return Ok(());
+    };
+    let values = host
+        .iter()
+        .zip(&wanted)
+        .map(|(v, (_, _, shape))| Ok(Tensor::from_slice(&dev, v, shape)?))
+        .collect::<Result<Vec<_>>>()?;
+    for (p, v) in model.params_mut().into_iter().zip(values) {
+        p.set(v);
+    }
+    Ok(())
+}
+
+/// The host side of [`import_tensors`]: the values of the weights `wanted` (wgrad name,
+/// layout, wgrad shape), found in `st` as `how` says and rearranged into wgrad's layouts.
+pub fn import_values(
+    st: &SafeTensors<'_>,
+    origin: &Path,
+    how: &Import<'_>,
+    wanted: &[(String, WeightLayout, Vec<usize>)],
+) -> Result<Vec<Vec<f32>>> {
     let in_file: HashMap<String, String> = st
         .names()
         .into_iter()
@@ -212,14 +240,9 @@ pub fn import_tensors(
                 .map(|short| (short.to_string(), full.to_string()))
         })
         .collect();
-    let wanted: Vec<(String, WeightLayout, Vec<usize>)> = model
-        .named_params()
-        .into_iter()
-        .map(|(n, p)| (n, p.layout(), p.shape().to_vec()))
-        .collect();
     let (mut missing, mut misshaped) = (Vec::new(), Vec::new());
     let mut claimed = HashSet::new();
-    for (name, layout, shape) in &wanted {
+    for (name, layout, shape) in wanted {
         let src = how.source_name(name);
         let Some(full) = in_file.get(&src) else {
             missing.push(format!("{name} (as {}{src})", how.prefix));
@@ -250,28 +273,16 @@ pub fn import_tensors(
             misshaped,
         });
     }
-    let Some(dev) = model.params().first().map(|p| p.value().device().clone()) else {
-        return Ok(());
-    };
-    let values = wanted
+    Ok(wanted
         .iter()
         .map(|(name, layout, shape)| {
             let v = st
                 .tensor(&in_file[&how.source_name(name)])
                 .expect("checked");
-            let src: Vec<f32> = v
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            let data = to_wgrad(how.framework, *layout, &src, shape);
-            Ok(Tensor::from_slice(&dev, &data, shape)?)
+            let src = crate::checkpoint::f32s(v.data());
+            to_wgrad(how.framework, *layout, &src, shape)
         })
-        .collect::<Result<Vec<_>>>()?;
-    for (p, v) in model.params_mut().into_iter().zip(values) {
-        p.set(v);
-    }
-    Ok(())
+        .collect())
 }
 
 /// Names in an import error, one list per line.

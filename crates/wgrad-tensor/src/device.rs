@@ -75,6 +75,8 @@ pub(crate) struct Inner {
     /// Stand-ins bound to optional bindings an entry point declares but a variant never touches.
     dummies: [wgpu::Buffer; 2],
     gpu_error: Arc<Mutex<Option<String>>>,
+    /// Why the device was lost, once it is (wgpu's device-lost callback, or `destroy`).
+    lost: Arc<Mutex<Option<String>>>,
     dispatches: AtomicU64,
     submits: AtomicU64,
     readbacks: AtomicU64,
@@ -158,6 +160,34 @@ fn summary(a: &wgpu::Adapter) -> AdapterSummary {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// `WGRAD_MEMORY_LIMIT`: bytes, or a number with a `K`, `M` or `G` suffix (powers of 1024).
+fn memory_limit_from_env() -> Option<u64> {
+    let v = std::env::var("WGRAD_MEMORY_LIMIT").ok()?;
+    let parsed = parse_bytes(&v);
+    if parsed.is_none() {
+        eprintln!(
+            "wgrad: WGRAD_MEMORY_LIMIT={v:?} is not a size (e.g. 512M, 2G, 1048576); ignored"
+        );
+    }
+    parsed
+}
+
+pub(crate) fn parse_bytes(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (digits, unit) = match v.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&v[..i], c.to_ascii_uppercase()),
+        _ => (v, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return None,
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
 impl Device {
     /// Every adapter wgpu finds on the native backends (`WGPU_BACKEND` narrows them).
     pub fn adapters() -> Vec<AdapterSummary> {
@@ -232,6 +262,14 @@ impl Device {
                 *slot = Some(e.to_string());
             }
         }));
+        let lost = Arc::new(Mutex::new(None::<String>));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            lost_sink
+                .lock()
+                .unwrap()
+                .get_or_insert_with(|| format!("{reason:?}: {message}"));
+        });
         let slot = PARAM_SLOT.max(limits.min_uniform_buffer_offset_alignment as u64);
         let params_buf = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgrad params"),
@@ -267,7 +305,11 @@ impl Device {
                 info,
                 limits,
                 features,
-                pool: BufferPool::new(binding_limit),
+                pool: {
+                    let pool = BufferPool::new(binding_limit);
+                    pool.set_memory_limit(memory_limit_from_env());
+                    pool
+                },
                 pipelines: Mutex::new(HashMap::new()),
                 modules: Mutex::new(HashMap::new()),
                 batch: Mutex::new(Batch {
@@ -281,6 +323,7 @@ impl Device {
                 upload_free: Arc::new(Mutex::new(Vec::new())),
                 dummies,
                 gpu_error,
+                lost,
                 dispatches: AtomicU64::new(0),
                 submits: AtomicU64::new(0),
                 readbacks: AtomicU64::new(0),
@@ -365,6 +408,8 @@ impl Device {
     }
 
     fn take_gpu_error(&self) -> Result<()> {
+        // After a loss, wgpu's errors only echo it; the loss is what the user must hear.
+        self.check_lost()?;
         match self.inner.gpu_error.lock().unwrap().take() {
             Some(e) => Err(Error::Gpu(e)),
             None => Ok(()),
@@ -441,12 +486,63 @@ impl Device {
             .map_err(|e| Error::Gpu(e.to_string()))
     }
 
-    pub(crate) fn alloc(&self, op: &'static str, bytes: u64) -> Result<wgpu::Buffer> {
+    pub(crate) fn alloc(
+        &self,
+        op: &'static str,
+        shape: &[usize],
+        dtype: crate::DType,
+        bytes: u64,
+    ) -> Result<wgpu::Buffer> {
         let limit = self.max_tensor_bytes();
         if bytes > limit {
             return Err(Error::TooLarge { op, bytes, limit });
         }
-        Ok(self.inner.pool.get(&self.inner.device, bytes))
+        self.check_lost()?;
+        self.inner
+            .pool
+            .get(&self.inner.device, bytes)
+            .map_err(|e| Error::OutOfMemory {
+                op,
+                shape: shape.to_vec(),
+                dtype,
+                bytes: e.size,
+                in_use: e.in_use,
+                limit: e.limit,
+            })
+    }
+
+    /// Caps the bytes this device's tensors may hold (live plus cached), below what the
+    /// adapter has: past it, creating a tensor returns [`Error::OutOfMemory`] as running out
+    /// of adapter memory does. For sharing a GPU, and for testing what a program does when
+    /// memory runs out. `None` lifts the cap. Also set at start-up by `WGRAD_MEMORY_LIMIT`
+    /// (bytes, or with a `K`, `M` or `G` suffix: `512M`).
+    pub fn set_memory_limit(&self, bytes: Option<u64>) {
+        self.inner.pool.set_memory_limit(bytes);
+    }
+
+    /// The cap set by [`Device::set_memory_limit`].
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.inner.pool.memory_limit()
+    }
+
+    /// Destroys the device now, as a driver reset would: its memory is freed and every later
+    /// operation on it returns [`Error::DeviceLost`]. (WebGPU's `GPUDevice.destroy`.)
+    pub fn destroy(&self) {
+        self.inner.device.destroy();
+        self.inner
+            .lost
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| "destroyed by Device::destroy".to_string());
+    }
+
+    fn check_lost(&self) -> Result<()> {
+        match self.inner.lost.lock().unwrap().as_ref() {
+            Some(reason) => Err(Error::DeviceLost {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Writes `data` at the start of `buffer`: the bytes go into a mapped staging buffer and a
@@ -746,4 +842,21 @@ pub fn default_device() -> Result<Device> {
         .map_err(|detail| Error::NoAdapter {
             detail: format!(": {detail}"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn memory_limits_read_as_bytes_with_binary_suffixes() {
+        assert_eq!(parse_bytes("1048576"), Some(1 << 20));
+        assert_eq!(parse_bytes("512M"), Some(512 << 20));
+        assert_eq!(parse_bytes("2g"), Some(2 << 30));
+        assert_eq!(parse_bytes(" 64 K "), Some(64 << 10));
+        assert_eq!(parse_bytes("12B"), Some(12));
+        for bad in ["", "M", "1.5G", "-1", "3T", "lots"] {
+            assert_eq!(parse_bytes(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -61,7 +61,23 @@ pub enum Error {
         shape: Vec<usize>,
     },
 
-    /// The GPU reported an error (validation, out of memory, lost device, failed map).
+    /// The adapter's memory (or the limit set with `Device::set_memory_limit`) cannot hold a
+    /// new tensor, even after the pool gave back its cached buffers.
+    #[error("{op}: out of GPU memory for a {dtype} tensor of shape {shape:?} ({bytes} bytes); {in_use} bytes are held by live tensors{limit}. Use a smaller batch or input size, or drop tensors you no longer need; the device stays usable", limit = match limit { Some(l) => format!(", the memory limit is {l} bytes"), None => String::new() })]
+    OutOfMemory {
+        op: &'static str,
+        shape: Vec<usize>,
+        dtype: DType,
+        bytes: u64,
+        in_use: u64,
+        limit: Option<u64>,
+    },
+
+    /// The device is gone (driver reset, GPU removed, or `Device::destroy`): its tensors are lost.
+    #[error("the GPU device was lost ({reason}); its tensors are gone: open a new Device, build the model again and load the last checkpoint")]
+    DeviceLost { reason: String },
+
+    /// The GPU reported an error (validation, failed map).
     #[error("GPU error: {0}")]
     Gpu(String),
 }

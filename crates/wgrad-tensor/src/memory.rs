@@ -7,6 +7,12 @@
 //!
 //! Reusing a buffer that a recorded but unsubmitted dispatch still reads is safe: commands run in
 //! submission order and uploads flush the open encoder before writing (see `Device::upload`).
+//!
+//! Running out of memory is an error the caller can act on, not an abort: a new buffer is
+//! created inside an out-of-memory error scope, and when the adapter refuses it (or it would
+//! pass the memory limit a user set, see `Device::set_memory_limit`), the pool first gives its
+//! cached buffers back and tries again, as PyTorch's caching allocator does, and only then
+//! reports [`Exhausted`] with the byte counts.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,6 +35,19 @@ pub(crate) struct BufferPool {
     stats: Mutex<MemoryStats>,
     /// Largest size one binding may have; buckets never round past it.
     binding_limit: u64,
+    /// Most bytes the pool may hold (live and cached); `None`: what the adapter gives.
+    memory_limit: Mutex<Option<u64>>,
+}
+
+/// Why a buffer could not be had: the pool's counts when it gave up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Exhausted {
+    /// The bucket asked for.
+    pub size: u64,
+    /// Bytes held by live tensors at that moment.
+    pub in_use: u64,
+    /// The memory limit set on the device, when that is what refused.
+    pub limit: Option<u64>,
 }
 
 /// The bucket a request of `bytes` falls in.
@@ -50,36 +69,69 @@ impl BufferPool {
             free: Mutex::new(HashMap::new()),
             stats: Mutex::new(MemoryStats::default()),
             binding_limit,
+            memory_limit: Mutex::new(None),
         }
     }
 
-    pub(crate) fn get(&self, device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
+    pub(crate) fn set_memory_limit(&self, limit: Option<u64>) {
+        *self.memory_limit.lock().unwrap() = limit;
+    }
+
+    pub(crate) fn memory_limit(&self) -> Option<u64> {
+        *self.memory_limit.lock().unwrap()
+    }
+
+    pub(crate) fn get(&self, device: &wgpu::Device, bytes: u64) -> Result<wgpu::Buffer, Exhausted> {
         let size = bucket(bytes, self.binding_limit);
         let reused = self.free.lock().unwrap().get_mut(&size).and_then(Vec::pop);
+        if let Some(b) = reused {
+            let mut st = self.stats.lock().unwrap();
+            st.cached -= size;
+            st.in_use += size;
+            st.peak = st.peak.max(st.in_use);
+            return Ok(b);
+        }
+        let limit = self.memory_limit();
+        let fits = |st: &MemoryStats| limit.is_none_or(|l| st.in_use + st.cached + size <= l);
+        if !fits(&self.stats()) {
+            self.clear();
+        }
+        let mut buffer = None;
+        for attempt in 0..2 {
+            if !fits(&self.stats()) {
+                break;
+            }
+            if attempt == 1 {
+                self.clear();
+            }
+            if let Some(b) = create(device, size) {
+                buffer = Some(b);
+                break;
+            }
+        }
         let mut st = self.stats.lock().unwrap();
-        let buffer = match reused {
-            Some(b) => {
-                st.cached -= size;
-                b
-            }
-            None => {
-                st.buffers_created += 1;
-                device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("wgrad tensor"),
-                    size,
-                    usage: wgpu::BufferUsages::STORAGE
-                        | wgpu::BufferUsages::COPY_SRC
-                        | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            }
+        let Some(buffer) = buffer else {
+            return Err(Exhausted {
+                size,
+                in_use: st.in_use,
+                limit: limit.filter(|l| st.in_use + size > *l),
+            });
         };
+        st.buffers_created += 1;
         st.in_use += size;
         st.peak = st.peak.max(st.in_use);
-        buffer
+        Ok(buffer)
     }
 
     pub(crate) fn put(&self, buffer: wgpu::Buffer) {
+        // A buffer freed while the pool is over its limit (lowered after allocation) goes.
+        if let Some(l) = self.memory_limit() {
+            let st = *self.stats.lock().unwrap();
+            if st.in_use + st.cached > l {
+                self.stats.lock().unwrap().in_use -= buffer.size();
+                return;
+            }
+        }
         let size = buffer.size();
         {
             let mut st = self.stats.lock().unwrap();
@@ -107,6 +159,24 @@ impl BufferPool {
     pub(crate) fn clear(&self) {
         self.free.lock().unwrap().clear();
         self.stats.lock().unwrap().cached = 0;
+    }
+}
+
+/// A storage buffer of `size` bytes, or `None` when the adapter is out of memory for it.
+fn create(device: &wgpu::Device, size: u64) -> Option<wgpu::Buffer> {
+    let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("wgrad tensor"),
+        size,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    // Native backends resolve the scope at once; no device poll is needed.
+    match pollster::block_on(scope.pop()) {
+        None => Some(buffer),
+        Some(_) => None,
     }
 }
 

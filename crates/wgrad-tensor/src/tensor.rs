@@ -47,7 +47,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         check_rank(op, shape)?;
         let bytes = dtype.bytes_for(numel(shape)).max(16);
-        let buffer = device.alloc(op, bytes)?;
+        let buffer = device.alloc(op, shape, dtype, bytes)?;
         Ok(Tensor {
             storage: Arc::new(Storage {
                 buffer: Some(buffer),

@@ -509,7 +509,32 @@ impl<M: Layer> Trainer<M> {
 
     /// Trains for `opts.epochs` epochs over `train`, evaluating on `opts.validation` after
     /// each; returns the history. The progress bar shows loss, accuracy and images/second.
+    ///
+    /// An error in a step (out of memory, a lost device) ends the run: `fit` returns it, and
+    /// with `verbose` says where it stopped and what to do. The last checkpoint (`backup`) is
+    /// the one the last finished epoch wrote, untouched; a `fit` with the same backup resumes
+    /// from it (after an error the trainer's own weights may be half-way through a step).
     pub fn fit(&mut self, train: &DataLoader, mut opts: FitOptions<'_>) -> Result<History> {
+        let result = self.fit_epochs(train, &mut opts);
+        if let (Err(e), true) = (&result, opts.verbose) {
+            let resume = match &opts.backup {
+                Some(p) if p.is_file() => format!(
+                    "; the checkpoint {} (epoch {}) is intact: fit again with the same backup to resume from it",
+                    p.display(),
+                    self.epochs_done
+                ),
+                _ => String::new(),
+            };
+            eprintln!(
+                "fit stopped in epoch {} after {} steps: {e}{resume}",
+                self.epochs_done + 1,
+                self.steps
+            );
+        }
+        result
+    }
+
+    fn fit_epochs(&mut self, train: &DataLoader, opts: &mut FitOptions<'_>) -> Result<History> {
         let dev = self.device()?;
         if train.moves_pixels() && !train.dataset().target_shape().is_empty() {
             return Err(Error::Input {
