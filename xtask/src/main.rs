@@ -4,12 +4,15 @@
 //! cargo xtask demo [ARGS]     # adapter + Fashion-MNIST data, then train examples/fashion_mnist.rs
 //! cargo xtask test [ARGS]     # make sure an adapter exists, then `cargo test --workspace ARGS`
 //! cargo xtask bench [NAME] [ARGS]  # `cargo bench [--bench NAME] ARGS`
+//! cargo xtask fuzz [TARGET…] [--execs N]  # AFL++ on the file parsers (docs/fuzzing.md)
 //! ```
 //! "Make sure an adapter exists" runs `examples/devices.rs --check`; when it reports none (exit
 //! status 2), or only Mesa's GL software adapter (exit status 3), on a Debian/Ubuntu machine, the
 //! software adapter (Mesa's lavapipe, package `mesa-vulkan-drivers`) is installed with apt-get,
 //! as root or through `sudo -n`; the demo's
 //! data set likewise comes from Debian's `dataset-fashion-mnist` when it is nowhere else.
+
+mod fuzz;
 
 use std::ffi::OsString;
 use std::process::{exit, Command};
@@ -21,6 +24,10 @@ commands:
                        (examples/fashion_mnist.rs; ARGS go to it, e.g. --epochs 1)
   test [ARGS]          run the whole test suite: cargo test --workspace ARGS
   bench [NAME] [ARGS]  run the criterion benches: cargo bench [--bench NAME] ARGS
+  fuzz [TARGET...] [--execs N]
+                       fuzz the file parsers with AFL++ (cargo-afl, installed when missing),
+                       N executions per target (default 1000000), all targets by default;
+                       the inputs worth keeping replace crates/wgrad-fuzz/corpus/<target>
 
 demo, test and bench first make sure a GPU adapter exists, installing the software one
 (apt-get install mesa-vulkan-drivers) when there is none; demo installs the data set
@@ -76,6 +83,7 @@ fn run(env: &Env) -> Result<i32, i32> {
             c.args(rest);
             Ok(env.run(c))
         }
+        Some("fuzz") => fuzz::run(&rest),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(0)

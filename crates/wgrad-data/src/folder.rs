@@ -48,9 +48,7 @@ pub fn decode_image(bytes: &[u8], origin: &Path, [h, w]: [usize; 2]) -> Result<V
             format!("cannot bring an image to size [{h}, {w}]: both sides must be at least 1"),
         ));
     }
-    let img = image::load_from_memory(bytes)
-        .map_err(|e| Error::format(path, format!("cannot decode image: {e}")))?
-        .to_rgb8();
+    let img = decode_rgb8(bytes).map_err(|e| Error::format(path, e))?;
     let (tw, th) = (
         u32::try_from(w).map_err(|_| Error::format(path, "target width too large"))?,
         u32::try_from(h).map_err(|_| Error::format(path, "target height too large"))?,
@@ -65,6 +63,33 @@ pub fn decode_image(bytes: &[u8], origin: &Path, [h, w]: [usize; 2]) -> Result<V
         .into_iter()
         .map(|b| b as f32 / 255.0)
         .collect())
+}
+
+/// Most bytes a decoder may allocate for one image (or mask): a 40-megapixel RGB photo fits.
+/// Without a bound, a few hundred bytes of header claiming 50000×50000 pixels make the reader
+/// allocate gigabytes (found by fuzzing, docs/fuzzing.md).
+pub const MAX_DECODED_BYTES: u64 = 128 << 20;
+
+fn decode_rgb8(bytes: &[u8]) -> std::result::Result<image::RgbImage, String> {
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| format!("cannot read image: {e}"))?;
+    reader.limits(limits);
+    // The JPEG decoder (zune-jpeg 0.5) has panicked on malformed files (an assertion in its
+    // upsampler, found by fuzzing): one bad photo must be an error naming it, not the end of
+    // a training run.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()))
+        .map_err(|_| "the image decoder failed on this file (it is malformed)".to_string())?;
+    let img = decoded.map_err(|e| match e {
+        image::ImageError::Limits(_) => format!(
+            "cannot decode image: it needs more than {} MiB decoded; resize it beforehand",
+            MAX_DECODED_BYTES >> 20
+        ),
+        e => format!("cannot decode image: {e}"),
+    })?;
+    Ok(img.to_rgb8())
 }
 
 /// Reads `root/<class>/*.{png,jpg,jpeg}` into a dataset of `size = [H, W]` RGB images, with

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::folder::{is_image, read_image, sorted_entries};
+use crate::folder::{is_image, read_image, sorted_entries, MAX_DECODED_BYTES};
 use crate::transform::resize_nearest;
 
 /// A reader for an image folder and its mask folder; see the module documentation.
@@ -92,9 +92,20 @@ impl MaskFolder {
         let mut reader = decoder
             .read_info()
             .map_err(|e| bad(format!("cannot decode mask PNG: {e}")))?;
+        let too_large = || {
+            bad(format!(
+                "mask PNG too large: more than {} MiB decoded",
+                MAX_DECODED_BYTES >> 20
+            ))
+        };
         let len = reader
             .output_buffer_size()
-            .ok_or_else(|| bad("mask PNG too large".into()))?;
+            .filter(|&n| n as u64 <= MAX_DECODED_BYTES)
+            .ok_or_else(too_large)?;
+        let (w, h) = (reader.info().width as u64, reader.info().height as u64);
+        if w * h * 4 > MAX_DECODED_BYTES {
+            return Err(too_large());
+        }
         let mut buf = vec![0u8; len];
         let info = reader
             .next_frame(&mut buf)
