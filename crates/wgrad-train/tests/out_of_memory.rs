@@ -90,11 +90,20 @@ fn a_tensor_past_the_limit_is_an_error_naming_it_and_the_device_goes_on() {
 }
 
 fn model(dev: &Device) -> Sequential {
-    Sequential::new(dev, &[16, 16, 3])
+    model_with(dev, None)
+}
+
+/// The test model, with `inner` (if any) between its convolution and its pooling.
+fn model_with(dev: &Device, inner: Option<LoseDevice>) -> Sequential {
+    let m = Sequential::new(dev, &[16, 16, 3])
         .seed(3)
         .add(Conv2D::new(16, 3).same().activation(Act::Relu))
-        .unwrap()
-        .add(MaxPool2D::new(2))
+        .unwrap();
+    let m = match inner {
+        Some(layer) => m.add(layer).unwrap(),
+        None => m,
+    };
+    m.add(MaxPool2D::new(2))
         .unwrap()
         .add(Flatten::new())
         .unwrap()
@@ -103,8 +112,12 @@ fn model(dev: &Device) -> Sequential {
 }
 
 fn trainer(dev: &Device) -> Trainer<Sequential> {
+    trainer_of(model(dev))
+}
+
+fn trainer_of(model: Sequential) -> Trainer<Sequential> {
     Trainer::new(
-        model(dev),
+        model,
         Optimizer::adam(1e-3),
         Loss::sparse_categorical_crossentropy(true),
     )
@@ -224,28 +237,16 @@ fn a_device_lost_mid_step_is_an_error_and_a_new_device_resumes_from_the_checkpoi
     let dev = device();
     let dir = scratch("lost");
     let backup = dir.join("run.safetensors");
-    let model = Sequential::new(&dev, &[16, 16, 3])
-        .seed(3)
-        .add(Conv2D::new(16, 3).same().activation(Act::Relu))
-        .unwrap()
-        .add(LoseDevice {
+    let model = model_with(
+        &dev,
+        Some(LoseDevice {
             dev: dev.clone(),
             calls: 0,
             // Epoch 1 is 4 steps; the loss strikes in epoch 2's third step.
             at: 7,
-        })
-        .unwrap()
-        .add(MaxPool2D::new(2))
-        .unwrap()
-        .add(Flatten::new())
-        .unwrap()
-        .add(Dense::new(4))
-        .unwrap();
-    let mut t = Trainer::new(
-        model,
-        Optimizer::adam(1e-3),
-        Loss::sparse_categorical_crossentropy(true),
+        }),
     );
+    let mut t = trainer_of(model);
     let loader = DataLoader::new(data(), 8);
     let opts = || {
         FitOptions::epochs(2)
