@@ -12,6 +12,13 @@ struct Params {
     n: u32,
     row: u32,
     rank: u32,
+    // A piece of an output past the binding limit: its first output index, and how much
+    // lower each operand's bound window starts (the base for operands of the output's shape,
+    // bound in windows; 0 for broadcast ones, bound whole).
+    base: u32,
+    base_a: u32,
+    base_b: u32,
+    base_c: u32,
     pad: u32,
 }
 
@@ -68,8 +75,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     if (BCAST) {
-        let o = offsets(i);
-        out[i] = apply(a[o.x], b[o.y]);
+        let o = offsets(i + p.base);
+        out[i] = apply(a[o.x - p.base_a], b[o.y - p.base_b]);
     } else {
         out[i] = apply(a[i], b[i]);
     }
@@ -80,6 +87,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 fn where_main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
-    let o = offsets(i);
-    out[i] = O(select(b[o.y], a[o.x], mask[o.z] != 0u));
+    let o = offsets(i + p.base);
+    out[i] = O(select(b[o.y - p.base_b], a[o.x - p.base_a], mask[o.z - p.base_c] != 0u));
 }

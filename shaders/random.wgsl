@@ -11,8 +11,8 @@ struct Params {
     key1: u32,
     p0: f32,      // low or mean
     p1: f32,      // high or std
-    pad0: u32,
-    pad1: u32,
+    base: u32,    // first block of four of this piece
+    pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -52,7 +52,7 @@ fn unit(w: u32) -> f32 { return f32(w >> 8u) * 5.9604644775390625e-8; }
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let blk = grid_index(wg, li, p.row);
     if (4u * blk >= p.n) { return; }
-    let w = philox(vec4<u32>(blk, 0u, 0u, 0u), vec2<u32>(p.key0, p.key1));
+    let w = philox(vec4<u32>(blk + p.base, 0u, 0u, 0u), vec2<u32>(p.key0, p.key1));
     var v: vec4<f32>;
     if (NORMAL) {
         // u1 in (0, 1] keeps log finite.

@@ -17,7 +17,7 @@ struct Params {
     n_out: u32,   // a * splits * b
     row: u32,
     scale: f32,   // 1/K for a mean's last pass, else 1
-    pad: u32,
+    x0: u32,      // elements of x's binding before the [A, K, B] view (a piece's aligned window)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,7 +39,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let bi = o % p.b;
     let s = (o / p.b) % p.splits;
     let ai = o / (p.b * p.splits);
-    let base = ai * p.k * p.b + bi;
+    let base = p.x0 + ai * p.k * p.b + bi;
     var acc = 0.0;
     if (OP == 1u || OP == 3u) { acc = bitcast<f32>(0xff800000u); }   // -inf
     if (OP == 2u || OP == 4u) { acc = bitcast<f32>(0x7f800000u); }   // +inf
@@ -52,7 +52,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             case 2u: { acc = min(acc, v); }
             default: {
                 var i = k;
-                if (!FIRST) { i = idx_in[base + k * p.b]; }
+                if (!FIRST) { i = idx_in[base - p.x0 + k * p.b]; }
                 if (best_i == 0xffffffffu || better(v, i, acc, best_i)) {
                     acc = v;
                     best_i = i;

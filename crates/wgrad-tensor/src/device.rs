@@ -65,6 +65,10 @@ pub(crate) struct Inner {
     limits: wgpu::Limits,
     features: wgpu::Features,
     pub(crate) pool: BufferPool,
+    /// Largest window one storage binding may have: the adapter's
+    /// `max_storage_buffer_binding_size`, or less when lowered (see
+    /// [`Device::set_binding_limit`]). Ops past it split their work.
+    binding_limit: AtomicU64,
     pipelines: Mutex<HashMap<(&'static str, &'static str, Spec), wgpu::ComputePipeline>>,
     modules: Mutex<HashMap<(&'static str, Spec), wgpu::ShaderModule>>,
     batch: Mutex<Batch>,
@@ -160,16 +164,19 @@ fn summary(a: &wgpu::Adapter) -> AdapterSummary {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// `WGRAD_MEMORY_LIMIT`: bytes, or a number with a `K`, `M` or `G` suffix (powers of 1024).
-fn memory_limit_from_env() -> Option<u64> {
-    let v = std::env::var("WGRAD_MEMORY_LIMIT").ok()?;
+/// A size from the environment variable `name`: bytes, or a number with a `K`, `M` or `G`
+/// suffix (powers of 1024). A value that is not a size is reported and ignored.
+fn size_from_env(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
     let parsed = parse_bytes(&v);
     if parsed.is_none() {
-        eprintln!(
-            "wgrad: WGRAD_MEMORY_LIMIT={v:?} is not a size (e.g. 512M, 2G, 1048576); ignored"
-        );
+        eprintln!("wgrad: {name}={v:?} is not a size (e.g. 512M, 2G, 1048576); ignored");
     }
     parsed
+}
+
+fn memory_limit_from_env() -> Option<u64> {
+    size_from_env("WGRAD_MEMORY_LIMIT")
 }
 
 pub(crate) fn parse_bytes(v: &str) -> Option<u64> {
@@ -298,6 +305,7 @@ impl Device {
         let binding_limit = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
+        let max_buffer = limits.max_buffer_size;
         Ok(Device {
             inner: Arc::new(Inner {
                 device,
@@ -306,10 +314,11 @@ impl Device {
                 limits,
                 features,
                 pool: {
-                    let pool = BufferPool::new(binding_limit);
+                    let pool = BufferPool::new(max_buffer);
                     pool.set_memory_limit(memory_limit_from_env());
                     pool
                 },
+                binding_limit: AtomicU64::new(binding_limit),
                 pipelines: Mutex::new(HashMap::new()),
                 modules: Mutex::new(HashMap::new()),
                 batch: Mutex::new(Batch {
@@ -336,7 +345,15 @@ impl Device {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             }),
             strategy,
-        })
+        }
+        .with_binding_limit_from_env())
+    }
+
+    fn with_binding_limit_from_env(self) -> Device {
+        if let Some(bytes) = size_from_env("WGRAD_BINDING_LIMIT") {
+            self.set_binding_limit(Some(bytes));
+        }
+        self
     }
 
     /// The same device, launching matmul-like kernels with `strategy`.
@@ -376,12 +393,36 @@ impl Device {
         )
     }
 
-    /// Largest byte size one tensor may have on this adapter.
+    /// Largest byte size one tensor may have on this adapter: its `max_buffer_size`. Tensors
+    /// past [`Device::binding_limit`] are processed in pieces (see docs/large-tensors.md).
     pub fn max_tensor_bytes(&self) -> u64 {
-        self.inner
+        self.inner.limits.max_buffer_size
+    }
+
+    /// Most bytes one kernel binding covers: the adapter's `max_storage_buffer_binding_size`
+    /// (lavapipe and browsers: 128 MiB) unless lowered with [`Device::set_binding_limit`].
+    /// Ops on larger tensors split their work into windows of at most this size.
+    pub fn binding_limit(&self) -> u64 {
+        self.inner.binding_limit.load(Ordering::Relaxed)
+    }
+
+    /// Lowers the binding limit below the adapter's (`None` restores the adapter's), so that
+    /// small tensors take the paths large ones take: CI checks every split path this way
+    /// against the unsplit results. Also set at start-up by `WGRAD_BINDING_LIMIT` (`1M`).
+    /// The value is rounded down to a multiple of 4 KiB and is at least 4 KiB.
+    pub fn set_binding_limit(&self, bytes: Option<u64>) {
+        let adapter = self
+            .inner
             .limits
             .max_storage_buffer_binding_size
-            .min(self.inner.limits.max_buffer_size)
+            .min(self.inner.limits.max_buffer_size);
+        let v = bytes.map_or(adapter, |b| (b / 4096 * 4096).clamp(4096, adapter));
+        self.inner.binding_limit.store(v, Ordering::Relaxed);
+    }
+
+    /// The alignment of a binding's offset into its buffer.
+    pub(crate) fn binding_alignment(&self) -> u64 {
+        (self.inner.limits.min_storage_buffer_offset_alignment as u64).max(16)
     }
 
     pub fn memory_stats(&self) -> MemoryStats {
@@ -597,11 +638,12 @@ impl Device {
         Ok(())
     }
 
-    /// Copies `len` elements from the start of `buffer` to the host, through a reused staging
-    /// buffer, straight into the returned Vec.
+    /// Copies `len` elements from `offset` bytes into `buffer` to the host, through a reused
+    /// staging buffer, straight into the returned Vec. A buffer copy has no binding limit.
     pub(crate) fn download<T: bytemuck::Pod>(
         &self,
         buffer: &wgpu::Buffer,
+        offset: u64,
         len: usize,
     ) -> Result<Vec<T>> {
         let bytes = (len * std::mem::size_of::<T>()) as u64;
@@ -630,7 +672,7 @@ impl Device {
         {
             let mut b = self.inner.batch.lock().unwrap();
             let enc = self.encoder_locked(&mut b);
-            enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+            enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
             self.submit_locked(&mut b);
         }
         let (tx, rx) = std::sync::mpsc::channel();
@@ -713,15 +755,25 @@ impl Device {
 
     /// A small buffer for a binding the chosen variant never reads or writes (`i` in 0..2, so
     /// two such bindings of one dispatch get distinct buffers).
-    pub(crate) fn dummy(&self, i: usize) -> &wgpu::Buffer {
-        &self.inner.dummies[i]
+    pub(crate) fn dummy(&self, i: usize) -> View<'_> {
+        View::whole(&self.inner.dummies[i])
     }
 
     /// Records one dispatch: `params` (a parameter block's bytes) at binding 0 as a uniform, then `buffers`
-    /// as storage bindings 1, 2, ... in order.
-    pub(crate) fn dispatch(&self, d: Dispatch<'_>) {
+    /// as storage bindings 1, 2, ... in order. A window past the binding limit is refused
+    /// here, whatever op asked: [`Error::Unsplit`] names the kernel, and no invalid bind
+    /// group ever reaches wgpu.
+    pub(crate) fn dispatch(&self, d: Dispatch<'_>) -> Result<()> {
         if d.workgroups.contains(&0) {
-            return;
+            return Ok(());
+        }
+        let limit = self.binding_limit();
+        if let Some(v) = d.buffers.iter().find(|v| v.size > limit) {
+            return Err(Error::Unsplit {
+                op: d.kernel.name,
+                bytes: v.size,
+                limit,
+            });
         }
         debug_assert!(
             d.params.len() <= PARAM_SLOT as usize,
@@ -753,10 +805,14 @@ impl Device {
                 size: wgpu::BufferSize::new(param_bytes),
             }),
         }];
-        for (i, buf) in d.buffers.iter().enumerate() {
+        for (i, v) in d.buffers.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
                 binding: d.bindings.map_or(i as u32 + 1, |b| b[i]),
-                resource: buf.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: v.buffer,
+                    offset: v.offset,
+                    size: wgpu::BufferSize::new(v.size),
+                }),
             });
         }
         let bind_group = self
@@ -792,6 +848,7 @@ impl Device {
                 e.seconds += t.elapsed().as_secs_f64();
             }
         }
+        Ok(())
     }
 
     /// Workgroup counts for `groups` workgroups on a 1-D problem, folded into a second grid
@@ -814,6 +871,40 @@ impl Device {
     }
 }
 
+/// What one storage binding covers: `size` bytes of `buffer` from `offset` (a multiple of
+/// the adapter's storage offset alignment). A tensor binds its own bytes
+/// ([`Tensor::bind`](crate::Tensor)); ops past the binding limit bind windows of it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct View<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl<'a> View<'a> {
+    pub(crate) fn whole(buffer: &'a wgpu::Buffer) -> Self {
+        View {
+            buffer,
+            offset: 0,
+            size: buffer.size(),
+        }
+    }
+
+    /// `len` bytes from `start` bytes into this view, rounded up to a whole word and kept
+    /// inside the buffer (a binding's size is a multiple of 4; kernels bound-check by count).
+    pub(crate) fn window(&self, start: u64, len: u64) -> Self {
+        let offset = self.offset + start;
+        View {
+            buffer: self.buffer,
+            offset,
+            size: len
+                .div_ceil(16)
+                .saturating_mul(16)
+                .min(self.buffer.size() - offset),
+        }
+    }
+}
+
 /// One kernel launch.
 pub(crate) struct Dispatch<'a> {
     pub kernel: &'static Kernel,
@@ -823,7 +914,7 @@ pub(crate) struct Dispatch<'a> {
     ///
     /// [`Block`]: crate::kernel::Block
     pub params: &'a [u8],
-    pub buffers: &'a [&'a wgpu::Buffer],
+    pub buffers: &'a [View<'a>],
     /// The binding of each buffer; `None`: 1, 2, 3… in order. An entry's automatic layout
     /// holds only the bindings it uses, so a family whose entries use different subsets of
     /// one file's bindings names them.

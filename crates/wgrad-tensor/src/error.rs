@@ -40,9 +40,18 @@ pub enum Error {
         b: String,
     },
 
-    /// A buffer would exceed what one binding of this adapter may hold.
-    #[error("{op}: tensor of {bytes} bytes exceeds the adapter's max_storage_buffer_binding_size of {limit} bytes; split the work into smaller tensors (e.g. a smaller batch)")]
+    /// A tensor would exceed the largest buffer this adapter can create.
+    #[error("{op}: tensor of {bytes} bytes exceeds the adapter's max_buffer_size of {limit} bytes; split the work into smaller tensors (e.g. a smaller batch or input size)")]
     TooLarge {
+        op: &'static str,
+        bytes: u64,
+        limit: u64,
+    },
+
+    /// A kernel would bind more than one storage binding may hold, and its op does not split
+    /// its work (see docs/large-tensors.md for the ops that do).
+    #[error("{op}: a window of {bytes} bytes exceeds the binding limit of {limit} bytes (the adapter's max_storage_buffer_binding_size, or WGRAD_BINDING_LIMIT) and this op does not split its work across bindings; use a smaller batch or input size (docs/large-tensors.md lists the ops that split)")]
+    Unsplit {
         op: &'static str,
         bytes: u64,
         limit: u64,

@@ -339,40 +339,54 @@ mod tests {
     #[test]
     fn a_misordered_block_is_caught() {
         let module = parse(&crate::ops::fill::FILL, &Spec::new());
+        const TAIL: [(&str, usize, &str); 4] = [
+            ("base", 16, "u32"),
+            ("pad0", 20, "u32"),
+            ("pad1", 24, "u32"),
+            ("pad2", 28, "u32"),
+        ];
+        let with_tail = |head: [(&'static str, usize, &'static str); 4]| -> &'static [_] {
+            Box::leak(
+                head.into_iter()
+                    .chain(TAIL)
+                    .collect::<Vec<_>>()
+                    .into_boxed_slice(),
+            )
+        };
         let good = BlockLayout {
             wgsl: "Params",
-            fields: &[
+            fields: with_tail([
                 ("n", 0, "u32"),
                 ("row", 4, "u32"),
                 ("word", 8, "u32"),
                 ("step", 12, "u32"),
-            ],
-            size: 16,
+            ]),
+            size: 32,
         };
         assert_eq!(compare(&good, &module), Ok(()));
         let swapped = BlockLayout {
-            fields: &[
+            fields: with_tail([
                 ("n", 0, "u32"),
                 ("row", 4, "u32"),
                 ("step", 8, "u32"),
                 ("word", 12, "u32"),
-            ],
+            ]),
             ..good
         };
         assert!(compare(&swapped, &module).is_err());
         let short = BlockLayout {
-            fields: &[("n", 0, "u32"), ("row", 4, "u32"), ("word", 8, "u32")],
-            size: 12,
+            fields: &good.fields[..7],
+            size: 28,
             ..good
         };
         assert!(compare(&short, &module).is_err());
         let float = BlockLayout {
-            fields: &[
+            fields: with_tail([
                 ("n", 0, "u32"),
                 ("row", 4, "u32"),
                 ("word", 8, "f32"),
                 ("step", 12, "u32"),
-            ],
+            ]),
             ..good
         };
         assert!(compare(&float, &module).is_err());

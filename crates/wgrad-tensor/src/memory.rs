@@ -33,8 +33,9 @@ pub struct MemoryStats {
 pub(crate) struct BufferPool {
     free: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
     stats: Mutex<MemoryStats>,
-    /// Largest size one binding may have; buckets never round past it.
-    binding_limit: u64,
+    /// The adapter's largest buffer; buckets never round past it. (Bindings cover a tensor's
+    /// own bytes, not its bucket, so the binding limit does not constrain buckets.)
+    max_buffer: u64,
     /// Most bytes the pool may hold (live and cached); `None`: what the adapter gives.
     memory_limit: Mutex<Option<u64>>,
 }
@@ -64,11 +65,11 @@ pub(crate) fn bucket(bytes: u64, limit: u64) -> u64 {
 }
 
 impl BufferPool {
-    pub(crate) fn new(binding_limit: u64) -> Self {
+    pub(crate) fn new(max_buffer: u64) -> Self {
         Self {
             free: Mutex::new(HashMap::new()),
             stats: Mutex::new(MemoryStats::default()),
-            binding_limit,
+            max_buffer,
             memory_limit: Mutex::new(None),
         }
     }
@@ -82,7 +83,7 @@ impl BufferPool {
     }
 
     pub(crate) fn get(&self, device: &wgpu::Device, bytes: u64) -> Result<wgpu::Buffer, Exhausted> {
-        let size = bucket(bytes, self.binding_limit);
+        let size = bucket(bytes, self.max_buffer);
         let reused = self.free.lock().unwrap().get_mut(&size).and_then(Vec::pop);
         if let Some(b) = reused {
             let mut st = self.stats.lock().unwrap();
@@ -211,7 +212,7 @@ mod tests {
     }
 
     #[test]
-    fn buckets_never_pass_the_binding_limit() {
+    fn buckets_never_pass_the_largest_buffer() {
         let limit = 128 << 20;
         for bytes in [limit - 4, limit - (1 << 20), limit] {
             let b = bucket(bytes, limit);

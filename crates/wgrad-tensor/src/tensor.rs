@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::device::{default_device, Device};
+use crate::device::{default_device, Device, View};
 use crate::shape::{check_rank, numel};
 use crate::{DType, Element, Error, Result};
 
@@ -29,6 +29,9 @@ pub struct Tensor {
     storage: Arc<Storage>,
     shape: Vec<usize>,
     dtype: DType,
+    /// Where the elements start in the buffer, in bytes: 0, except for the windows that ops
+    /// past the binding limit cut (see [`Tensor::window`]), always binding-aligned.
+    offset: u64,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -55,6 +58,7 @@ impl Tensor {
             }),
             shape: shape.to_vec(),
             dtype,
+            offset: 0,
         })
     }
 
@@ -95,7 +99,8 @@ impl Tensor {
                 got: self.dtype,
             });
         }
-        self.device().download::<T>(self.buffer(), self.numel())
+        self.device()
+            .download::<T>(self.buffer(), self.offset, self.numel())
     }
 
     /// Reads an f32 tensor back, converting f16 storage on the host.
@@ -151,16 +156,66 @@ impl Tensor {
         self.dtype.bytes_for(self.numel())
     }
 
-    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
+    fn buffer(&self) -> &wgpu::Buffer {
         self.storage
             .buffer
             .as_ref()
             .expect("live tensor has a buffer")
     }
 
+    /// The binding of this tensor's bytes: the whole buffer for a tensor that owns one and
+    /// fits a binding (the common case, as before windows existed), else exactly its bytes.
+    /// [`Device::dispatch`] refuses a binding past the limit.
+    pub(crate) fn bind(&self) -> View<'_> {
+        let buffer = self.buffer();
+        let bytes = self.dtype.bytes_for(self.numel()).max(4);
+        if self.offset == 0 && buffer.size() <= self.device().binding_limit() {
+            View::whole(buffer)
+        } else {
+            View::whole(buffer).window(self.offset, bytes)
+        }
+    }
+
+    /// True when one binding can hold this tensor.
+    pub(crate) fn fits_binding(&self) -> bool {
+        self.dtype.bytes_for(self.numel()) <= self.device().binding_limit()
+    }
+
+    /// A rank-1 window of `len` elements from element `start`, sharing this tensor's buffer:
+    /// what ops past the binding limit run their kernels on, piece by piece. `start` must
+    /// keep the window binding-aligned (see [`chunk_len`](crate::ops::chunk_len)).
+    pub(crate) fn window(&self, start: usize, len: usize) -> Result<Tensor> {
+        let offset = self.offset + self.dtype.bytes_for(start);
+        let align = self.device().binding_alignment();
+        if !offset.is_multiple_of(align) || start + len > self.numel() {
+            return Err(Error::invalid(
+                "window",
+                format!(
+                    "elements {start}..{} of {} cannot be a window (offset {offset} is not a multiple of {align})",
+                    start + len,
+                    self.numel()
+                ),
+            ));
+        }
+        Ok(Tensor {
+            storage: self.storage.clone(),
+            shape: vec![len],
+            dtype: self.dtype,
+            offset,
+        })
+    }
+
+    /// Rows `r0..r1` of the first axis as a window (rank kept).
+    pub(crate) fn rows(&self, r0: usize, r1: usize) -> Result<Tensor> {
+        let row = numel(&self.shape[1..]);
+        let mut shape = self.shape.clone();
+        shape[0] = r1 - r0;
+        self.window(r0 * row, (r1 - r0) * row)?.reshape(&shape)
+    }
+
     /// True when both tensors share one buffer (a reshape or clone of the other).
     pub fn shares_buffer(&self, other: &Tensor) -> bool {
-        Arc::ptr_eq(&self.storage, &other.storage)
+        Arc::ptr_eq(&self.storage, &other.storage) && self.offset == other.offset
     }
 
     /// The same data seen with another shape of equal element count (no copy). One extent may
@@ -205,6 +260,7 @@ impl Tensor {
             storage: self.storage.clone(),
             shape,
             dtype: self.dtype,
+            offset: self.offset,
         })
     }
 

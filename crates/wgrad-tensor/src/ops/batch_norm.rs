@@ -168,7 +168,7 @@ fn launch(
     threads: usize,
     f0: f32,
     f1: f32,
-    buffers: &[&wgpu::Buffer],
+    buffers: &[crate::device::View<'_>],
 ) -> Result<()> {
     launch_1d(
         device,
@@ -218,8 +218,8 @@ fn statistic(
     let s = splits_for(v);
     let sp = spec(v.vec4, stat as u32, 0, false);
     let out_shape = if planes == 2 { vec![2, v.c] } else { vec![v.c] };
-    let a_buf = a.map_or(device.dummy(0), |t| t.buffer());
-    let b_buf = b.map_or(device.dummy(1), |t| t.buffer());
+    let a_buf = a.map_or(device.dummy(0), |t| t.bind());
+    let b_buf = b.map_or(device.dummy(1), |t| t.bind());
     if s == 1 {
         let out = Tensor::uninit(device, "batch_norm", &out_shape, DType::F32)?;
         launch(
@@ -231,7 +231,7 @@ fn statistic(
             v.cv(),
             scale,
             0.0,
-            &[x.buffer(), out.buffer(), a_buf, b_buf],
+            &[x.bind(), out.bind(), a_buf, b_buf],
         )?;
         return Ok(out);
     }
@@ -245,7 +245,7 @@ fn statistic(
         s * v.cv(),
         1.0,
         0.0,
-        &[x.buffer(), partial.buffer(), a_buf, b_buf],
+        &[x.bind(), partial.bind(), a_buf, b_buf],
     )?;
     let out = Tensor::uninit(device, "batch_norm", &out_shape, DType::F32)?;
     launch(
@@ -257,7 +257,7 @@ fn statistic(
         planes * v.cv(),
         scale,
         0.0,
-        &[partial.buffer(), out.buffer()],
+        &[partial.bind(), out.bind()],
     )?;
     Ok(out)
 }
@@ -285,10 +285,10 @@ fn channel(
         f0,
         f1,
         &[
-            x.map_or(device.dummy(0), |t| t.buffer()),
-            out.buffer(),
-            a.buffer(),
-            b.map_or(device.dummy(1), |t| t.buffer()),
+            x.map_or(device.dummy(0), |t| t.bind()),
+            out.bind(),
+            a.bind(),
+            b.map_or(device.dummy(1), |t| t.bind()),
         ],
     )?;
     Ok(out)
@@ -317,12 +317,12 @@ fn normalize(
         0.0,
         0.0,
         &[
-            x.buffer(),
-            out.buffer(),
-            centre.buffer(),
-            inv_std.buffer(),
-            gamma.buffer(),
-            beta.buffer(),
+            x.bind(),
+            out.bind(),
+            centre.bind(),
+            inv_std.bind(),
+            gamma.bind(),
+            beta.bind(),
         ],
     )?;
     Ok(out)
@@ -459,13 +459,13 @@ impl Tensor {
             1.0 / v.rows.max(1) as f32,
             0.0,
             &[
-                input.buffer(),
-                grad_input.buffer(),
-                mean.buffer(),
-                self.buffer(),
-                inv_std.buffer(),
-                gamma.buffer(),
-                sums.buffer(),
+                input.bind(),
+                grad_input.bind(),
+                mean.bind(),
+                self.bind(),
+                inv_std.bind(),
+                gamma.bind(),
+                sums.bind(),
             ],
         )?;
         Ok((grad_input, grad_gamma, grad_beta))

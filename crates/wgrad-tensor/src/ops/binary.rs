@@ -1,7 +1,7 @@
 //! Elementwise binary ops with NumPy broadcasting, comparisons and `where`
 //! (`shaders/binary.wgsl`).
 
-use super::{launch_1d, pack2x4, same_device};
+use super::{launch_1d_split, pack2x4, same_device, Arg};
 use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::shape::{broadcast, broadcast_strides};
 use crate::{DType, Error, Result, Tensor};
@@ -23,6 +23,14 @@ params!("Params" => struct BinaryParams {
     /// Workgroups per grid row (the grid folds into y past 65,535).
     row: u32,
     rank: u32,
+    /// The output index of this piece's first element: an output past the binding limit is
+    /// computed in pieces, each binding windows of the operands of the output's shape (whose
+    /// offsets then start `base` lower: `base_a`, `base_b`, `base_c`) and the whole of the
+    /// broadcast ones (0).
+    base: u32,
+    base_a: u32,
+    base_b: u32,
+    base_c: u32,
     pad: u32,
 });
 
@@ -123,9 +131,35 @@ fn broadcast_params(out: &[usize], [sa, sb, sc]: [&[usize]; 3]) -> BinaryParams 
         sb: pack2x4(sb),
         sc: pack2x4(sc),
         n: crate::shape::numel(out) as u32,
-        row: 0,
         rank: out.len() as u32,
-        pad: 0,
+        ..Default::default()
+    }
+}
+
+/// How a broadcasting launch binds an operand: in windows when it has the output's shape,
+/// whole otherwise (a bias, a scalar).
+fn operand<'a>(t: &'a Tensor, out: &[usize]) -> Arg<'a> {
+    if t.shape() == out {
+        Arg::Split(t.bind(), 4)
+    } else {
+        Arg::Whole(t.bind())
+    }
+}
+
+/// The block of one piece of a broadcasting launch.
+fn piece(p: BinaryParams, args: &[Arg<'_>], row: u32, first: u64, n: u64) -> BinaryParams {
+    let base = |i: usize| match args[i] {
+        Arg::Split(..) => first as u32,
+        Arg::Whole(_) => 0,
+    };
+    BinaryParams {
+        row,
+        n: n as u32,
+        base: first as u32,
+        base_a: base(0),
+        base_b: base(1),
+        base_c: args.get(3).map_or(0, |_| base(3)),
+        ..p
     }
 }
 
@@ -157,14 +191,23 @@ impl Tensor {
             broadcast_params(&shape, [&sa, &sb, &[]])
         };
         let lanes = p.n as u64;
-        let buffers = [self.buffer(), rhs.buffer(), out.buffer()];
-        launch_1d(
+        let lane = if vec4 { 16 } else { 4 };
+        let args = if same {
+            [self, rhs, &out].map(|t| Arg::Split(t.bind(), lane))
+        } else {
+            [
+                operand(self, &shape),
+                operand(rhs, &shape),
+                Arg::Split(out.bind(), 4),
+            ]
+        };
+        launch_1d_split(
             self.device(),
             &BINARY,
             "main",
             &spec(op, vec4, !same),
-            |row| BinaryParams { row, ..p },
-            &buffers,
+            |row, first, n| piece(p, &args, row, first, n),
+            &args,
             lanes,
         )?;
         Ok(out)
@@ -234,20 +277,20 @@ impl Tensor {
         let sb = broadcast_strides(on_false.shape(), &shape);
         let sc = broadcast_strides(self.shape(), &shape);
         let p = broadcast_params(&shape, [&sa, &sb, &sc]);
-        let buffers = [
-            on_true.buffer(),
-            on_false.buffer(),
-            out.buffer(),
-            self.buffer(),
+        let args = [
+            operand(on_true, &shape),
+            operand(on_false, &shape),
+            Arg::Split(out.bind(), 4),
+            operand(self, &shape),
         ];
         let spec = spec(BinaryOp::Add, false, true);
-        launch_1d(
+        launch_1d_split(
             self.device(),
             &BINARY,
             "where_main",
             &spec,
-            |row| BinaryParams { row, ..p },
-            &buffers,
+            |row, first, n| piece(p, &args, row, first, n),
+            &args,
             out.numel() as u64,
         )?;
         Ok(out)

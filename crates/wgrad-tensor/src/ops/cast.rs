@@ -1,6 +1,6 @@
 //! Dtype conversion (`shaders/cast.wgsl`).
 
-use super::launch_1d;
+use super::{launch_1d_split, Arg};
 use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
@@ -50,18 +50,24 @@ impl Tensor {
         let n = self.numel();
         let threads = if mode == 0 { n.div_ceil(2) } else { n };
         let spec = Spec::new().u32("MODE", mode);
-        launch_1d(
+        // Bytes each invocation reads and writes: f32 -> f16 packs two elements per word.
+        let (src, dst) = match mode {
+            0 => (8, 4),
+            1 => (2, 4),
+            _ => (4, 4),
+        };
+        launch_1d_split(
             self.device(),
             &CAST,
             "main",
             &spec,
-            |row| CastParams {
+            |row, first, threads| CastParams {
                 n: threads as u32,
                 row,
-                total: n as u32,
+                total: (n as u64 - first * src / 4) as u32,
                 pad: 0,
             },
-            &[self.buffer(), out.buffer()],
+            &[Arg::Split(self.bind(), src), Arg::Split(out.bind(), dst)],
             threads as u64,
         )?;
         Ok(out)

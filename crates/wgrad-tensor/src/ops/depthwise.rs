@@ -205,7 +205,7 @@ fn launch(
     entry: &'static str,
     spec: &Spec,
     params: DepthwiseParams,
-    buffers: &[&wgpu::Buffer],
+    buffers: &[crate::device::View<'_>],
 ) -> Result<()> {
     let threads = params.threads as u64;
     launch_1d(
@@ -228,7 +228,7 @@ fn launch_rows(
     entry: &'static str,
     spec: &Spec,
     mut params: DepthwiseParams,
-    buffers: &[&wgpu::Buffer],
+    buffers: &[crate::device::View<'_>],
     rows: usize,
     images: usize,
 ) -> Result<()> {
@@ -256,7 +256,7 @@ fn launch_rows(
             buffers,
             bindings: None,
             workgroups: [x as u32, rows as u32, zs as u32],
-        });
+        })?;
         n0 += zs;
     }
     Ok(())
@@ -296,12 +296,12 @@ pub(crate) fn forward(
         &spec(access, aux),
         p,
         &[
-            x.buffer(),
-            filter.buffer(),
-            out.buffer(),
-            bias.map_or(dummy, Tensor::buffer),
-            scale.map_or(dummy, Tensor::buffer),
-            residual.map_or(dummy, Tensor::buffer),
+            x.bind(),
+            filter.bind(),
+            out.bind(),
+            bias.map_or(dummy, Tensor::bind),
+            scale.map_or(dummy, Tensor::bind),
+            residual.map_or(dummy, Tensor::bind),
         ],
         geo.y[1],
         geo.y[0],
@@ -332,7 +332,7 @@ pub(crate) fn backward_input(dy: &Tensor, filter: &Tensor, geo: &Geometry) -> Re
         "dw_bwi",
         &spec(access, access),
         p,
-        &[dy.buffer(), filter.buffer(), dx.buffer()],
+        &[dy.bind(), filter.bind(), dx.bind()],
         geo.x[1],
         geo.x[0],
     )?;
@@ -376,7 +376,7 @@ pub(crate) fn backward_filter(x: &Tensor, dy: &Tensor, geo: &Geometry) -> Result
         "dw_bwf",
         &spec(access, aux),
         p,
-        &[x.buffer(), dy.buffer(), partial.buffer()],
+        &[x.bind(), dy.bind(), partial.bind()],
     )?;
     if splits == 1 {
         partial.reshape(&filter_shape)

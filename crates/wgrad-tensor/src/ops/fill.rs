@@ -1,6 +1,6 @@
 //! Constant fills and ranges (`shaders/fill.wgsl`).
 
-use super::launch_1d;
+use super::{launch_1d_split, Arg};
 use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::{DType, Device, Error, Result, Tensor};
 
@@ -16,6 +16,12 @@ params!("Params" => struct FillParams {
     word: u32,
     // arange: the step (f32 or i32 bits).
     step: u32,
+    // arange: the index of this piece's first element (a tensor past the binding limit is
+    // filled in pieces).
+    base: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 });
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
@@ -33,18 +39,20 @@ fn fill_words(
 ) -> Result<Tensor> {
     let t = Tensor::uninit(device, op, shape, dtype)?;
     let words = t.size_in_bytes() / 4;
-    launch_1d(
+    launch_1d_split(
         device,
         &FILL,
         entry,
         &Spec::new(),
-        |row| FillParams {
+        |row, first, words| FillParams {
             n: words as u32,
             row,
             word,
             step,
+            base: first as u32,
+            ..Default::default()
         },
-        &[t.buffer()],
+        &[Arg::Split(t.bind(), 4)],
         words,
     )?;
     Ok(t)

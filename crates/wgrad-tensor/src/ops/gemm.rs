@@ -194,7 +194,7 @@ pub(crate) struct GemmLaunch<'a, P: GemmParams> {
     pub n: usize,
     pub zs: usize,
     pub params: P,
-    pub buffers: &'a [&'a wgpu::Buffer],
+    pub buffers: &'a [crate::device::View<'a>],
 }
 
 /// Dispatches `gemm_tiled` or `gemm_blocked` by the device's strategy, splitting row blocks
@@ -251,7 +251,7 @@ pub(crate) fn launch<P: GemmParams>(
                     (row_blocks - r0).min(max) as u32,
                     (g.zs - z0).min(max) as u32,
                 ],
-            });
+            })?;
         }
     }
     Ok(())

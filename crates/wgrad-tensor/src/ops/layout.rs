@@ -42,7 +42,81 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
 
 /// Copies the `shape`-sized block of `src` (at `src_base`, `src_strides`) into `dst` (at
 /// `dst_base`, `dst_strides`). f16 needs a dense destination (`dst_strides` row-major, base 0).
-fn strided_copy(
+///
+/// When `src` or `dst` is past the binding limit, the block is copied in pieces along its
+/// first axis, each binding the windows of `src` and `dst` its elements span: slices,
+/// concatenations and pads of large tensors along their outer axis, whose pieces are
+/// contiguous runs. A permutation whose piece spans more than one binding (the transpose of
+/// a large matrix) returns [`Error::Unsplit`].
+pub(crate) fn strided_copy(
+    src: &Tensor,
+    dst: &Tensor,
+    shape: &[usize],
+    src_strides: &[usize],
+    src_base: usize,
+    dst_strides: &[usize],
+    dst_base: usize,
+) -> Result<()> {
+    if (src.fits_binding() && dst.fits_binding()) || shape.is_empty() || numel(shape) == 0 {
+        return strided_copy_once(
+            src,
+            dst,
+            shape,
+            src_strides,
+            src_base,
+            dst_strides,
+            dst_base,
+        );
+    }
+    let dev = src.device();
+    let unsplit = || Error::Unsplit {
+        op: "layout",
+        bytes: src.size_in_bytes().max(dst.size_in_bytes()),
+        limit: dev.binding_limit(),
+    };
+    if src.dtype() == DType::F16 {
+        return Err(unsplit());
+    }
+    let limit = (dev.binding_limit() / 4) as usize;
+    let align = (dev.binding_alignment() / 4) as usize;
+    // Elements one row of the block spans in a tensor, beyond its first.
+    let inner = |st: &[usize]| -> usize { (1..shape.len()).map(|d| (shape[d] - 1) * st[d]).sum() };
+    let (si, di) = (inner(src_strides), inner(dst_strides));
+    // Most rows whose span, after rounding its start down to the alignment, fits.
+    let rows_within = |stride: usize, inner: usize| -> usize {
+        match limit.checked_sub(align + inner + 1) {
+            None => 0,
+            Some(room) if stride == 0 => shape[0].min(usize::MAX - room),
+            Some(room) => room / stride + 1,
+        }
+    };
+    let per = rows_within(src_strides[0], si)
+        .min(rows_within(dst_strides[0], di))
+        .min(shape[0]);
+    if per == 0 {
+        return Err(unsplit());
+    }
+    let mut piece_shape = shape.to_vec();
+    let mut r0 = 0;
+    while r0 < shape[0] {
+        let rows = per.min(shape[0] - r0);
+        piece_shape[0] = rows;
+        // The aligned window of `t` holding elements base.. of a piece, and the piece's base
+        // inside it.
+        let window = |t: &Tensor, base: usize, stride: usize, inner: usize| {
+            let start = base - base % align;
+            let len = (base + (rows - 1) * stride + inner + 1 - start).min(t.numel() - start);
+            t.window(start, len).map(|w| (w, base - start))
+        };
+        let (sw, sb) = window(src, src_base + r0 * src_strides[0], src_strides[0], si)?;
+        let (dw, db) = window(dst, dst_base + r0 * dst_strides[0], dst_strides[0], di)?;
+        strided_copy_once(&sw, &dw, &piece_shape, src_strides, sb, dst_strides, db)?;
+        r0 += rows;
+    }
+    Ok(())
+}
+
+fn strided_copy_once(
     src: &Tensor,
     dst: &Tensor,
     shape: &[usize],
@@ -86,7 +160,7 @@ fn strided_copy(
         entry,
         &Spec::new(),
         |row| LayoutParams { row, ..p },
-        &[src.buffer(), dst.buffer()],
+        &[src.bind(), dst.bind()],
         threads as u64,
     )
 }
@@ -120,10 +194,10 @@ fn transpose_last_two(src: &Tensor, dst: &Tensor, dims: &[usize], perm: &[usize]
             pad0: 0,
             pad1: 0,
         }),
-        buffers: &[src.buffer(), dst.buffer()],
+        buffers: &[src.bind(), dst.bind()],
         bindings: None,
         workgroups: [grid[0] as u32, grid[1] as u32, grid[2] as u32],
-    });
+    })?;
     Ok(true)
 }
 

@@ -150,8 +150,8 @@ fn launch(
 ) -> Result<()> {
     let threads = out.numel();
     let block = p.block(threads, c);
-    let mut buffers = vec![x.buffer(), out.buffer()];
-    buffers.extend(extra.map(|t| t.buffer()));
+    let mut buffers = vec![x.bind(), out.bind()];
+    buffers.extend(extra.map(|t| t.bind()));
     launch_1d(
         x.device(),
         &LRN,

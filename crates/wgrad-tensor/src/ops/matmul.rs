@@ -143,6 +143,17 @@ impl Tensor {
                 &[self.shape(), rhs.shape()],
             ));
         }
+        if self.rank() == 2 && rhs.rank() == 2 {
+            let (m, n) = (
+                self.shape()[if o.transpose_a { 1 } else { 0 }],
+                rhs.shape()[if o.transpose_b { 0 } else { 1 }],
+            );
+            let limit = self.device().binding_limit();
+            if !self.fits_binding() || !rhs.fits_binding() || DType::F32.bytes_for(m * n) > limit
+            {
+                return self.matmul_in_pieces(rhs, o);
+            }
+        }
         let a = if o.transpose_a {
             self.t()?
         } else {
@@ -203,7 +214,7 @@ impl Tensor {
         }
         let slope = o.activation.fused_slope().unwrap_or(1.0);
         let spec = spec(k.is_multiple_of(4), n.is_multiple_of(4), blk);
-        let bias_buf = o.bias.map_or(dev.dummy(0), |t| t.buffer());
+        let bias_buf = o.bias.map_or(dev.dummy(0), |t| t.bind());
         let params = MatmulParams {
             m: m as u32,
             n: n as u32,
@@ -227,13 +238,144 @@ impl Tensor {
                 n,
                 zs: batch,
                 params,
-                buffers: &[a.buffer(), b.buffer(), out.buffer(), bias_buf],
+                buffers: &[a.bind(), b.bind(), out.bind(), bias_buf],
             },
         )?;
         match o.activation.fused_slope() {
             Some(_) => Ok(out),
             None => out.activation(o.activation),
         }
+    }
+
+    /// [`Tensor::matmul_with`] for 2-D operands or a product past the binding limit (a VGG
+    /// fc1 weight is 411 MB; lavapipe binds 128 MiB). Every piece is an ordinary product of
+    /// windows of the stored operands, and no large operand is ever transposed:
+    /// - a large product, or a large untransposed A: blocks of output rows, each
+    ///   `A[rows] · op(B)`, copied into place (op(B) must fit);
+    /// - a large transposed A or untransposed B (a dense layer's weight in its forward): K in
+    ///   blocks, whose row windows of the stored operand feed partial products that are
+    ///   summed;
+    /// - a large transposed B (the weight in a dense layer's input gradient): blocks of
+    ///   output columns, each `op(A) · B[rows]ᵀ`, joined.
+    fn matmul_in_pieces(&self, rhs: &Tensor, o: MatmulOptions<'_>) -> Result<Tensor> {
+        let name = "matmul";
+        let dev = self.device();
+        let (a, b) = (self, rhs);
+        let (m, k) = if o.transpose_a {
+            (a.shape()[1], a.shape()[0])
+        } else {
+            (a.shape()[0], a.shape()[1])
+        };
+        let (k2, n) = if o.transpose_b {
+            (b.shape()[1], b.shape()[0])
+        } else {
+            (b.shape()[0], b.shape()[1])
+        };
+        if k != k2 {
+            return Err(Error::shape(
+                name,
+                format!("inner extents differ ({k} vs {k2}): the first operand's last axis must equal the second's rows (transpose_a / transpose_b flip an operand)"),
+                &[a.shape(), b.shape()],
+            ));
+        }
+        let limit = dev.binding_limit();
+        let big_c = DType::F32.bytes_for(m * n) > limit;
+        let unsplit = || Error::Unsplit {
+            op: name,
+            bytes: a.size_in_bytes().max(b.size_in_bytes()),
+            limit,
+        };
+        if k == 0 {
+            return Tensor::zeros(dev, &[m, n], DType::F32)?.bias_act(o.bias, o.activation);
+        }
+        // Rows per window of stored operands `w1` and `w2` elements wide (one operand: equal):
+        // each window within the limit, every one starting aligned.
+        let rows_per = |w1: usize, w2: usize| {
+            super::chunk_len(dev, 4 * w1.max(w2) as u64, 4 * w1.min(w2) as u64) as usize
+        };
+        let plain = MatmulOptions {
+            bias: None,
+            activation: Activation::Linear,
+            ..o
+        };
+        if big_c || (!a.fits_binding() && !o.transpose_a) {
+            if !b.fits_binding() {
+                return Err(unsplit());
+            }
+            let a = if o.transpose_a { a.t()? } else { a.clone() };
+            let out = Tensor::uninit(dev, name, &[m, n], DType::F32)?;
+            let per = rows_per(k, n).min(m);
+            if per == 0 {
+                return Err(unsplit());
+            }
+            let mut r0 = 0;
+            while r0 < m {
+                let r1 = (r0 + per).min(m);
+                let piece = a.rows(r0, r1)?.matmul_with(
+                    b,
+                    MatmulOptions {
+                        transpose_a: false,
+                        ..o
+                    },
+                )?;
+                super::layout::strided_copy(&piece, &out, &[r1 - r0, n], &[n, 1], 0, &[n, 1], r0 * n)?;
+                r0 = r1;
+            }
+            return Ok(out);
+        }
+        let big_a = !a.fits_binding();
+        let big_b = !b.fits_binding();
+        if big_a || !o.transpose_b {
+            // K in blocks: row windows of whichever stored operand holds K along its rows,
+            // column slices of the other.
+            let per = match (o.transpose_a, o.transpose_b) {
+                (true, false) => rows_per(m, n),
+                (true, true) => rows_per(m, m),
+                (false, _) => rows_per(n, n),
+            }
+            .min(k);
+            if per == 0 || (big_a && !o.transpose_a) || (big_b && o.transpose_b) {
+                return Err(unsplit());
+            }
+            let mut acc: Option<Tensor> = None;
+            let mut k0 = 0;
+            while k0 < k {
+                let k1 = (k0 + per).min(k);
+                let pa = if o.transpose_a {
+                    a.rows(k0, k1)?
+                } else {
+                    a.slice(1, k0, k1)?
+                };
+                let pb = if o.transpose_b {
+                    b.slice(1, k0, k1)?
+                } else {
+                    b.rows(k0, k1)?
+                };
+                let p = pa.matmul_with(&pb, plain)?;
+                acc = Some(match acc {
+                    None => p,
+                    Some(acc) => acc.add(&p)?,
+                });
+                k0 = k1;
+            }
+            return acc
+                .expect("k > 0 here")
+                .bias_act(o.bias, o.activation);
+        }
+        // A large transposed B: blocks of output columns from row windows of B.
+        let per = rows_per(k, k).min(n);
+        if per == 0 || big_a {
+            return Err(unsplit());
+        }
+        let mut parts = Vec::new();
+        let mut n0 = 0;
+        while n0 < n {
+            let n1 = (n0 + per).min(n);
+            parts.push(a.matmul_with(&b.rows(n0, n1)?, plain)?);
+            n0 = n1;
+        }
+        let parts: Vec<&Tensor> = parts.iter().collect();
+        Tensor::concat(&parts, 1)?.bias_act(o.bias, o.activation)
     }
 
     /// `act(self + bias)` with bias broadcast over rows, for the degenerate K = 0 product

@@ -31,7 +31,7 @@ pub(crate) mod image;
 /// Sliding-window geometry (padding, output extents).
 pub(crate) mod window;
 
-use crate::device::{Device, Dispatch};
+use crate::device::{Device, Dispatch, View};
 use crate::kernel::{Block, Kernel, Spec};
 use crate::shape::MAX_RANK;
 use crate::{Result, Tensor};
@@ -64,7 +64,7 @@ pub(crate) fn launch_1d<P: Block>(
     entry: &'static str,
     spec: &Spec,
     block: impl FnOnce(u32) -> P,
-    buffers: &[&wgpu::Buffer],
+    buffers: &[crate::device::View<'_>],
     threads: u64,
 ) -> Result<()> {
     launch_1d_bound(device, kernel, entry, spec, block, buffers, None, threads)
@@ -78,7 +78,7 @@ pub(crate) fn launch_1d_bound<P: Block>(
     entry: &'static str,
     spec: &Spec,
     block: impl FnOnce(u32) -> P,
-    buffers: &[&wgpu::Buffer],
+    buffers: &[crate::device::View<'_>],
     bindings: Option<&[u32]>,
     threads: u64,
 ) -> Result<()> {
@@ -95,7 +95,89 @@ pub(crate) fn launch_1d_bound<P: Block>(
         buffers,
         bindings,
         workgroups,
-    });
+    })
+}
+
+/// An argument of [`launch_1d_split`].
+#[derive(Clone, Copy)]
+pub(crate) enum Arg<'a> {
+    /// Bound whole in every piece: a scalar, a broadcast operand, a small table.
+    Whole(View<'a>),
+    /// Cut in step with the invocations: invocation `i` of the launch owns the `bytes` bytes
+    /// at `i * bytes` of this view (an element, or a vec4 of them).
+    Split(View<'a>, u64),
+}
+
+/// How many items one binding of `device` covers when the widest argument takes `widest`
+/// bytes per item, rounded down so that every piece of every argument starts
+/// binding-aligned (the narrowest argument, `narrowest` bytes per item, needs the longest
+/// step). Zero when a single step is past the limit.
+pub(crate) fn chunk_len(device: &Device, widest: u64, narrowest: u64) -> u64 {
+    let align = device.binding_alignment();
+    // Items per aligned step: align / gcd(align, bytes), align a power of two.
+    let step = align >> narrowest.trailing_zeros().min(align.trailing_zeros());
+    (device.binding_limit() / widest.max(1)) / step * step
+}
+
+/// [`launch_1d`] for elementwise kernels, over any number of items: when a `Split` argument
+/// is past the binding limit, the launch runs as several dispatches, each binding a window of
+/// every `Split` argument and the whole of every `Whole` one. `block(row, first, items)` makes
+/// the parameter block of the piece covering items `first..first + items` (a kernel whose
+/// result depends on an item's global index, as a counter-based RNG does, adds `first`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn launch_1d_split<P: Block>(
+    device: &Device,
+    kernel: &'static Kernel,
+    entry: &'static str,
+    spec: &Spec,
+    block: impl Fn(u32, u64, u64) -> P,
+    args: &[Arg<'_>],
+    items: u64,
+) -> Result<()> {
+    let sizes = || {
+        args.iter().filter_map(|a| match a {
+            Arg::Split(_, bytes) => Some(*bytes),
+            Arg::Whole(_) => None,
+        })
+    };
+    let widest = sizes().max().unwrap_or(4);
+    let per = if args
+        .iter()
+        .any(|a| matches!(a, Arg::Split(v, _) if v.size > device.binding_limit()))
+    {
+        chunk_len(device, widest, sizes().min().unwrap_or(4))
+    } else {
+        items.max(1)
+    };
+    if per == 0 {
+        return Err(crate::Error::Unsplit {
+            op: kernel.name,
+            bytes: widest,
+            limit: device.binding_limit(),
+        });
+    }
+    let mut first = 0;
+    while first < items {
+        let n = per.min(items - first);
+        let views: Vec<View<'_>> = args
+            .iter()
+            .map(|a| match *a {
+                Arg::Whole(v) => v,
+                Arg::Split(v, _) if per >= items => v,
+                Arg::Split(v, bytes) => v.window(first * bytes, n * bytes),
+            })
+            .collect();
+        launch_1d(
+            device,
+            kernel,
+            entry,
+            spec,
+            |row| block(row, first, n),
+            &views,
+            n,
+        )?;
+        first += n;
+    }
     Ok(())
 }
 

@@ -203,13 +203,13 @@ fn nms(
     let out_index = Tensor::zeros(dev, &[2 + max_out], DType::U32)?;
     let out_score = Tensor::uninit(dev, op, &[max_out], DType::F32)?;
     // Without classes nothing reads the binding; the scores stand in for it.
-    let class_buf = classes.map_or(scores.buffer(), |c| c.buffer());
+    let class_buf = classes.map_or(scores.bind(), |c| c.bind());
     let spec = Spec::new();
     // Each entry uses its own subset of the file's bindings (1 boxes, 2 scores, 3 classes,
     // 4 order, 5 mask, 6 out_index, 7 out_score, 8 scratch_u, 9 scratch_f, 10 rank,
     // 11 the scores as vec4s).
-    let run = |p: &NmsParams, entry, bound: &[(u32, &wgpu::Buffer)], threads: u64| {
-        let (at, bufs): (Vec<u32>, Vec<&wgpu::Buffer>) = bound.iter().copied().unzip();
+    let run = |p: &NmsParams, entry, bound: &[(u32, crate::device::View<'_>)], threads: u64| {
+        let (at, bufs): (Vec<u32>, Vec<crate::device::View<'_>>) = bound.iter().copied().unzip();
         launch_1d_bound(
             dev,
             &NMS,
@@ -226,19 +226,19 @@ fn nms(
         let scratch_u = Tensor::uninit(dev, op, &[2 * n], DType::U32)?;
         let scratch_f = Tensor::uninit(dev, op, &[n], DType::F32)?;
         let init = [
-            (2, scores.buffer()),
-            (6, out_index.buffer()),
-            (8, scratch_u.buffer()),
-            (9, scratch_f.buffer()),
+            (2, scores.bind()),
+            (6, out_index.bind()),
+            (8, scratch_u.bind()),
+            (9, scratch_f.bind()),
         ];
         run(&p, "soft_init", &init, n as u64)?;
         let walk = [
-            (1, boxes.buffer()),
+            (1, boxes.bind()),
             (3, class_buf),
-            (6, out_index.buffer()),
-            (7, out_score.buffer()),
-            (8, scratch_u.buffer()),
-            (9, scratch_f.buffer()),
+            (6, out_index.bind()),
+            (7, out_score.bind()),
+            (8, scratch_u.bind()),
+            (9, scratch_f.bind()),
         ];
         // The number of pops is data-dependent (candidates are re-queued): batches of
         // dispatches, each batch followed by a look at the done flag.
@@ -258,28 +258,28 @@ fn nms(
         for j0 in (0..n).step_by(LOOP_BUDGET) {
             p.j0 = j0 as u32;
             let partial = [
-                (2, scores.buffer()),
-                (10, rank.buffer()),
-                (11, scores.buffer()),
+                (2, scores.bind()),
+                (10, rank.bind()),
+                (11, scores.bind()),
             ];
             run(&p, "rank_partial", &partial, n as u64)?;
         }
-        let scatter = [(4, order.buffer()), (10, rank.buffer())];
+        let scatter = [(4, order.bind()), (10, rank.bind())];
         run(&p, "rank_scatter", &scatter, n as u64)?;
         let check = [
-            (1, boxes.buffer()),
-            (2, scores.buffer()),
+            (1, boxes.bind()),
+            (2, scores.bind()),
             (3, class_buf),
-            (4, order.buffer()),
-            (5, mask.buffer()),
-            (6, out_index.buffer()),
+            (4, order.bind()),
+            (5, mask.bind()),
+            (6, out_index.bind()),
         ];
         let select = [
-            (2, scores.buffer()),
-            (4, order.buffer()),
-            (5, mask.buffer()),
-            (6, out_index.buffer()),
-            (7, out_score.buffer()),
+            (2, scores.bind()),
+            (4, order.bind()),
+            (5, mask.bind()),
+            (6, out_index.bind()),
+            (7, out_score.bind()),
         ];
         // Blocks past the point where max_output boxes are kept (or the scores fall below the
         // threshold) return at once; a look at the done flag every few blocks skips the rest.

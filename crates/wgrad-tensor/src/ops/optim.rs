@@ -5,7 +5,7 @@
 //! so a tensor that a recorded graph or the user still holds never changes under it; the
 //! buffer pool makes the fresh outputs as cheap as in-place writes.
 
-use super::{launch_1d, same_device};
+use super::{launch_1d_split, same_device, Arg};
 use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::{DType, Error, Result, Tensor};
 
@@ -232,17 +232,23 @@ impl Tensor {
         let lanes = if vec4 { n / 4 } else { n };
         let block = update.block(lanes as u32);
         // Bindings follow the shader: param, grad, param_out, then (slot, slot_out) pairs.
-        let mut buffers = vec![self.buffer(), grad.buffer(), out.buffer()];
+        let lane = if vec4 { 16 } else { 4 };
+        let mut buffers = vec![self, grad, &out];
         for (s, o) in slots.iter().zip(&new_slots) {
-            buffers.push(s.buffer());
-            buffers.push(o.buffer());
+            buffers.push(s);
+            buffers.push(o);
         }
-        launch_1d(
+        let buffers: Vec<Arg<'_>> = buffers.iter().map(|t| Arg::Split(t.bind(), lane)).collect();
+        launch_1d_split(
             dev,
             &OPTIM,
             update.entry(),
             &spec(vec4),
-            |row| OptimParams { row, ..block },
+            |row, _, lanes| OptimParams {
+                row,
+                n: lanes as u32,
+                ..block
+            },
             &buffers,
             lanes,
         )?;

@@ -106,7 +106,7 @@ fn launch(
     entry: &'static str,
     v: usize,
     p: &PoolParams,
-    buffers: &[&wgpu::Buffer],
+    buffers: &[crate::device::View<'_>],
 ) -> Result<()> {
     let threads = p.n_threads as u64;
     launch_1d(
@@ -145,7 +145,7 @@ impl Tensor {
             "max_fwd",
             v,
             &p,
-            &[self.buffer(), out.buffer(), idx.buffer()],
+            &[self.bind(), out.bind(), idx.bind()],
         )?;
         Ok((out, idx))
     }
@@ -185,7 +185,7 @@ impl Tensor {
             "max_bwd",
             v,
             &p,
-            &[self.buffer(), dx.buffer(), indices.buffer()],
+            &[self.bind(), dx.bind(), indices.bind()],
         )?;
         Ok(dx)
     }
@@ -206,7 +206,7 @@ impl Tensor {
         let out = Tensor::uninit(self.device(), op, &out_shape, DType::F32)?;
         let v = width(x[3]);
         let p = pool_params(out.numel() / v, x, &g, pool, stride, v);
-        launch(self, "avg_fwd", v, &p, &[self.buffer(), out.buffer()])?;
+        launch(self, "avg_fwd", v, &p, &[self.bind(), out.bind()])?;
         Ok(out)
     }
 
@@ -227,7 +227,7 @@ impl Tensor {
         let dx = Tensor::uninit(self.device(), op, input_shape, DType::F32)?;
         let v = width(x[3]);
         let p = pool_params(dx.numel() / v, x, &g, pool, stride, v);
-        launch(self, "avg_bwd", v, &p, &[self.buffer(), dx.buffer()])?;
+        launch(self, "avg_bwd", v, &p, &[self.bind(), dx.bind()])?;
         Ok(dx)
     }
 
@@ -288,7 +288,7 @@ impl Tensor {
         let hw = x[1] * x[2];
         let dummy = self.device().dummy(0);
         let (scale, use_idx, ib) = match idx {
-            Some(i) => (1.0f32, 1, i.buffer()),
+            Some(i) => (1.0f32, 1, i.bind()),
             None => (1.0 / hw.max(1) as f32, 0, dummy),
         };
         // No window: oh, ow, kh, kw, sh, sw, pt and pl stay 0.
@@ -302,7 +302,7 @@ impl Tensor {
             use_idx,
             ..Default::default()
         };
-        launch(self, "global_bwd", v, &p, &[self.buffer(), dx.buffer(), ib])?;
+        launch(self, "global_bwd", v, &p, &[self.bind(), dx.bind(), ib])?;
         Ok(dx)
     }
 }

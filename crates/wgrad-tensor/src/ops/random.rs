@@ -2,7 +2,7 @@
 //! Element i depends only on the seed and i, so results are reproducible on every adapter and
 //! need no upload.
 
-use super::launch_1d;
+use super::{launch_1d_split, Arg};
 use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::{DType, Device, Error, Result, Tensor};
 
@@ -22,8 +22,10 @@ params!("Params" => struct RandomParams {
     /// Low and high (uniform) or mean and standard deviation (normal).
     p0: f32,
     p1: f32,
-    pad0: u32,
-    pad1: u32,
+    /// The first block of four of this piece (a tensor past the binding limit is filled in
+    /// pieces; a block's values depend on its global index only).
+    base: u32,
+    pad: u32,
 });
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
@@ -51,21 +53,22 @@ fn random(
     let out = Tensor::uninit(device, op, shape, DType::F32)?;
     let n = out.numel();
     let spec = Spec::new().bool("NORMAL", normal);
-    launch_1d(
+    launch_1d_split(
         device,
         &RANDOM,
         "main",
         &spec,
-        |row| RandomParams {
-            n: n as u32,
+        |row, first, blocks| RandomParams {
+            n: (4 * blocks).min(n as u64 - 4 * first) as u32,
             row,
             key0: seed as u32,
             key1: (seed >> 32) as u32,
             p0,
             p1,
-            ..Default::default()
+            base: first as u32,
+            pad: 0,
         },
-        &[out.buffer()],
+        &[Arg::Split(out.bind(), 16)],
         n.div_ceil(4) as u64,
     )?;
     Ok(out)

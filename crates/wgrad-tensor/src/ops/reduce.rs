@@ -28,7 +28,9 @@ params!("Params" => struct ReduceParams {
     row: u32,
     /// 1/K for a mean's last pass, else 1.
     scale: f32,
-    pad: u32,
+    /// Elements of x's binding before the [A, K, B] view: a piece of a tensor past the
+    /// binding limit binds from the aligned offset below its first element.
+    x0: u32,
 });
 
 /// What a reduction computes.
@@ -85,6 +87,7 @@ fn pass(
     b: usize,
     splits: usize,
     scale: f32,
+    x0: usize,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let n_out = a * splits * b;
     let out = Tensor::uninit(device, "reduce", &[n_out], DType::F32)?;
@@ -95,10 +98,10 @@ fn pass(
         None
     };
     let buffers = [
-        x.buffer(),
-        out.buffer(),
-        idx_out.as_ref().map_or(device.dummy(0), |t| t.buffer()),
-        idx_in.map_or(device.dummy(1), |t| t.buffer()),
+        x.bind(),
+        out.bind(),
+        idx_out.as_ref().map_or(device.dummy(0), |t| t.bind()),
+        idx_in.map_or(device.dummy(1), |t| t.bind()),
     ];
     launch_1d(
         device,
@@ -113,12 +116,133 @@ fn pass(
             n_out: n_out as u32,
             row,
             scale,
-            pad: 0,
+            x0: x0 as u32,
         },
         &buffers,
         n_out as u64,
     )?;
     Ok((out, idx_out))
+}
+
+/// Reduces `x` (from element `x0` of its binding), viewed as [a, k, b], over k: one pass, or
+/// several when k is long (strided partials first, so that even a reduction of a million
+/// values to one keeps thousands of invocations busy). `total_k` is the count a mean divides
+/// by. Returns the [a * b] values and, for arg-reductions, positions.
+fn reduce_akb(
+    op: ReduceOp,
+    x: &Tensor,
+    x0: usize,
+    a: usize,
+    k: usize,
+    b: usize,
+    total_k: usize,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let device = x.device();
+    let (mut vals, mut idx, mut k_left, mut x0) = (x.clone(), None::<Tensor>, k.max(1), x0);
+    loop {
+        let splits = if k_left <= MIN_PER_SPLIT {
+            1
+        } else {
+            (TARGET_INVOCATIONS / (a * b).max(1))
+                .clamp(1, k_left / MIN_PER_SPLIT)
+                .max(1)
+        };
+        let scale = if splits == 1 && op == ReduceOp::Mean {
+            1.0 / total_k as f32
+        } else {
+            1.0
+        };
+        let (v, i) = pass(
+            device,
+            op,
+            &vals,
+            idx.as_ref(),
+            a,
+            k_left,
+            b,
+            splits,
+            scale,
+            x0,
+        )?;
+        (vals, idx, x0) = (v, i, 0);
+        if splits == 1 {
+            return Ok((vals, idx));
+        }
+        k_left = splits;
+    }
+}
+
+/// [`reduce_akb`] for an `x` past the binding limit: each piece of at most one binding
+/// (whole rows of [a, k·b] when a row fits, else blocks of k within one row) is reduced on
+/// its own window, and the partial results are combined (sum, max, min) and put back in
+/// order. Positions (argmax, argmin) are not combined: those return an error.
+fn reduce_in_pieces(op: ReduceOp, x: &Tensor, a: usize, k: usize, b: usize) -> Result<Tensor> {
+    let dev = x.device();
+    let limit = (dev.binding_limit() / 4) as usize;
+    let align = (dev.binding_alignment() / 4) as usize;
+    if op.code() >= 3 {
+        return Err(Error::Unsplit {
+            op: "argmax/argmin",
+            bytes: x.size_in_bytes(),
+            limit: dev.binding_limit(),
+        });
+    }
+    // Binds elements start..start+len from the aligned offset below start.
+    let piece = |start: usize, pa: usize, pk: usize| -> Result<Tensor> {
+        let skip = start % align;
+        let w = x.window(start - skip, skip + pa * pk * b)?;
+        let sum_op = if op == ReduceOp::Mean { ReduceOp::Sum } else { op };
+        Ok(reduce_akb(sum_op, &w, skip, pa, pk, b, k)?.0)
+    };
+    let combine = |acc: Tensor, t: &Tensor| match op {
+        ReduceOp::Max => acc.maximum(t),
+        ReduceOp::Min => acc.minimum(t),
+        _ => acc.add(t),
+    };
+    let row = k * b;
+    let mut parts = Vec::new();
+    if row + align <= limit {
+        let per = (limit - align) / row;
+        let mut a0 = 0;
+        while a0 < a {
+            let pa = per.min(a - a0);
+            parts.push(piece(a0 * row, pa, k)?);
+            a0 += pa;
+        }
+    } else {
+        let per = (limit - align) / b;
+        if per == 0 {
+            return Err(Error::Unsplit {
+                op: "reduce",
+                bytes: 4 * b as u64,
+                limit: dev.binding_limit(),
+            });
+        }
+        for ai in 0..a {
+            let mut acc: Option<Tensor> = None;
+            let mut k0 = 0;
+            while k0 < k {
+                let pk = per.min(k - k0);
+                let t = piece(ai * row + k0 * b, 1, pk)?;
+                acc = Some(match acc {
+                    None => t,
+                    Some(acc) => combine(acc, &t)?,
+                });
+                k0 += pk;
+            }
+            parts.push(acc.expect("k > 0"));
+        }
+    }
+    let parts: Vec<&Tensor> = parts.iter().collect();
+    let out = if parts.len() == 1 {
+        parts[0].clone()
+    } else {
+        Tensor::concat(&parts, 0)?
+    };
+    match op {
+        ReduceOp::Mean => out.mul_scalar(1.0 / k as f32),
+        _ => Ok(out),
+    }
 }
 
 impl Tensor {
@@ -171,34 +295,20 @@ impl Tensor {
             (Some(&f), Some(&l)) => (numel(&x.shape()[..f]), numel(&x.shape()[l + 1..])),
             _ => (numel(x.shape()), 1),
         };
-        let device = self.device();
-        let (mut vals, mut idx, mut k_left) = (x, None::<Tensor>, k.max(1));
         if k == 0 {
-            return Tensor::zeros(device, &out_shape, DType::F32);
+            return Tensor::zeros(self.device(), &out_shape, DType::F32);
         }
-        loop {
-            let splits = if k_left <= MIN_PER_SPLIT {
-                1
-            } else {
-                (TARGET_INVOCATIONS / (a * b).max(1))
-                    .clamp(1, k_left / MIN_PER_SPLIT)
-                    .max(1)
-            };
-            let scale = if splits == 1 && op == ReduceOp::Mean {
-                1.0 / k as f32
-            } else {
-                1.0
-            };
-            let (v, i) = pass(device, op, &vals, idx.as_ref(), a, k_left, b, splits, scale)?;
-            vals = v;
-            idx = i;
-            if splits == 1 {
-                break;
-            }
-            k_left = splits;
-        }
+        let (vals, idx) = if x.fits_binding() {
+            reduce_akb(op, &x, 0, a, k, b, k)?
+        } else {
+            (reduce_in_pieces(op, &x, a, k, b)?, None)
+        };
         let result = if arg {
-            idx.expect("arg reductions return indices")
+            idx.ok_or(Error::Unsplit {
+                op: "argmax/argmin",
+                bytes: x.size_in_bytes(),
+                limit: x.device().binding_limit(),
+            })?
         } else {
             vals
         };

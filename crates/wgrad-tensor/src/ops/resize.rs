@@ -287,7 +287,7 @@ fn pass(
             row,
             pad: 0,
         },
-        &[x.buffer(), start.buffer(), weights.buffer(), y.buffer()],
+        &[x.bind(), start.bind(), weights.bind(), y.bind()],
         total as u64,
     )?;
     Ok(y)

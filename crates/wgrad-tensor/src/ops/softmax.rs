@@ -69,7 +69,7 @@ impl Tensor {
                 row,
                 ..Default::default()
             },
-            &[self.buffer(), out.buffer()],
+            &[self.bind(), out.bind()],
             rows,
         )?;
         Ok(out)

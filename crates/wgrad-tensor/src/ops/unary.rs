@@ -1,6 +1,6 @@
 //! Elementwise maps and their scalar forms (`shaders/unary.wgsl`).
 
-use super::launch_1d;
+use super::{launch_1d_split, Arg};
 use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::{Activation, DType, Error, Result, Tensor};
 
@@ -132,18 +132,19 @@ impl Tensor {
         let n = self.numel() as u64;
         let vec4 = n.is_multiple_of(4);
         let lanes = if vec4 { n / 4 } else { n };
-        launch_1d(
+        let lane = if vec4 { 16 } else { 4 };
+        launch_1d_split(
             self.device(),
             &UNARY,
             "main",
             &spec(name, vec4),
-            |row| UnaryParams {
+            |row, _, lanes| UnaryParams {
                 n: lanes as u32,
                 row,
                 alpha,
                 beta,
             },
-            &[self.buffer(), out.buffer()],
+            &[Arg::Split(self.bind(), lane), Arg::Split(out.bind(), lane)],
             lanes,
         )?;
         Ok(out)
@@ -169,13 +170,14 @@ impl Tensor {
         let n = self.numel() as u64;
         let vec4 = n.is_multiple_of(4);
         let lanes = if vec4 { n / 4 } else { n };
-        let buffers = [x.buffer(), out.buffer(), y.buffer(), self.buffer()];
-        launch_1d(
+        let lane = if vec4 { 16 } else { 4 };
+        let buffers = [x, &out, y, self].map(|t| Arg::Split(t.bind(), lane));
+        launch_1d_split(
             self.device(),
             &UNARY,
             "grad_main",
             &spec(fname, vec4),
-            |row| UnaryParams {
+            |row, _, lanes| UnaryParams {
                 n: lanes as u32,
                 row,
                 alpha,

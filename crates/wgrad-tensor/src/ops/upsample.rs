@@ -58,7 +58,7 @@ fn launch(
     x: [usize; 4],
     factor: [usize; 2],
     threads: usize,
-    buffers: &[&wgpu::Buffer],
+    buffers: &[crate::device::View<'_>],
 ) -> Result<()> {
     let v = width(x[3]);
     launch_1d(
@@ -101,7 +101,7 @@ impl Tensor {
             x,
             factor,
             threads,
-            &[self.buffer(), out.buffer()],
+            &[self.bind(), out.bind()],
         )?;
         Ok(out)
     }
@@ -139,7 +139,7 @@ impl Tensor {
             x,
             factor,
             threads,
-            &[self.buffer(), dx.buffer()],
+            &[self.bind(), dx.bind()],
         )?;
         Ok(dx)
     }

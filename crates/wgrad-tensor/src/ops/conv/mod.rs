@@ -228,12 +228,12 @@ fn launch(
     };
     let dummy = dev.dummy(0);
     let all = [
-        x_a.buffer(),
-        x_b.buffer(),
-        out.buffer(),
-        epi.bias.map_or(dummy, Tensor::buffer),
-        epi.scale.map_or(dummy, Tensor::buffer),
-        epi.residual.map_or(dummy, Tensor::buffer),
+        x_a.bind(),
+        x_b.bind(),
+        out.bind(),
+        epi.bias.map_or(dummy, Tensor::bind),
+        epi.scale.map_or(dummy, Tensor::bind),
+        epi.residual.map_or(dummy, Tensor::bind),
     ];
     // Only the forward write-out reads the residual, so only its layout has binding 6.
     let buffers = if dir == Direction::Forward {
@@ -307,7 +307,7 @@ fn filter_grad_direct(
         "main",
         &taps_spec(geo.kh, geo.kw, geo.c, vec4),
         params,
-        &[x.buffer(), dy.buffer(), partial.buffer()],
+        &[x.bind(), dy.bind(), partial.bind()],
         (slices * units) as u64,
     )?;
     if slices == 1 {
