@@ -8,8 +8,9 @@
 //! ```
 //!
 //! Smallest image sides: 32 for most (global pooling before the head), 67 for AlexNet
-//! (227 is the paper's), 71 for Xception. VGG-16 and AlexNet at full size need an adapter that
-//! binds buffers over 128 MiB (a GPU; not lavapipe). LeNet-5 keeps grey images grey.
+//! (227 is the paper's), 71 for Xception. VGG-16 (224) and AlexNet (227) train at full size on
+//! every adapter, lavapipe included: their large dense kernels are processed in pieces of at
+//! most one binding. LeNet-5 keeps grey images grey.
 
 mod common;
 

@@ -23,9 +23,9 @@ fn lrn() -> LocalResponseNormalization {
 ///
 /// The paper's input is 227×227×3 (55×55 after conv1, 6×6×256 = 9,216 features before the
 /// dense layers): 62,378,344 parameters for 1,000 classes. fc6's kernel is then one tensor of
-/// 9,216 × 4,096 floats (151 MB): an adapter that binds less at once (lavapipe: 128 MiB, see
-/// `Device::max_tensor_bytes`) fails to build the model at 227×227, with an error naming that
-/// layer. Smaller images down to 67×67 still give valid shapes (and a smaller fc6).
+/// 9,216 × 4,096 floats (151 MB), past the 128 MiB that lavapipe and browsers bind at once:
+/// the ops on it run in pieces (see `Device::binding_limit`), so the model trains at 227×227
+/// there too. Smaller images down to 67×67 still give valid shapes (and a smaller fc6).
 pub fn alexnet(dev: &Device, input: [usize; 3], num_classes: usize) -> Result<Functional> {
     let conv = |f, k| Conv2D::new(f, k).same().activation(Act::Relu);
     let pool = || MaxPool2D::new(3).strides(2);

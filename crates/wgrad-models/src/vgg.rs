@@ -10,9 +10,10 @@ use wgrad_tensor::Device;
 /// `fc1` 4096 ReLU, `fc2` 4096 ReLU and `predictions` (logits: the loss applies the softmax
 /// that Keras puts in this layer). Made for 224×224×3 inputs (the flatten width, and so `fc1`,
 /// depends on the size); with 1000 classes it has 138,357,544 parameters, as Keras counts.
-/// At 224×224 `fc1`'s kernel alone is 7·7·512 × 4096 floats (411 MB), one tensor: an adapter
-/// that binds less at once (lavapipe: 128 MiB, see `Device::max_tensor_bytes`) fails to
-/// build the model at `fc1`, with an error that says so.
+/// At 224×224 `fc1`'s kernel alone is 7·7·512 × 4096 floats (411 MB), one tensor past the
+/// 128 MiB that lavapipe and browsers bind at once: the ops on it (initialisation, the dense
+/// products and their gradients, the optimizer update) run in pieces (see
+/// `Device::binding_limit`), so the model trains at its real size there too.
 ///
 /// Layers are named as in Keras: `block1_conv1` … `block5_conv3`, `block1_pool` …
 /// `block5_pool`, `flatten`, `fc1`, `fc2`, `predictions`.

@@ -528,6 +528,7 @@ fn ops_that_do_not_split_say_so() {
     match x.conv2d(&w, Default::default()) {
         Err(e @ Error::Unsplit { .. }) => {
             let msg = e.to_string();
+            println!("{msg}");
             assert!(
                 msg.contains("binding limit") && msg.contains("smaller batch"),
                 "{msg}"
