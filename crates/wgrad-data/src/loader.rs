@@ -54,6 +54,8 @@ pub struct DataLoader {
     seed: u64,
     transforms: Arc<Vec<Transform>>,
     prefetch: usize,
+    /// `(rank, replicas)` of a data-parallel job: this loader yields only its share.
+    shard: Option<(usize, usize)>,
 }
 
 impl DataLoader {
@@ -72,7 +74,39 @@ impl DataLoader {
             seed: 0,
             transforms: Arc::new(Vec::new()),
             prefetch: 2,
+            shard: None,
         }
+    }
+
+    /// Yields only replica `rank`'s share of every epoch, as PyTorch's `DistributedSampler`:
+    /// the epoch's order (the same on every replica: same seed, same shuffle) is padded by
+    /// repeating its start to a multiple of `replicas`, and replica `rank` takes every
+    /// `replicas`-th sample from position `rank`. The shares are disjoint and equal in size,
+    /// so every replica runs the same number of steps, and a step's batches on all replicas
+    /// together are one batch `replicas` times larger.
+    ///
+    /// # Panics
+    /// If `rank >= replicas`.
+    pub fn shard(mut self, rank: usize, replicas: usize) -> Self {
+        assert!(
+            rank < replicas,
+            "rank {rank} is not below the replica count {replicas}"
+        );
+        self.shard = (replicas > 1).then_some((rank, replicas));
+        self
+    }
+
+    /// Samples one epoch yields (this replica's share when sharded).
+    pub fn len(&self) -> usize {
+        match self.shard {
+            Some((_, r)) => self.dataset.len().div_ceil(r),
+            None => self.dataset.len(),
+        }
+    }
+
+    /// True when an epoch yields no sample.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Shuffle the order every epoch (differently per epoch, reproducibly per seed).
@@ -133,7 +167,7 @@ impl DataLoader {
 
     /// Batches per epoch.
     pub fn num_batches(&self) -> usize {
-        let n = self.dataset.len();
+        let n = self.len();
         if self.drop_last {
             n / self.batch_size
         } else {
@@ -141,13 +175,23 @@ impl DataLoader {
         }
     }
 
-    /// The sample order of epoch `epoch` (identity when not shuffling).
+    /// The sample order of epoch `epoch` (identity when not shuffling; this replica's share
+    /// when sharded).
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.dataset.len()).collect();
         if self.shuffle {
             Rng::new(derive(derive(self.seed, ORDER_KEY), epoch)).shuffle(&mut order);
         }
-        order
+        match self.shard {
+            Some((rank, replicas)) if !order.is_empty() => {
+                let padded = self.len() * replicas;
+                (rank..padded)
+                    .step_by(replicas)
+                    .map(|i| order[i % order.len()])
+                    .collect()
+            }
+            _ => order,
+        }
     }
 
     fn plan(&self, epoch: u64) -> Plan {

@@ -232,3 +232,42 @@ fn mnist_to_32x32_rgb() {
     let back = d.crop_or_pad(32, 32).crop_or_pad(28, 28);
     assert_eq!(back.images(), &img[..]);
 }
+
+#[test]
+fn shards_are_disjoint_equal_and_together_one_epoch() {
+    for (n, replicas) in [(12, 2), (10, 3), (7, 4)] {
+        for epoch in 0..2 {
+            let base = DataLoader::new(indexed(n), 2).shuffle(true).seed(5);
+            let whole = base.order(epoch);
+            let shares: Vec<Vec<usize>> = (0..replicas)
+                .map(|r| epoch_ids(&base.clone().shard(r, replicas), epoch))
+                .collect();
+            let per = n.div_ceil(replicas);
+            for (r, s) in shares.iter().enumerate() {
+                assert_eq!(s.len(), per, "replica {r} of {replicas}, {n} samples");
+                // Replica r takes every replicas-th sample of the epoch's order, padded by
+                // repeating its start.
+                let want: Vec<usize> = (r..per * replicas)
+                    .step_by(replicas)
+                    .map(|i| whole[i % n])
+                    .collect();
+                assert_eq!(*s, want);
+            }
+            let mut all: Vec<usize> = shares.concat();
+            all.sort();
+            all.dedup();
+            assert_eq!(
+                all,
+                (0..n).collect::<Vec<_>>(),
+                "every sample is in some share"
+            );
+            if n % replicas == 0 {
+                let total: usize = shares.iter().map(Vec::len).sum();
+                assert_eq!(total, n, "disjoint when the count divides evenly");
+            }
+        }
+    }
+    // One replica is the whole epoch.
+    let l = DataLoader::new(indexed(5), 2).shard(0, 1);
+    assert_eq!(epoch_ids(&l, 0), (0..5).collect::<Vec<_>>());
+}

@@ -169,6 +169,20 @@ impl Var {
             .and_then(|n| n.grad.lock().unwrap().clone())
     }
 
+    /// Replaces a leaf's gradient: what data-parallel training does with the gradient
+    /// averaged over the replicas before the optimizer reads it. No effect on a constant.
+    pub fn set_grad(&self, grad: Tensor) {
+        if let Some(n) = &self.node {
+            *n.grad.lock().unwrap() = Some(grad);
+        }
+    }
+
+    /// The identity of this value's graph node (`None` for a constant): the key under which
+    /// [`Var::backward_observed`] reports a leaf's gradient.
+    pub fn id(&self) -> Option<u64> {
+        self.node.as_ref().map(|n| n.id)
+    }
+
     /// Forgets the accumulated gradient (before the next step).
     pub fn zero_grad(&self) {
         if let Some(n) = &self.node {
@@ -192,6 +206,32 @@ impl Var {
     /// recorded rule runs once and is then dropped with the tensors it saved; running backward
     /// twice through the same graph is an error.
     pub fn backward_with(&self, grad: Tensor) -> Result<()> {
+        self.backward_inner(grad, &mut |_, _| Ok(()))
+    }
+
+    /// [`Var::backward`], calling `on_leaf(id, gradient)` as soon as a leaf's gradient is
+    /// final: every rule that feeds it has run. Leaves come in the reverse of the order they
+    /// were made (a model's last layer first), which is what lets data-parallel training
+    /// start reducing the last layers' gradients while the backward pass goes on.
+    pub fn backward_observed(
+        &self,
+        on_leaf: &mut dyn FnMut(u64, &Tensor) -> Result<()>,
+    ) -> Result<()> {
+        if self.value.numel() != 1 {
+            return Err(Error::InvalidArgument {
+                op: "backward",
+                reason: format!("backward() starts from a scalar; this value has shape {:?} (use backward_with)", self.shape()),
+            });
+        }
+        let seed = Tensor::ones(self.value.device(), self.shape(), wgrad_tensor::DType::F32)?;
+        self.backward_inner(seed, on_leaf)
+    }
+
+    fn backward_inner(
+        &self,
+        grad: Tensor,
+        on_leaf: &mut dyn FnMut(u64, &Tensor) -> Result<()>,
+    ) -> Result<()> {
         if grad.shape() != self.shape() {
             return Err(Error::Shape {
                 op: "backward",
@@ -226,11 +266,16 @@ impl Var {
             let rule = node.backward.lock().unwrap().take();
             match rule {
                 None if node.inputs.is_empty() => {
-                    let mut slot = node.grad.lock().unwrap();
-                    *slot = Some(match slot.take() {
-                        Some(prev) => prev.add(&g)?,
-                        None => g,
-                    });
+                    let total = {
+                        let mut slot = node.grad.lock().unwrap();
+                        let total = match slot.take() {
+                            Some(prev) => prev.add(&g)?,
+                            None => g,
+                        };
+                        *slot = Some(total.clone());
+                        total
+                    };
+                    on_leaf(node.id, &total)?;
                 }
                 None => {
                     return Err(Error::InvalidArgument {

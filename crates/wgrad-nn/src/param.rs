@@ -124,6 +124,12 @@ impl Param {
     pub fn grad(&self) -> Option<Tensor> {
         self.var.grad()
     }
+
+    /// Replaces the gradient the optimizer will read (data-parallel training puts the
+    /// replicas' average here). No effect on an untrainable tensor.
+    pub fn set_grad(&self, grad: Tensor) {
+        self.var.set_grad(grad)
+    }
 }
 
 /// How a layer fills its weights when it is built (Keras's names and formulas).

@@ -26,8 +26,10 @@
 
 mod checkpoint;
 mod plot;
+mod sync;
 mod train;
 
+pub use sync::GradientSync;
 pub use train::{
     decode_predictions, predict, predict_multi, Callback, Control, EarlyStopping, EpochLog,
     FitOptions, History, ModelCheckpoint, Trainer,

@@ -15,6 +15,8 @@ use wgrad_tensor::{DType, Device, Tensor};
 
 use wgrad_nn::{splitmix, Ctx, Error, Layer, Loss, Optimizer, Result};
 
+use crate::GradientSync;
+
 /// What one epoch (or one evaluation) measured.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EpochLog {
@@ -310,19 +312,27 @@ impl Sums {
         Ok(())
     }
 
-    /// Mean loss, accuracy and top-k accuracy: one readback of all sums.
-    fn read(&self) -> Result<Reading> {
+    /// Mean loss, accuracy and top-k accuracy: one readback of all sums, summed over the
+    /// replicas of a data-parallel job when there is one.
+    fn read(&self, sync: Option<&mut Box<dyn GradientSync>>) -> Result<Reading> {
         let mut parts = vec![&self.loss, &self.correct];
         if let Some((_, c)) = &self.top_k {
             parts.push(c);
         }
-        let v = Tensor::concat(&parts, 0)?.to_vec::<f32>()?;
-        let n = self.samples.max(1) as f32;
-        let p = self.positions.max(1) as f32;
+        let mut v: Vec<f64> = Tensor::concat(&parts, 0)?
+            .to_vec::<f32>()?
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        v.extend([self.samples as f64, self.positions as f64]);
+        if let Some(sync) = sync {
+            sync.all_sum(&mut v)?;
+        }
+        let (n, p) = (v[v.len() - 2].max(1.0), v[v.len() - 1].max(1.0));
         Ok(Reading {
-            loss: v[0] / n,
-            accuracy: v[1] / p,
-            top_k: v.get(2).map(|c| c / p),
+            loss: (v[0] / n) as f32,
+            accuracy: (v[1] / p) as f32,
+            top_k: (v.len() > 4).then(|| (v[2] / p) as f32),
         })
     }
 }
@@ -337,6 +347,8 @@ pub struct Trainer<M: Layer> {
     epochs_done: usize,
     top_k: Option<usize>,
     class_weight: Option<Vec<f32>>,
+    /// Data-parallel training: how gradients and metrics meet the other replicas'.
+    sync: Option<Box<dyn GradientSync>>,
 }
 
 impl<M: Layer> Trainer<M> {
@@ -360,7 +372,22 @@ impl<M: Layer> Trainer<M> {
             epochs_done: 0,
             top_k: None,
             class_weight: None,
+            sync: None,
         }
+    }
+
+    /// Trains as one replica of a data-parallel job: every step's gradients are averaged
+    /// with the other replicas' through `sync` before the optimizer runs, `fit` reduces its
+    /// metrics over the replicas, and only the primary replica prints and writes
+    /// checkpoints. `wgrad-dist` makes one on MPI, and also broadcasts the initial weights.
+    pub fn distributed(mut self, sync: Box<dyn GradientSync>) -> Self {
+        self.sync = Some(sync);
+        self
+    }
+
+    /// True unless this is a non-primary replica of a data-parallel job.
+    pub fn is_primary(&self) -> bool {
+        self.sync.as_ref().is_none_or(|s| s.is_primary())
     }
 
     /// The seed of dropout masks and other per-step randomness.
@@ -498,7 +525,41 @@ impl<M: Layer> Trainer<M> {
         let xs: Vec<Var> = inputs.iter().map(|x| Var::new(x.clone())).collect();
         let preds = self.model.forward_multi(&xs, &mut ctx)?;
         let total = self.total_loss(&preds, targets, true)?;
-        total.backward()?;
+        match self.sync.as_mut() {
+            None => total.backward()?,
+            Some(sync) => {
+                let params = self.model.params();
+                let trainable: Vec<(u64, &Tensor)> = params
+                    .iter()
+                    .filter(|p| p.trainable())
+                    .filter_map(|p| p.var().id().map(|id| (id, p.value())))
+                    .collect();
+                sync.begin(&trainable)?;
+                // The graph's hook speaks the tensor crate's error: keep the sync's own.
+                let mut failed = None;
+                let observed = total.backward_observed(&mut |id, g| {
+                    sync.ready(id, g).map_err(|e| {
+                        let reason = e.to_string();
+                        failed = Some(e);
+                        wgrad_tensor::Error::InvalidArgument {
+                            op: "gradient sync",
+                            reason,
+                        }
+                    })
+                });
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                observed?;
+                let averaged: std::collections::HashMap<u64, Tensor> =
+                    sync.finish()?.into_iter().collect();
+                for p in params {
+                    if let Some(g) = p.var().id().and_then(|id| averaged.get(&id)) {
+                        p.set_grad(g.clone());
+                    }
+                }
+            }
+        }
         self.optimizer.step(self.model.params_mut())?;
         self.steps += 1;
         Ok((
@@ -515,6 +576,8 @@ impl<M: Layer> Trainer<M> {
     /// the one the last finished epoch wrote, untouched; a `fit` with the same backup resumes
     /// from it (after an error the trainer's own weights may be half-way through a step).
     pub fn fit(&mut self, train: &DataLoader, mut opts: FitOptions<'_>) -> Result<History> {
+        // Replicas other than the primary neither print nor write checkpoints.
+        opts.verbose &= self.is_primary();
         let result = self.fit_epochs(train, &mut opts);
         if let (Err(e), true) = (&result, opts.verbose) {
             let resume = match &opts.backup {
@@ -552,7 +615,13 @@ impl<M: Layer> Trainer<M> {
                 reason: "the training loader yields no batch (empty dataset, or drop_last with fewer samples than a batch)".into(),
             });
         }
-        if let Some(path) = opts.backup.as_ref().filter(|p| p.is_file()) {
+        // Every replica resumes from the checkpoint the primary would (a shared file system,
+        // or the file copied to each host), so the replicas stay identical.
+        let mut resume = [opts.backup.as_ref().is_some_and(|p| p.is_file()) as u8 as f32];
+        if let Some(sync) = self.sync.as_mut() {
+            sync.broadcast(&mut resume)?;
+        }
+        if let Some(path) = opts.backup.as_ref().filter(|_| resume[0] != 0.0) {
             self.load_checkpoint(path)?;
             if opts.verbose {
                 println!(
@@ -587,7 +656,7 @@ impl<M: Layer> Trainer<M> {
                 let step = i + 1;
                 let plain = opts.verbose && !to_terminal && step % print_every == 0;
                 if (to_terminal && step % log_every == 0) || plain || step == steps {
-                    let r = sums.read()?;
+                    let r = sums.read(self.sync.as_mut())?;
                     let elapsed = start.elapsed().as_secs_f64();
                     let rate = sums.samples as f64 / elapsed;
                     let line = metrics_line(r.loss, self.classifies().then_some(r.accuracy), rate);
@@ -604,7 +673,7 @@ impl<M: Layer> Trainer<M> {
                 }
                 bar.inc(1);
             }
-            let r = sums.read()?;
+            let r = sums.read(self.sync.as_mut())?;
             let seconds = start.elapsed().as_secs_f64();
             let mut log = EpochLog {
                 epoch,
@@ -627,7 +696,7 @@ impl<M: Layer> Trainer<M> {
                 println!("{}", epoch_line(&log, opts.epochs));
             }
             self.epochs_done = epoch + 1;
-            if let Some(path) = &opts.backup {
+            if let Some(path) = opts.backup.as_ref().filter(|_| self.is_primary()) {
                 self.save_checkpoint(path)?;
             }
             history.epochs.push(log.clone());
@@ -670,7 +739,7 @@ impl<M: Layer> Trainer<M> {
                 reason: "the loader yields no batch".into(),
             });
         }
-        let r = sums.read()?;
+        let r = sums.read(None)?;
         let seconds = start.elapsed().as_secs_f64();
         Ok(EpochLog {
             loss: r.loss,
