@@ -214,6 +214,33 @@ impl Device {
         Self::open(filter.as_deref())
     }
 
+    /// Opens the `n`-th of the equally best adapters (the kind [`Device::new`] would pick),
+    /// wrapping past the last: how the ranks of a data-parallel job on one host take one GPU
+    /// each (and share the only one there is, such as a software adapter). `WGRAD_ADAPTER`
+    /// narrows the candidates as for [`Device::new`].
+    pub fn open_nth(n: usize) -> Result<Device> {
+        let filter = std::env::var("WGRAD_ADAPTER")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_lowercase());
+        let inst = instance();
+        let mut adapters = pollster::block_on(inst.enumerate_adapters(backends()));
+        if let Some(f) = &filter {
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(f));
+        }
+        let kind = |a: &wgpu::Adapter| {
+            let i = a.get_info();
+            (type_rank(i.device_type), i.backend == wgpu::Backend::Gl)
+        };
+        adapters.sort_by_key(kind);
+        let Some(best) = adapters.first().map(kind) else {
+            return Self::open(filter.as_deref());
+        };
+        adapters.retain(|a| kind(a) == best);
+        let k = n % adapters.len();
+        Self::from_adapter(adapters.swap_remove(k))
+    }
+
     /// Opens the best adapter whose name contains `name_filter`.
     pub fn open(name_filter: Option<&str>) -> Result<Device> {
         let inst = instance();
