@@ -22,7 +22,8 @@ const USAGE: &str = "usage: cargo xtask <command> [args]
 commands:
   demo [ARGS]          the main job: train a CNN on Fashion-MNIST and report test accuracy
                        (examples/fashion_mnist.rs; ARGS go to it, e.g. --epochs 1)
-  test [ARGS]          run the whole test suite: cargo test --workspace ARGS
+  test [ARGS]          run the whole test suite: cargo test --workspace ARGS (installs Open MPI
+                       and libclang for wgrad-dist when missing)
   bench [NAME] [ARGS]  run the criterion benches: cargo bench [--bench NAME] ARGS
   fuzz [TARGET...] [--execs N]
                        fuzz the file parsers with AFL++ (cargo-afl, installed when missing),
@@ -35,6 +36,9 @@ demo, test and bench first make sure a GPU adapter exists, installing the softwa
 
 /// The package that provides the software adapter (lavapipe) on Debian and Ubuntu.
 const SOFTWARE_ADAPTER: &str = "mesa-vulkan-drivers";
+/// What `wgrad-dist` builds and tests with: Open MPI's launcher and headers, and libclang for
+/// the `mpi` crate's bindgen step.
+const MPI_PACKAGES: &str = "openmpi-bin libopenmpi-dev libclang-dev";
 /// Debian's Fashion-MNIST package and the folder it installs (wgrad-data looks there).
 const FASHION_MNIST: &str = "dataset-fashion-mnist";
 const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -68,6 +72,7 @@ fn run(env: &Env) -> Result<i32, i32> {
         }
         Some("test") => {
             env.ensure_adapter(false)?;
+            env.ensure_mpi()?;
             // Every test target runs even after one fails, so a report is complete.
             let mut c = env.cargo(&["test", "--workspace", "--no-fail-fast"]);
             c.args(&rest);
@@ -228,8 +233,33 @@ impl Env {
         Ok(())
     }
 
-    /// `apt-get install -y PACKAGE`, as root or through password-less sudo; `what` says what
-    /// to do by hand when that is impossible.
+    /// Open MPI and libclang for `wgrad-dist` (the `mpi` crate generates its bindings with
+    /// bindgen, which needs libclang) and its two-rank tests (`mpirun`), from apt when missing.
+    fn ensure_mpi(&self) -> Result<(), i32> {
+        // Debian's package database when there is one (libclang's shared object alone is not
+        // enough: bindgen also needs clang's own headers, which come with libclang-dev).
+        let installed = |pkg: &str| {
+            self.cmd("dpkg-query", &["-W", "-f=${Status}", pkg])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        };
+        let has_dpkg = self.succeeds(self.cmd("dpkg-query", &["--version"]));
+        let has_clang = !has_dpkg || installed("libclang-dev");
+        let has_mpi = self.succeeds(self.cmd("mpirun", &["--version"]))
+            && self.succeeds(self.cmd("mpicc", &["-showme:version"]))
+            && (!has_dpkg || installed("libopenmpi-dev"));
+        if has_clang && has_mpi {
+            return Ok(());
+        }
+        println!("xtask: installing Open MPI and libclang for wgrad-dist's tests");
+        self.apt_install(
+            MPI_PACKAGES,
+            "wgrad-dist (data-parallel training) needs Open MPI and libclang",
+        )
+    }
+
+    /// `apt-get install -y PACKAGES` (space-separated), as root or through password-less
+    /// sudo; `what` says what to do by hand when that is impossible.
     fn apt_install(&self, package: &str, what: &str) -> Result<(), i32> {
         let manual = format!(
             "{what}, e.g. on Debian/Ubuntu:\n    sudo apt-get install -y {package}\nthen run this command again"
@@ -249,15 +279,12 @@ impl Env {
         };
         for args in [
             &["apt-get", "update"][..],
-            &[
-                "apt-get",
-                "install",
-                "-y",
-                "--no-install-recommends",
-                package,
-            ],
+            &["apt-get", "install", "-y", "--no-install-recommends"],
         ] {
-            let argv: Vec<&str> = prefix.iter().chain(args).copied().collect();
+            let mut argv: Vec<&str> = prefix.iter().chain(args).copied().collect();
+            if args[1] == "install" {
+                argv.extend(package.split_whitespace());
+            }
             let mut c = self.cmd(argv[0], &argv[1..]);
             c.env("DEBIAN_FRONTEND", "noninteractive");
             let code = self.run(c);
