@@ -26,7 +26,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use common::TrainArgs;
 use wgrad::models::resnet34;
-use wgrad::Device;
 
 #[derive(Parser, Debug)]
 #[command(about = "Train ResNet-34 on CIFAR-10, (Fashion-)MNIST or an image folder")]
@@ -43,12 +42,16 @@ fn run(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.image_size < 32 {
         return Err("--image-size must be at least 32".into());
     }
-    let dev = Device::new()?;
-    println!("adapter: {}", dev.describe());
+    let cluster = common::Cluster::new(args.distributed)?;
+    let dev = cluster.device()?;
+    let (rank, ranks) = cluster.rank();
+    println!("rank {rank} of {ranks}: adapter {}", dev.describe());
     let (train, val, _) = common::load(&args.data, args.image_size, 3, args.seed)?;
     let s = args.image_size;
     let model = resnet34(&dev, [s, s, 3], train.num_classes())?;
     // SGD with momentum keeps one slot per weight.
-    println!("{}", model.summary_with_slots(args.batch_size, 1));
-    common::train(model, train, val, &args, "ResNet34")
+    if cluster.primary() {
+        println!("{}", model.summary_with_slots(args.batch_size, 1));
+    }
+    common::train(model, train, val, &args, "ResNet34", &cluster)
 }

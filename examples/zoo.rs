@@ -72,14 +72,18 @@ fn build(
 }
 
 fn run(which: Model, args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let dev = Device::new()?;
-    println!("adapter: {}", dev.describe());
+    let cluster = common::Cluster::new(args.distributed)?;
+    let dev = cluster.device()?;
+    let (rank, ranks) = cluster.rank();
+    println!("rank {rank} of {ranks}: adapter {}", dev.describe());
     let channels = if matches!(which, Model::Lenet5) { 1 } else { 3 };
     // LeNet-5 was drawn for one channel: colour images are turned into luma for it.
     let (train, val, _) = common::load(&args.data, args.image_size, channels, args.seed)?;
     let s = args.image_size;
     let model = build(&dev, which, [s, s, channels], train.num_classes())?;
-    println!("{}", model.summary_with_slots(args.batch_size, 1));
+    if cluster.primary() {
+        println!("{}", model.summary_with_slots(args.batch_size, 1));
+    }
     let title = format!("{which:?}");
-    common::train(model, train, val, &args, &title)
+    common::train(model, train, val, &args, &title, &cluster)
 }

@@ -11,5 +11,8 @@ pub mod nn {
     pub use wgrad_nn::*;
     pub use wgrad_train::*;
 }
+/// Data-parallel training on MPI (the `distributed` feature).
+#[cfg(feature = "distributed")]
+pub use wgrad_dist as dist;
 /// Training loops alone: `Trainer`, `fit`, callbacks, checkpoints, plots (also in [`nn`]).
 pub use wgrad_train as train;

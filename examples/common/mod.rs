@@ -8,7 +8,75 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use wgrad::data::{self, DataLoader, Dataset, Split, Transform};
-use wgrad::nn::{FitOptions, Layer, Loss, Optimizer, Schedule, Trainer};
+use wgrad::nn::{FitOptions, GradientSync, Layer, Loss, Optimizer, Schedule, Trainer};
+use wgrad::Device;
+
+/// This process alone, or one rank of an MPI job (`--distributed`, under `mpirun`: every rank
+/// trains a replica on its own adapter and its share of each epoch; rank 0 prints and writes
+/// the checkpoints).
+pub struct Cluster {
+    #[cfg(feature = "distributed")]
+    mpi: Option<wgrad::dist::Mpi>,
+}
+
+impl Cluster {
+    pub fn new(distributed: bool) -> Result<Cluster, Box<dyn std::error::Error>> {
+        #[cfg(feature = "distributed")]
+        {
+            let mpi = if distributed {
+                Some(wgrad::dist::Mpi::init()?)
+            } else {
+                None
+            };
+            Ok(Cluster { mpi })
+        }
+        #[cfg(not(feature = "distributed"))]
+        {
+            if distributed {
+                return Err("--distributed needs MPI support: build with `cargo build --release --features distributed --example <name>` (Open MPI and libclang installed) and launch with `mpirun -np <ranks> target/release/examples/<name> --distributed …`".into());
+            }
+            Ok(Cluster {})
+        }
+    }
+
+    /// The adapter of this rank (ranks on one host take its adapters in turn).
+    pub fn device(&self) -> Result<Device, Box<dyn std::error::Error>> {
+        #[cfg(feature = "distributed")]
+        if let Some(mpi) = &self.mpi {
+            return Ok(mpi.device()?);
+        }
+        Ok(Device::new()?)
+    }
+
+    /// `(rank, ranks)`; `(0, 1)` alone.
+    pub fn rank(&self) -> (usize, usize) {
+        #[cfg(feature = "distributed")]
+        if let Some(mpi) = &self.mpi {
+            return (mpi.rank(), mpi.size());
+        }
+        (0, 1)
+    }
+
+    /// The rank that prints.
+    pub fn primary(&self) -> bool {
+        self.rank().0 == 0
+    }
+
+    /// Broadcasts rank 0's weights into `model` and returns the gradient sync of its trainer
+    /// (none alone).
+    pub fn attach<M: Layer>(
+        &self,
+        model: &mut M,
+    ) -> Result<Option<Box<dyn GradientSync>>, Box<dyn std::error::Error>> {
+        #[cfg(feature = "distributed")]
+        if let Some(mpi) = &self.mpi {
+            let sync = mpi.data_parallel(model, Default::default())?;
+            return Ok(Some(Box::new(sync)));
+        }
+        let _ = model;
+        Ok(None)
+    }
+}
 
 /// Runs `run` and turns its error into a message and a failing exit status.
 pub fn exit(result: Result<(), Box<dyn std::error::Error>>) -> ExitCode {
@@ -69,6 +137,11 @@ pub struct TrainArgs {
     /// Where to write the PNG of the training curves
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Train as one rank of an MPI job (`mpirun -np N … --distributed`; needs the binary built
+    /// with `--features distributed`): each rank trains on its share of every epoch with
+    /// --batch-size, so the job's batch is N × --batch-size
+    #[arg(long)]
+    pub distributed: bool,
 }
 
 /// Training and held-out sets named by `--data`, scaled to `size`² with `channels` (3 repeats
@@ -145,11 +218,12 @@ pub fn load(
 /// Trains `model` on `train` as the options say, validating on `val`; prints the result and
 /// writes the curves to `--plot` (default `target/<title>-curves.png`).
 pub fn train<M: Layer>(
-    model: M,
+    mut model: M,
     train: Dataset,
     mut val: Dataset,
     args: &TrainArgs,
     title: &str,
+    cluster: &Cluster,
 ) -> Result<(), Box<dyn std::error::Error>> {
     if args.batch_size == 0 || args.epochs == 0 {
         return Err("--batch-size and --epochs must be at least 1".into());
@@ -159,10 +233,12 @@ pub fn train<M: Layer>(
     }
     let side = train.image_shape()[0];
     // Pad-and-crop by an eighth of the side (4 pixels at 32²) and mirror: the CIFAR recipe.
+    let (rank, ranks) = cluster.rank();
     let mut train = DataLoader::new(train, args.batch_size)
         .shuffle(true)
         .seed(args.seed)
-        .drop_last(true);
+        .drop_last(true)
+        .shard(rank, ranks);
     if matches!(args.augment, Augment::CropFlip | Augment::Crop) {
         train = train.transform(Transform::random_crop(side / 8));
     }
@@ -179,12 +255,21 @@ pub fn train<M: Layer>(
         decay_steps: (steps * args.epochs) as u64,
         alpha: 0.01,
     };
+    let sync = cluster.attach(&mut model)?;
     let mut trainer = Trainer::new(
         model,
         Optimizer::sgd(schedule).momentum(0.9),
         Loss::sparse_categorical_crossentropy(true),
     )
     .seed(args.seed);
+    if let Some(sync) = sync {
+        trainer = trainer.distributed(sync);
+    }
+    let say = |line: String| {
+        if cluster.primary() {
+            println!("{line}");
+        }
+    };
     let mut opts = FitOptions::epochs(args.epochs)
         .steps_per_epoch(steps)
         .validation(&val);
@@ -199,29 +284,40 @@ pub fn train<M: Layer>(
         // fit restores the checkpoint when it exists and rewrites it after every epoch.
         opts = opts.backup(path);
     }
-    println!(
-        "{} epochs of {steps} steps (batch {}), SGD momentum 0.9, cosine lr from {}",
-        args.epochs, args.batch_size, args.lr
-    );
+    say(format!(
+        "{} epochs of {steps} steps (batch {}{}), SGD momentum 0.9, cosine lr from {}",
+        args.epochs,
+        args.batch_size,
+        if ranks > 1 {
+            format!(" on each of {ranks} ranks")
+        } else {
+            String::new()
+        },
+        args.lr
+    ));
     let start = Instant::now();
     let history = trainer.fit(&train, opts)?;
     let seconds = start.elapsed().as_secs_f64();
     let Some(last) = history.epochs.last() else {
-        println!(
+        say(format!(
             "nothing to do: the checkpoint already has {} epochs",
             args.epochs
-        );
+        ));
         return Ok(());
     };
-    let rate = history.mean_images_per_second();
-    println!(
+    // Each rank's images/s; the job trains `ranks` times as many.
+    let rate = history.mean_images_per_second() * ranks as f64;
+    say(format!(
         "validation accuracy {:.2}% (loss {:.4}) after {} steps; {} epoch(s) in {seconds:.1}s, \
          training at {rate:.1} img/s",
         100.0 * last.val_accuracy.unwrap_or(0.0),
         last.val_loss.unwrap_or(f32::NAN),
         trainer.steps(),
         history.epochs.len(),
-    );
+    ));
+    if !cluster.primary() {
+        return Ok(());
+    }
     let plot = args
         .plot
         .clone()

@@ -197,13 +197,18 @@ pub struct Overlap {
     pub steps: u64,
     /// Gradient bytes each rank sent into all-reduces.
     pub bytes: u64,
+    /// Of those, the bytes whose all-reduce had completed when the backward pass (and the
+    /// copies) ended: communication fully hidden behind it.
+    pub reduced_during_backward: u64,
     /// Seconds from the start of each step's backward pass to the end of its last
     /// all-reduce.
     pub backward_and_reduce: f64,
-    /// Seconds the step waited for all-reduces after its backward pass had finished: the
-    /// communication not hidden behind the backward pass.
+    /// Seconds the step spent in all-reduces after its backward pass and copies had
+    /// finished: the communication not hidden behind the backward pass. Without overlap,
+    /// this is all of it.
     pub exposed: f64,
-    /// Seconds spent copying gradients off and onto the device around the all-reduces.
+    /// Seconds spent copying gradients off and onto the device around the all-reduces
+    /// (reading a gradient also waits for the device to compute it).
     pub copies: f64,
 }
 
@@ -218,6 +223,8 @@ struct Bucket {
     recv: Vec<f32>,
     request: ffi::MPI_Request,
     started: bool,
+    /// The all-reduce has completed (seen by `progress`).
+    done: bool,
 }
 
 /// The [`GradientSync`] of a data-parallel job on MPI (see the crate documentation).
@@ -252,7 +259,19 @@ impl DataParallel {
     /// Copies bucket `b`'s gradients off the device (zeros for those that got none) and
     /// starts its all-reduce.
     fn start(&mut self, b: usize) -> Result<()> {
+        self.copy_out(b)?;
+        self.launch(b)
+    }
+
+    /// Bucket `b`'s gradients into its send buffer. Reading a gradient waits for the device
+    /// to compute it, so this time includes that part of the backward pass.
+    fn copy_out(&mut self, b: usize) -> Result<()> {
         let t = Instant::now();
+        if self.buckets.iter().any(|b| b.started) {
+            // Keep the started all-reduces moving while the device finishes these gradients.
+            let dev = self.device.clone();
+            dev.sync_with(std::time::Duration::from_micros(200), || self.progress())?;
+        }
         let bucket = &mut self.buckets[b];
         for (j, (shape, offset)) in bucket.members.iter().enumerate() {
             let n: usize = shape.iter().product();
@@ -263,8 +282,14 @@ impl DataParallel {
             }
         }
         self.stats.lock().unwrap().copies += t.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// Starts bucket `b`'s non-blocking all-reduce.
+    fn launch(&mut self, b: usize) -> Result<()> {
+        let bucket = &mut self.buckets[b];
         // SAFETY: `send` and `recv` belong to the bucket and are neither moved, resized nor
-        // touched until `wait` completes this request; every rank starts the same buckets in
+        // touched until `finish` completes this request; every rank starts the same buckets in
         // the same order with the same lengths (the parameters are the same on every rank).
         let rc = unsafe {
             ffi::MPI_Iallreduce(
@@ -291,10 +316,12 @@ impl DataParallel {
     /// Lets MPI move started all-reduces along (MPI progresses non-blocking collectives
     /// inside MPI calls).
     fn progress(&mut self) {
-        for b in self.buckets.iter_mut().filter(|b| b.started) {
+        for b in self.buckets.iter_mut().filter(|b| b.started && !b.done) {
             let mut done: c_int = 0;
-            // SAFETY: a request started by `start` and not yet completed by `wait`.
+            // SAFETY: a request started by `launch` and not yet completed (a completed one
+            // becomes MPI_REQUEST_NULL, which `finish`'s MPI_Wait returns at once for).
             unsafe { ffi::MPI_Test(&mut b.request, &mut done, ffi::RSMPI_STATUS_IGNORE) };
+            b.done = done != 0;
         }
     }
 
@@ -328,6 +355,7 @@ impl DataParallel {
                         // SAFETY: reading a constant the MPI library exports.
                         request: unsafe { ffi::RSMPI_REQUEST_NULL },
                         started: false,
+                        done: false,
                     });
                     len = 0;
                 }
@@ -339,6 +367,7 @@ impl DataParallel {
         for (b, bucket) in self.buckets.iter_mut().enumerate() {
             bucket.missing = bucket.members.len();
             bucket.started = false;
+            bucket.done = false;
             for j in 0..bucket.members.len() {
                 bucket.grads[j] = None;
                 let (id, _) = params[params.len() - 1 - k];
@@ -373,13 +402,22 @@ impl GradientSync for DataParallel {
     }
 
     fn finish(&mut self) -> Result<Vec<(u64, Tensor)>> {
-        let backward_end = Instant::now();
-        for b in 0..self.buckets.len() {
-            if !self.buckets[b].started {
-                self.start(b)?;
-            }
+        // What the backward pass has already hidden: all-reduces complete by its end.
+        self.progress();
+        let early: usize = self.buckets.iter().filter(|b| b.done).map(|b| b.len).sum();
+        self.stats.lock().unwrap().reduced_during_backward += 4 * early as u64;
+        // Buckets not started yet (all of them without overlap): copy every one off the
+        // device first, so that what follows is communication only.
+        let pending: Vec<usize> = (0..self.buckets.len())
+            .filter(|&b| !self.buckets[b].started)
+            .collect();
+        for &b in &pending {
+            self.copy_out(b)?;
         }
         let wait_start = Instant::now();
+        for &b in &pending {
+            self.launch(b)?;
+        }
         for bucket in &mut self.buckets {
             // SAFETY: completes the request `start` began on this bucket's buffers.
             unsafe { ffi::MPI_Wait(&mut bucket.request, ffi::RSMPI_STATUS_IGNORE) };
@@ -402,12 +440,7 @@ impl GradientSync for DataParallel {
         let mut s = self.stats.lock().unwrap();
         s.steps += 1;
         s.copies += t.elapsed().as_secs_f64();
-        // Without overlap every all-reduce is exposed, copies included.
-        s.exposed += if self.options.overlap {
-            (reduced - wait_start).as_secs_f64()
-        } else {
-            (reduced - backward_end).as_secs_f64()
-        };
+        s.exposed += (reduced - wait_start).as_secs_f64();
         s.backward_and_reduce += self
             .step_start
             .map_or(0.0, |t0| (reduced - t0).as_secs_f64());

@@ -256,8 +256,29 @@ impl Var {
         }
         let mut order: Vec<u64> = nodes.keys().copied().collect();
         order.sort_unstable_by(|a, b| b.cmp(a));
+        // How many recorded rules still feed each node: a leaf's gradient is final when the
+        // last one has run, long before the leaf's own (low) id comes up in `order`.
+        let mut feeders: HashMap<u64, usize> = HashMap::new();
+        for n in nodes.values() {
+            for i in n.inputs.iter().flatten() {
+                *feeders.entry(i.id).or_default() += 1;
+            }
+        }
         let mut pending: HashMap<u64, Tensor> = HashMap::new();
         pending.insert(root.id, grad);
+        // Adds `g` into a leaf's gradient and reports the total.
+        let mut settle = |node: &Node, g: Tensor| -> Result<()> {
+            let total = {
+                let mut slot = node.grad.lock().unwrap();
+                let total = match slot.take() {
+                    Some(prev) => prev.add(&g)?,
+                    None => g,
+                };
+                *slot = Some(total.clone());
+                total
+            };
+            on_leaf(node.id, &total)
+        };
         for id in order {
             let node = &nodes[&id];
             let Some(g) = pending.remove(&id) else {
@@ -265,18 +286,7 @@ impl Var {
             };
             let rule = node.backward.lock().unwrap().take();
             match rule {
-                None if node.inputs.is_empty() => {
-                    let total = {
-                        let mut slot = node.grad.lock().unwrap();
-                        let total = match slot.take() {
-                            Some(prev) => prev.add(&g)?,
-                            None => g,
-                        };
-                        *slot = Some(total.clone());
-                        total
-                    };
-                    on_leaf(node.id, &total)?;
-                }
+                None if node.inputs.is_empty() => settle(node, g)?,
                 None => {
                     return Err(Error::InvalidArgument {
                         op: "backward",
@@ -289,14 +299,25 @@ impl Var {
                 Some(rule) => {
                     let grads = rule(&g)?;
                     for (input, gi) in node.inputs.iter().zip(grads) {
-                        let (Some(input), Some(gi)) = (input, gi) else {
+                        let Some(input) = input else {
                             continue;
                         };
-                        let acc = match pending.remove(&input.id) {
-                            Some(prev) => prev.add(&gi)?,
-                            None => gi,
-                        };
-                        pending.insert(input.id, acc);
+                        let left = feeders.get_mut(&input.id).expect("counted above");
+                        *left -= 1;
+                        if let Some(gi) = gi {
+                            let acc = match pending.remove(&input.id) {
+                                Some(prev) => prev.add(&gi)?,
+                                None => gi,
+                            };
+                            pending.insert(input.id, acc);
+                        }
+                        let is_leaf =
+                            input.inputs.is_empty() && input.backward.lock().unwrap().is_none();
+                        if *left == 0 && is_leaf {
+                            if let Some(total) = pending.remove(&input.id) {
+                                settle(input, total)?;
+                            }
+                        }
                     }
                 }
             }

@@ -509,6 +509,31 @@ impl Device {
         v
     }
 
+    /// [`Device::sync`] that calls `idle` while the adapter works, at most every
+    /// `period`, instead of blocking in the driver: data-parallel training keeps MPI's
+    /// non-blocking all-reduces moving this way (MPI progresses them only inside MPI calls)
+    /// while the device computes the next gradients.
+    pub fn sync_with(&self, period: std::time::Duration, mut idle: impl FnMut()) -> Result<()> {
+        self.flush();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        self.inner
+            .queue
+            .on_submitted_work_done(move || flag.store(true, Ordering::Release));
+        loop {
+            self.inner
+                .device
+                .poll(wgpu::PollType::Poll)
+                .map_err(|e| Error::Gpu(e.to_string()))?;
+            if done.load(Ordering::Acquire) {
+                break;
+            }
+            idle();
+            std::thread::sleep(period);
+        }
+        self.take_gpu_error()
+    }
+
     /// Submits the open batch without waiting for it.
     pub fn flush(&self) {
         let mut b = self.inner.batch.lock().unwrap();
