@@ -78,7 +78,7 @@ fn run(mpi: &Mpi) -> wgrad_nn::Result<()> {
             .add(Dense::new(10))?;
         let options = Options {
             bucket_bytes: 1 << 20,
-            overlap,
+            overlap: Some(overlap),
         };
         let sync = mpi.data_parallel(&mut model, options)?;
         let stats = sync.overlap_handle();
