@@ -19,7 +19,8 @@
 //! non-blocking all-reduce starts as soon as its last gradient is final, while the backward
 //! pass goes on through the earlier layers, and the optimizer waits only at the end
 //! ([`Overlap`] measures how much of the communication that hides). Batch-norm statistics
-//! stay per replica, as in DDP.
+//! stay per replica, as in DDP, unless the model uses [`SyncBatchNormalization`], whose
+//! batch moments are the whole job's.
 //!
 //! ```no_run
 //! use wgrad_dist::Mpi;
@@ -39,6 +40,10 @@ use std::os::raw::{c_int, c_void};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+mod sync_bn;
+
+pub use sync_bn::{all_reduce_sum, SyncBatchNormalization};
 
 use mpi::ffi;
 use mpi::raw::AsRaw;

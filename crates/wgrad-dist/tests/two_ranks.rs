@@ -6,6 +6,8 @@
 //! - batch norm per replica (DDP's default): the trained weights stay identical across
 //!   replicas, the moving statistics are each replica's own, and the result differs from the
 //!   batch-32 run (each replica normalises with its half's moments).
+//! - synchronised batch norm: the job's batch moments on every rank, so 2 x 16 equals the
+//!   batch-32 run with an ordinary batch norm, statistics included.
 //! - fit: `Trainer::fit` on sharded loaders reports the same (reduced) metrics on both ranks,
 //!   and only rank 0 writes the checkpoint; resuming from it continues as an uninterrupted
 //!   two-rank run.
@@ -20,7 +22,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use wgrad_data::{DataLoader, Dataset};
-use wgrad_dist::{Mpi, Options};
+use wgrad_dist::{Mpi, Options, SyncBatchNormalization};
 use wgrad_nn::layers::{BatchNormalization, Conv2D, Dense, Flatten};
 use wgrad_nn::{Act, Layer, Loss, Optimizer, Sequential};
 use wgrad_tensor::{Device, Tensor};
@@ -30,13 +32,23 @@ use wgrad_train::{FitOptions, Trainer};
 const SAMPLES: usize = 96;
 const STEPS: usize = 3;
 
-fn model(dev: &Device, bn: bool) -> Sequential {
+/// Which normalisation follows the convolution.
+#[derive(Clone, Copy, PartialEq)]
+enum Norm {
+    None,
+    PerReplica,
+    Synced,
+}
+
+fn model(dev: &Device, norm: Norm) -> Sequential {
     let mut m = Sequential::new(dev, &[8, 8, 1])
         .seed(7)
         .add(Conv2D::new(4, 3).same().activation(Act::Relu))
         .unwrap();
-    if bn {
-        m = m.add(BatchNormalization::new()).unwrap();
+    match norm {
+        Norm::None => {}
+        Norm::PerReplica => m = m.add(BatchNormalization::new()).unwrap(),
+        Norm::Synced => m = m.add(SyncBatchNormalization::new()).unwrap(),
     }
     m.add(Flatten::new()).unwrap().add(Dense::new(4)).unwrap()
 }
@@ -109,8 +121,13 @@ fn rank_main(scenario: &str, dir: &Path) {
     let (rank, size) = (mpi.rank(), mpi.size());
     assert_eq!(size, 2);
     let dev = mpi.device().unwrap();
-    let bn = scenario == "bn";
-    let mut m = model(&dev, bn);
+    let norm = match scenario {
+        "bn" => Norm::PerReplica,
+        "syncbn" => Norm::Synced,
+        _ => Norm::None,
+    };
+    let bn = norm == Norm::PerReplica;
+    let mut m = model(&dev, norm);
     // Small buckets, so the model's six tensors take several all-reduces; the overlapped
     // path (all-reduces started during backward) everywhere but the batch-norm run, which
     // takes the one that reduces after backward.
@@ -123,7 +140,7 @@ fn rank_main(scenario: &str, dir: &Path) {
     let overlap = sync.overlap_handle();
     let mut t = trainer(m).distributed(Box::new(sync));
     match scenario {
-        "lockstep" | "bn" | "error" | "kill" => {
+        "lockstep" | "bn" | "syncbn" | "error" | "kill" => {
             // Rank r's shard of the samples in order: positions r, r + 2, r + 4, ...
             let shard: Vec<usize> = (rank..SAMPLES).step_by(size).collect();
             for s in 0..STEPS {
@@ -232,9 +249,9 @@ fn worst(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> (f32, String) {
 }
 
 /// One process, batch 32: the two ranks' step-s batches together.
-fn single(bn: bool) -> Vec<(String, Vec<f32>)> {
+fn single(norm: Norm) -> Vec<(String, Vec<f32>)> {
     let dev = wgrad_testkit::device();
-    let mut t = trainer(model(&dev, bn));
+    let mut t = trainer(model(&dev, norm));
     for s in 0..STEPS {
         let idx: Vec<usize> = (32 * s..32 * (s + 1)).collect();
         let (x, y) = batch(&dev, &idx);
@@ -256,7 +273,7 @@ fn main() {
     ok("lockstep", &dir);
     let (r0, r1) = (load(&dir.join("rank0.txt")), load(&dir.join("rank1.txt")));
     assert_eq!(r0, r1, "the replicas diverged");
-    let (d, name) = worst(&r0, &single(false));
+    let (d, name) = worst(&r0, &single(Norm::None));
     println!("two_ranks: 2 x batch 16 vs 1 x batch 32: worst {d:e} ({name})");
     assert!(d <= 1e-5, "{name}: {d}");
 
@@ -274,12 +291,23 @@ fn main() {
             assert_eq!(x, y, "{n}: trained weights stay identical");
         }
     }
-    let (d, name) = worst(&b0, &single(true));
+    let (d, name) = worst(&b0, &single(Norm::PerReplica));
     println!("two_ranks: per-replica batch norm vs batch 32: {d:e} ({name})");
     assert!(
         d > 1e-4,
         "per-replica statistics cannot equal one batch of 32"
     );
+
+    // Synchronised batch norm: the job's batch moments, so 2 x 16 trains as 1 x 32 with an
+    // ordinary batch norm, moving statistics included.
+    ok("syncbn", &dir);
+    let (s0, s1) = (load(&dir.join("rank0.txt")), load(&dir.join("rank1.txt")));
+    assert_eq!(s0, s1, "replicas identical, statistics included");
+    let (d, name) = worst(&s0, &single(Norm::PerReplica));
+    println!(
+        "two_ranks: synchronised batch norm, 2 x batch 16 vs 1 x batch 32: worst {d:e} ({name})"
+    );
+    assert!(d <= 1e-5, "{name}: {d}");
 
     // fit: reduced metrics on both ranks; a checkpoint from rank 0; resume continues exactly.
     ok("fit", &dir);
