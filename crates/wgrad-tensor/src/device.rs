@@ -48,6 +48,11 @@ pub struct Counters {
     pub submits: u64,
     pub readbacks: u64,
     pub uploads: u64,
+    /// Compute pipelines compiled (each kernel variant once per device).
+    pub pipelines: u64,
+    /// Microseconds spent compiling them (shader modules and pipelines): the cost of a
+    /// process's first step that later steps do not pay.
+    pub compile_micros: u64,
 }
 
 struct Batch {
@@ -85,6 +90,8 @@ pub(crate) struct Inner {
     submits: AtomicU64,
     readbacks: AtomicU64,
     uploads: AtomicU64,
+    pipelines_built: AtomicU64,
+    compile_micros: AtomicU64,
     /// Per-kernel wall time when profiling (see [`Device::set_profiling`]).
     profile: Mutex<Option<HashMap<String, KernelTime>>>,
     id: u64,
@@ -364,6 +371,8 @@ impl Device {
                 submits: AtomicU64::new(0),
                 readbacks: AtomicU64::new(0),
                 uploads: AtomicU64::new(0),
+                pipelines_built: AtomicU64::new(0),
+                compile_micros: AtomicU64::new(0),
                 profile: Mutex::new(
                     std::env::var_os("WGRAD_PROFILE")
                         .filter(|v| !v.is_empty() && v != "0")
@@ -472,6 +481,8 @@ impl Device {
             submits: i.submits.load(Ordering::Relaxed),
             readbacks: i.readbacks.load(Ordering::Relaxed),
             uploads: i.uploads.load(Ordering::Relaxed),
+            pipelines: i.pipelines_built.load(Ordering::Relaxed),
+            compile_micros: i.compile_micros.load(Ordering::Relaxed),
         }
     }
 
@@ -772,6 +783,7 @@ impl Device {
         if let Some(p) = self.inner.pipelines.lock().unwrap().get(&key) {
             return p.clone();
         }
+        let started = std::time::Instant::now();
         let module = {
             let mut modules = self.inner.modules.lock().unwrap();
             modules
@@ -801,6 +813,10 @@ impl Device {
                 },
                 cache: None,
             });
+        self.inner
+            .compile_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.inner.pipelines_built.fetch_add(1, Ordering::Relaxed);
         self.inner.pipelines.lock().unwrap().insert(key, p.clone());
         p
     }
