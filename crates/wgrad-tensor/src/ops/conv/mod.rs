@@ -443,6 +443,9 @@ impl Tensor {
         if let Some((first, kept, opts)) = geo.trimmed() {
             return self.conv2d_backward_input(&taps(filter, first, kept)?, input_shape, opts);
         }
+        if geo.opts.stride != [1, 1] && geo.opts.dilation == [1, 1] && geo.groups == 1 {
+            return backward_input_by_phase(self, filter, &geo);
+        }
         if geo.is_pointwise() {
             let dy = self.reshape(&[geo.n * geo.h * geo.w, geo.o])?;
             let w = filter.reshape(&[geo.c, geo.o])?;
@@ -616,6 +619,108 @@ impl Tensor {
     ) -> Result<Tensor> {
         dy.conv2d_backward_filter(self, kernel, opts)
     }
+}
+
+/// The input gradient of a strided convolution as stride-1 problems, one per *stride phase*.
+/// An input row `ih` with `(ih + pad) mod s = r` receives gradient only through the taps
+/// `kh ≡ r (mod s)`: `dx[ih] = Σ_j dy[q − j] · w[r + s·j]` with `q = (ih + pad − r) / s`,
+/// which is the input gradient of a stride-1 "valid" convolution with the sub-filter
+/// `w[r::s]`. So the s² phases (per axis pair) are s² dense stride-1 problems on the fast
+/// path (no tap visited off the stride, where the direct kernel discards (s²−1)/s² of its
+/// work), each written into its interleaved rows and columns of `dx`. Phases with no tap
+/// (a 1×1 filter at stride 2: three of four) stay zero.
+fn backward_input_by_phase(dy: &Tensor, filter: &Tensor, geo: &Geometry) -> Result<Tensor> {
+    use super::layout::strided_copy;
+    use crate::shape::strides;
+    let [sh, sw] = geo.opts.stride;
+    let dev = dy.device();
+    let (c, o, kw) = (geo.c, geo.o, geo.kw);
+    // Per axis and phase r: taps r, r + s, … of k, and the range of q whose row
+    // ih = r − pad + s·q lies inside the input.
+    let phase = |r: usize, s: usize, k: usize, a: &crate::ops::window::AxisGeometry| {
+        let taps = if r < k { (k - r).div_ceil(s) } else { 0 };
+        let extent = a.output + taps.saturating_sub(1);
+        let lo = a.pad_before.saturating_sub(r).div_ceil(s);
+        let hi = if a.input + a.pad_before > r {
+            ((a.input - 1 + a.pad_before - r) / s + 1).min(extent)
+        } else {
+            0
+        };
+        (taps, extent, lo, hi)
+    };
+    // The phases write disjoint rows and columns; when they cover every one, nothing is
+    // left to zero first.
+    let covered = |s: usize, k: usize, a: &crate::ops::window::AxisGeometry| {
+        (0..s)
+            .map(|r| {
+                let (taps, _, lo, hi) = phase(r, s, k, a);
+                if taps == 0 { 0 } else { hi.saturating_sub(lo) }
+            })
+            .sum::<usize>()
+            == a.input
+    };
+    let dx = if dy.numel() > 0 && covered(sh, geo.kh, &geo.rows) && covered(sw, geo.kw, &geo.cols)
+    {
+        Tensor::uninit(dev, "conv2d_backward_input", &geo.input_shape(), DType::F32)?
+    } else {
+        Tensor::zeros(dev, &geo.input_shape(), DType::F32)?
+    };
+    if dx.numel() == 0 || dy.numel() == 0 {
+        return Ok(dx);
+    }
+    for rh in 0..sh {
+        let (th, eh, lo_h, hi_h) = phase(rh, sh, geo.kh, &geo.rows);
+        for rw in 0..sw {
+            let (tw, ew, lo_w, hi_w) = phase(rw, sw, geo.kw, &geo.cols);
+            if th == 0 || tw == 0 || lo_h >= hi_h || lo_w >= hi_w {
+                continue;
+            }
+            // z[q] = Σ_j dy[q − j]·w[r + s·j] is a forward ("full", stride 1) convolution of
+            // dy with the sub-filter flipped and its channels swapped: w'[a, b, o, c] =
+            // w[rh + sh·(th−1−a), rw + sw·(tw−1−b), c, o], and the forward kernel runs nearer
+            // the matmul ceiling than the input-gradient gather. The flip is a copy with
+            // negative strides: the layout kernel's offsets are u32, whose arithmetic WGSL
+            // defines to wrap, so base + i·(2³² − |s|) is base − i·|s| for every tap read.
+            let neg = |v: usize| (v as u32).wrapping_neg() as usize;
+            let flipped =
+                Tensor::uninit(dev, "conv2d_backward_input", &[th, tw, o, c], DType::F32)?;
+            strided_copy(
+                filter,
+                &flipped,
+                &[th, tw, o, c],
+                &[neg(sh * kw * c * o), neg(sw * c * o), 1, o],
+                (rh + sh * (th - 1)) * kw * c * o + (rw + sw * (tw - 1)) * c * o,
+                &[tw * o * c, o * c, c, 1],
+                0,
+            )?;
+            let full = Conv2dOptions {
+                padding: Padding::Explicit {
+                    top: th - 1,
+                    bottom: th - 1,
+                    left: tw - 1,
+                    right: tw - 1,
+                },
+                ..Default::default()
+            };
+            let z = dy.conv2d(&flipped, full)?;
+            debug_assert_eq!(z.shape(), [geo.n, eh, ew, c]);
+            // Rows q of z land on input rows rh − pad + sh·q (likewise columns).
+            let ih0 = rh + sh * lo_h - geo.rows.pad_before;
+            let iw0 = rw + sw * lo_w - geo.cols.pad_before;
+            let zs = strides(z.shape());
+            let xs = strides(&geo.input_shape());
+            strided_copy(
+                &z,
+                &dx,
+                &[geo.n, hi_h - lo_h, hi_w - lo_w, c],
+                &zs,
+                lo_h * zs[1] + lo_w * zs[2],
+                &[xs[0], sh * xs[1], sw * xs[2], 1],
+                ih0 * xs[1] + iw0 * xs[2],
+            )?;
+        }
+    }
+    Ok(dx)
 }
 
 /// The output shape `[N, OH, OW, out]` of [`Tensor::conv2d_transpose`] for an input and a
