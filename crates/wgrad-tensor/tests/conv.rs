@@ -257,6 +257,51 @@ fn conv2d_random_configurations_match_f64_reference() {
 }
 
 /// Forward, input gradient and filter gradient of one configuration against the f64 loops.
+/// Strided input gradients go through stride phases (one stride-1 problem per phase, or all
+/// phases in one when the kernel is a multiple of the stride): kernels below, equal to and
+/// above the stride, on axes where the phases do and do not cover every input row.
+#[test]
+fn strided_input_gradients_by_phase_match_f64_reference() {
+    let mut rng = Rng::new(5);
+    let devs = strategies();
+    let same = Padding::Same;
+    let valid = Padding::Valid;
+    let odd = Padding::Explicit {
+        top: 2,
+        bottom: 0,
+        left: 1,
+        right: 3,
+    };
+    for (i, (k, s, padding, h)) in [
+        ([4, 4], [2, 2], same, 9),
+        ([2, 2], [2, 2], valid, 8),
+        ([3, 3], [3, 3], same, 10),
+        ([4, 2], [2, 2], odd, 7),
+        ([3, 3], [2, 2], same, 9),
+        ([1, 1], [2, 2], valid, 7),
+        ([7, 7], [2, 2], same, 12),
+        ([5, 3], [3, 2], odd, 11),
+        ([2, 4], [1, 2], same, 6),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let opts = Conv2dOptions {
+            stride: s,
+            padding,
+            ..Default::default()
+        };
+        check_against_reference(
+            &format!("phase case {i}: {k:?}/{s:?} {padding:?}"),
+            [2, h, h + 1, 3],
+            [k[0], k[1], 3, 5],
+            opts,
+            &mut rng,
+            &devs,
+        );
+    }
+}
+
 fn check_against_reference(
     what: &str,
     xs: [usize; 4],

@@ -629,25 +629,91 @@ impl Tensor {
 /// path (no tap visited off the stride, where the direct kernel discards (s²−1)/s² of its
 /// work), each written into its interleaved rows and columns of `dx`. Phases with no tap
 /// (a 1×1 filter at stride 2: three of four) stay zero.
+/// One axis of one stride phase `r`: its taps `r, r + s, …` of `k`, the extent of its
+/// stride-1 result, and the range `lo..hi` of result rows `q` whose input row
+/// `ih = r − pad + s·q` lies inside the input.
+fn phase(r: usize, s: usize, k: usize, a: &crate::ops::window::AxisGeometry) -> (usize, usize, usize, usize) {
+    let taps = if r < k { (k - r).div_ceil(s) } else { 0 };
+    let extent = a.output + taps.saturating_sub(1);
+    let lo = a.pad_before.saturating_sub(r).div_ceil(s);
+    let hi = if a.input + a.pad_before > r {
+        ((a.input - 1 + a.pad_before - r) / s + 1).min(extent)
+    } else {
+        0
+    };
+    (taps, extent, lo, hi)
+}
+
+/// [`backward_input_by_phase`] when the kernel is a multiple of the stride (a transposed
+/// convolution's usual 2×2/2 or 4×4/2): every phase has the same taps, so their flipped
+/// sub-filters stack along the output channels and one convolution computes all s² phases,
+/// a GEMM s² times wider (C = 32 per phase is a narrow product; 4·32 is not).
+fn all_phases_at_once(dy: &Tensor, filter: &Tensor, geo: &Geometry, dx: Tensor) -> Result<Tensor> {
+    use super::layout::strided_copy;
+    use crate::shape::strides;
+    let [sh, sw] = geo.opts.stride;
+    let (c, o, kw) = (geo.c, geo.o, geo.kw);
+    let (th, tw) = (geo.kh / sh, geo.kw / sw);
+    let phases = sh * sw;
+    let neg = |v: usize| (v as u32).wrapping_neg() as usize;
+    let op = "conv2d_backward_input";
+    let stacked = Tensor::uninit(dy.device(), op, &[th, tw, o, phases * c], DType::F32)?;
+    for rh in 0..sh {
+        for rw in 0..sw {
+            let p = rh * sw + rw;
+            strided_copy(
+                filter,
+                &stacked,
+                &[th, tw, o, c],
+                &[neg(sh * kw * c * o), neg(sw * c * o), 1, o],
+                (rh + sh * (th - 1)) * kw * c * o + (rw + sw * (tw - 1)) * c * o,
+                &[tw * o * phases * c, o * phases * c, phases * c, 1],
+                p * c,
+            )?;
+        }
+    }
+    let full = Conv2dOptions {
+        padding: Padding::Explicit {
+            top: th - 1,
+            bottom: th - 1,
+            left: tw - 1,
+            right: tw - 1,
+        },
+        ..Default::default()
+    };
+    let z = dy.conv2d(&stacked, full)?;
+    let zs = strides(z.shape());
+    let xs = strides(&geo.input_shape());
+    for rh in 0..sh {
+        let (_, _, lo_h, hi_h) = phase(rh, sh, geo.kh, &geo.rows);
+        for rw in 0..sw {
+            let (_, _, lo_w, hi_w) = phase(rw, sw, geo.kw, &geo.cols);
+            if lo_h >= hi_h || lo_w >= hi_w {
+                continue;
+            }
+            let p = rh * sw + rw;
+            let ih0 = rh + sh * lo_h - geo.rows.pad_before;
+            let iw0 = rw + sw * lo_w - geo.cols.pad_before;
+            strided_copy(
+                &z,
+                &dx,
+                &[geo.n, hi_h - lo_h, hi_w - lo_w, c],
+                &zs,
+                lo_h * zs[1] + lo_w * zs[2] + p * c,
+                &[xs[0], sh * xs[1], sw * xs[2], 1],
+                ih0 * xs[1] + iw0 * xs[2],
+            )?;
+        }
+    }
+    Ok(dx)
+}
+
 fn backward_input_by_phase(dy: &Tensor, filter: &Tensor, geo: &Geometry) -> Result<Tensor> {
     use super::layout::strided_copy;
     use crate::shape::strides;
     let [sh, sw] = geo.opts.stride;
     let dev = dy.device();
     let (c, o, kw) = (geo.c, geo.o, geo.kw);
-    // Per axis and phase r: taps r, r + s, … of k, and the range of q whose row
-    // ih = r − pad + s·q lies inside the input.
-    let phase = |r: usize, s: usize, k: usize, a: &crate::ops::window::AxisGeometry| {
-        let taps = if r < k { (k - r).div_ceil(s) } else { 0 };
-        let extent = a.output + taps.saturating_sub(1);
-        let lo = a.pad_before.saturating_sub(r).div_ceil(s);
-        let hi = if a.input + a.pad_before > r {
-            ((a.input - 1 + a.pad_before - r) / s + 1).min(extent)
-        } else {
-            0
-        };
-        (taps, extent, lo, hi)
-    };
     // The phases write disjoint rows and columns; when they cover every one, nothing is
     // left to zero first.
     let covered = |s: usize, k: usize, a: &crate::ops::window::AxisGeometry| {
@@ -667,6 +733,9 @@ fn backward_input_by_phase(dy: &Tensor, filter: &Tensor, geo: &Geometry) -> Resu
     };
     if dx.numel() == 0 || dy.numel() == 0 {
         return Ok(dx);
+    }
+    if geo.kh % sh == 0 && geo.kw % sw == 0 {
+        return all_phases_at_once(dy, filter, geo, dx);
     }
     for rh in 0..sh {
         let (th, eh, lo_h, hi_h) = phase(rh, sh, geo.kh, &geo.rows);
