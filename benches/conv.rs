@@ -146,8 +146,17 @@ fn main() {
         g.bench_function("matmul_same_gemm", |b| {
             b.iter_custom(|it| timed(&km, it, || synced(&dev, a.matmul(&bm).unwrap())))
         });
+        // A matmul as wide as the input gradient's output (C columns) with the convolution's
+        // FLOPs: [N·OH·OW, KH·KW·O] x [KH·KW·O, C], the ceiling that width allows.
+        let kd = key("matmul_dx");
+        let ad =
+            Tensor::rand_uniform(&dev, &[N * oh * ow, sh.k * sh.k * sh.o], -1.0, 1.0, 8).unwrap();
+        let bd = Tensor::rand_uniform(&dev, &[sh.k * sh.k * sh.o, sh.c], -1.0, 1.0, 9).unwrap();
+        g.bench_function("matmul_dx_gemm", |b| {
+            b.iter_custom(|it| timed(&kd, it, || synced(&dev, ad.matmul(&bd).unwrap())))
+        });
         g.finish();
-        rows.push((sh.name, flops, [kf, ki, kw, km]));
+        rows.push((sh.name, flops, [kf, ki, kw, km, kd]));
     }
     // Transposed convolution 4x4/2 on [8,28,28,64] -> 32 channels (a segmentation decoder step).
     let xt = Tensor::rand_uniform(&dev, &[N, 28, 28, 64], -1.0, 1.0, 6).unwrap();
@@ -179,6 +188,15 @@ fn main() {
             })
         })
     });
+    // Its forward's GEMM as a matmul of the same FLOPs and output width (32 channels):
+    // [N·28·28, 4·4·64] x [4·4·64, 32].
+    let (at, bt) = (
+        Tensor::rand_uniform(&dev, &[N * 28 * 28, 16 * 64], -1.0, 1.0, 10).unwrap(),
+        Tensor::rand_uniform(&dev, &[16 * 64, 32], -1.0, 1.0, 11).unwrap(),
+    );
+    g.bench_function("matmul_same_gemm", |b| {
+        b.iter_custom(|it| timed("ct/matmul", it, || synced(&dev, at.matmul(&bt).unwrap())))
+    });
     g.bench_function("filter_grad", |b| {
         b.iter_custom(|it| {
             timed("ct/filter_grad", it, || {
@@ -194,7 +212,7 @@ fn main() {
 
     println!("\n{}", adapter_line(&dev));
     println!(
-        "{:<26} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>7} {:>10}",
+        "{:<26} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>7} {:>10} {:>11} {:>9}",
         "shape (batch 8)",
         "fwd GF/s",
         "dx GF/s",
@@ -203,21 +221,25 @@ fn main() {
         "fwd/mm",
         "dx/mm",
         "dw/mm",
-        "fwd ms"
+        "fwd ms",
+        "mm_dx GF/s",
+        "dx/mm_dx"
     );
     for (name, flops, keys) in &rows {
         let gf = |k: &String| median(k).map_or(f64::NAN, |t| *flops as f64 / t / 1e9);
         let v: Vec<f64> = keys.iter().map(gf).collect();
         let ms = median(&keys[0]).map_or(f64::NAN, |t| t * 1e3);
         println!(
-            "{name:<26} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>6.0}% {:>6.0}% {:>6.0}% {ms:>10.1}",
+            "{name:<26} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>6.0}% {:>6.0}% {:>6.0}% {ms:>10.1} {:>11.2} {:>8.0}%",
             v[0],
             v[1],
             v[2],
             v[3],
             100.0 * v[0] / v[3],
             100.0 * v[1] / v[3],
-            100.0 * v[2] / v[3]
+            100.0 * v[2] / v[3],
+            v[4],
+            100.0 * v[1] / v[4]
         );
     }
     let head = &rows[0].2;
@@ -225,10 +247,12 @@ fn main() {
     println!("headline forward + both gradients: {:.1} ms", total * 1e3);
     let tg = |k: &str| median(k).map_or(f64::NAN, |t| tflops as f64 / t / 1e9);
     println!(
-        "conv_transpose 4x4/2: fwd {:.2}, dx {:.2}, dw {:.2} GFLOP/s",
+        "conv_transpose 4x4/2: fwd {:.2}, dx {:.2}, dw {:.2} GFLOP/s; same-GEMM matmul {:.2} (fwd/mm {:.0}%)",
         tg("ct/forward"),
         tg("ct/input_grad"),
-        tg("ct/filter_grad")
+        tg("ct/filter_grad"),
+        tg("ct/matmul"),
+        100.0 * tg("ct/forward") / tg("ct/matmul")
     );
     c.final_summary();
 }
