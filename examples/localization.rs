@@ -87,14 +87,19 @@ fn model(dev: &Device, side: usize, classes: usize) -> wgrad::nn::Result<Functio
     }
     h = g.apply_named("conv4", Conv2D::new(64, 3).same().activation(Act::Relu), h)?;
     // Flatten, not a global pool: the box needs to know where the features are.
-    h = g.apply_named("flatten", Flatten::new(), h)?;
-    h = g.apply_named("fc", Dense::new(128).activation(Act::Relu), h)?;
+    let flat = g.apply_named("flatten", Flatten::new(), h)?;
+    let fc = g.apply_named("fc", Dense::new(128).activation(Act::Relu), flat)?;
     let class = g.apply_named(
         "class_head",
         Dense::new(classes).activation(Act::Softmax),
-        h,
+        fc,
     )?;
-    let boxes = g.apply_named("box_head", Dense::new(4).activation(Act::Sigmoid), h)?;
+    // The box gets a hidden layer of its own: sharing `fc` let the cross-entropy (0.8 of the
+    // loss, gradients tens of times the box MSE's) decide every shared weight, while Adam
+    // scales each weight's step by its own gradient history, so a separate branch learns at
+    // its own pace under the chapter's 0.8 / 0.2 weights.
+    let box_fc = g.apply_named("box_fc", Dense::new(128).activation(Act::Relu), flat)?;
+    let boxes = g.apply_named("box_head", Dense::new(4).activation(Act::Sigmoid), box_fc)?;
     g.outputs(&[class, boxes])?;
     Ok(g)
 }
