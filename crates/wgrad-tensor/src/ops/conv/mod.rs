@@ -734,7 +734,7 @@ fn backward_input_by_phase(dy: &Tensor, filter: &Tensor, geo: &Geometry) -> Resu
     if dx.numel() == 0 || dy.numel() == 0 {
         return Ok(dx);
     }
-    if geo.kh % sh == 0 && geo.kw % sw == 0 {
+    if geo.kh.is_multiple_of(sh) && geo.kw.is_multiple_of(sw) {
         return all_phases_at_once(dy, filter, geo, dx);
     }
     for rh in 0..sh {
