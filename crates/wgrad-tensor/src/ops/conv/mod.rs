@@ -621,14 +621,6 @@ impl Tensor {
     }
 }
 
-/// The input gradient of a strided convolution as stride-1 problems, one per *stride phase*.
-/// An input row `ih` with `(ih + pad) mod s = r` receives gradient only through the taps
-/// `kh ≡ r (mod s)`: `dx[ih] = Σ_j dy[q − j] · w[r + s·j]` with `q = (ih + pad − r) / s`,
-/// which is the input gradient of a stride-1 "valid" convolution with the sub-filter
-/// `w[r::s]`. So the s² phases (per axis pair) are s² dense stride-1 problems on the fast
-/// path (no tap visited off the stride, where the direct kernel discards (s²−1)/s² of its
-/// work), each written into its interleaved rows and columns of `dx`. Phases with no tap
-/// (a 1×1 filter at stride 2: three of four) stay zero.
 /// One axis of one stride phase `r`: its taps `r, r + s, …` of `k`, the extent of its
 /// stride-1 result, and the range `lo..hi` of result rows `q` whose input row
 /// `ih = r − pad + s·q` lies inside the input.
@@ -644,35 +636,38 @@ fn phase(r: usize, s: usize, k: usize, a: &crate::ops::window::AxisGeometry) -> 
     (taps, extent, lo, hi)
 }
 
-/// [`backward_input_by_phase`] when the kernel is a multiple of the stride (a transposed
-/// convolution's usual 2×2/2 or 4×4/2): every phase has the same taps, so their flipped
-/// sub-filters stack along the output channels and one convolution computes all s² phases,
-/// a GEMM s² times wider (C = 32 per phase is a narrow product; 4·32 is not).
-fn all_phases_at_once(dy: &Tensor, filter: &Tensor, geo: &Geometry, dx: Tensor) -> Result<Tensor> {
-    use super::layout::strided_copy;
-    use crate::shape::strides;
+/// Phase `(rh, rw)`'s taps of an HWIO `filter`, flipped and with their channels swapped, into
+/// `dst` (`[th, tw, O, width]`) from channel `at`: `dst[a, b, o, at + c] = w[rh + sh·(th−1−a),
+/// rw + sw·(tw−1−b), c, o]`. The flip is a copy with negative strides: the layout kernel's
+/// offsets are u32, whose arithmetic WGSL defines to wrap, so `base + i·(2³² − |s|)` is
+/// `base − i·|s|` for every tap read.
+fn flip_phase_taps(
+    filter: &Tensor,
+    dst: &Tensor,
+    geo: &Geometry,
+    [rh, rw]: [usize; 2],
+    [th, tw]: [usize; 2],
+    width: usize,
+    at: usize,
+) -> Result<()> {
     let [sh, sw] = geo.opts.stride;
     let (c, o, kw) = (geo.c, geo.o, geo.kw);
-    let (th, tw) = (geo.kh / sh, geo.kw / sw);
-    let phases = sh * sw;
     let neg = |v: usize| (v as u32).wrapping_neg() as usize;
-    let op = "conv2d_backward_input";
-    let stacked = Tensor::uninit(dy.device(), op, &[th, tw, o, phases * c], DType::F32)?;
-    for rh in 0..sh {
-        for rw in 0..sw {
-            let p = rh * sw + rw;
-            strided_copy(
-                filter,
-                &stacked,
-                &[th, tw, o, c],
-                &[neg(sh * kw * c * o), neg(sw * c * o), 1, o],
-                (rh + sh * (th - 1)) * kw * c * o + (rw + sw * (tw - 1)) * c * o,
-                &[tw * o * phases * c, o * phases * c, phases * c, 1],
-                p * c,
-            )?;
-        }
-    }
-    let full = Conv2dOptions {
+    super::layout::strided_copy(
+        filter,
+        dst,
+        &[th, tw, o, c],
+        &[neg(sh * kw * c * o), neg(sw * c * o), 1, o],
+        (rh + sh * (th - 1)) * kw * c * o + (rw + sw * (tw - 1)) * c * o,
+        &[tw * o * width, o * width, width, 1],
+        at,
+    )
+}
+
+/// Stride 1, padded by `taps − 1` on every side: the "full" convolution whose output row `q`
+/// is `Σ_j dy[q − j]·w[j]` once the taps are flipped.
+fn full_conv([th, tw]: [usize; 2]) -> Conv2dOptions {
+    Conv2dOptions {
         padding: Padding::Explicit {
             top: th - 1,
             bottom: th - 1,
@@ -680,40 +675,50 @@ fn all_phases_at_once(dy: &Tensor, filter: &Tensor, geo: &Geometry, dx: Tensor) 
             right: tw - 1,
         },
         ..Default::default()
-    };
-    let z = dy.conv2d(&stacked, full)?;
-    let zs = strides(z.shape());
-    let xs = strides(&geo.input_shape());
-    for rh in 0..sh {
-        let (_, _, lo_h, hi_h) = phase(rh, sh, geo.kh, &geo.rows);
-        for rw in 0..sw {
-            let (_, _, lo_w, hi_w) = phase(rw, sw, geo.kw, &geo.cols);
-            if lo_h >= hi_h || lo_w >= hi_w {
-                continue;
-            }
-            let p = rh * sw + rw;
-            let ih0 = rh + sh * lo_h - geo.rows.pad_before;
-            let iw0 = rw + sw * lo_w - geo.cols.pad_before;
-            strided_copy(
-                &z,
-                &dx,
-                &[geo.n, hi_h - lo_h, hi_w - lo_w, c],
-                &zs,
-                lo_h * zs[1] + lo_w * zs[2] + p * c,
-                &[xs[0], sh * xs[1], sw * xs[2], 1],
-                ih0 * xs[1] + iw0 * xs[2],
-            )?;
-        }
     }
-    Ok(dx)
 }
 
-fn backward_input_by_phase(dy: &Tensor, filter: &Tensor, geo: &Geometry) -> Result<Tensor> {
-    use super::layout::strided_copy;
+/// Writes phase `(rh, rw)`'s result (channels `at..at + C` of `z`) into its interleaved rows
+/// and columns of `dx`: row `q` of `z` is input row `rh − pad + sh·q`.
+fn scatter_phase(z: &Tensor, dx: &Tensor, geo: &Geometry, [rh, rw]: [usize; 2], at: usize) -> Result<()> {
     use crate::shape::strides;
     let [sh, sw] = geo.opts.stride;
+    let (_, _, lo_h, hi_h) = phase(rh, sh, geo.kh, &geo.rows);
+    let (_, _, lo_w, hi_w) = phase(rw, sw, geo.kw, &geo.cols);
+    if lo_h >= hi_h || lo_w >= hi_w {
+        return Ok(());
+    }
+    let ih0 = rh + sh * lo_h - geo.rows.pad_before;
+    let iw0 = rw + sw * lo_w - geo.cols.pad_before;
+    let zs = strides(z.shape());
+    let xs = strides(&geo.input_shape());
+    super::layout::strided_copy(
+        z,
+        dx,
+        &[geo.n, hi_h - lo_h, hi_w - lo_w, geo.c],
+        &zs,
+        lo_h * zs[1] + lo_w * zs[2] + at,
+        &[xs[0], sh * xs[1], sw * xs[2], 1],
+        ih0 * xs[1] + iw0 * xs[2],
+    )
+}
+
+/// The input gradient of a strided convolution as stride-1 problems, one per *stride phase*.
+/// An input row `ih` with `(ih + pad) mod s = r` receives gradient only through the taps
+/// `kh ≡ r (mod s)`: `dx[ih] = Σ_j dy[q − j] · w[r + s·j]` with `q = (ih + pad − r) / s`, a
+/// forward "full" stride-1 convolution of `dy` with the sub-filter `w[r::s]` flipped and its
+/// channels swapped (the forward kernel runs nearer the matmul ceiling than the input-gradient
+/// gather, which visited every tap and discarded (s²−1)/s² of them). Each phase's result is
+/// written into its interleaved rows and columns of `dx`; phases with no tap (a 1×1 filter at
+/// stride 2: three of four) stay zero. When the kernel is a multiple of the stride (a
+/// transposed convolution's 2×2/2 or 4×4/2) every phase has the same taps, so the sub-filters
+/// stack along the output channels and one convolution computes all s² phases, a GEMM s²
+/// times wider (C = 32 per phase is a narrow product; 4·32 is not).
+fn backward_input_by_phase(dy: &Tensor, filter: &Tensor, geo: &Geometry) -> Result<Tensor> {
+    let [sh, sw] = geo.opts.stride;
     let dev = dy.device();
-    let (c, o, kw) = (geo.c, geo.o, geo.kw);
+    let (c, o) = (geo.c, geo.o);
+    let op = "conv2d_backward_input";
     // The phases write disjoint rows and columns; when they cover every one, nothing is
     // left to zero first.
     let covered = |s: usize, k: usize, a: &crate::ops::window::AxisGeometry| {
@@ -727,67 +732,39 @@ fn backward_input_by_phase(dy: &Tensor, filter: &Tensor, geo: &Geometry) -> Resu
     };
     let dx = if dy.numel() > 0 && covered(sh, geo.kh, &geo.rows) && covered(sw, geo.kw, &geo.cols)
     {
-        Tensor::uninit(dev, "conv2d_backward_input", &geo.input_shape(), DType::F32)?
+        Tensor::uninit(dev, op, &geo.input_shape(), DType::F32)?
     } else {
         Tensor::zeros(dev, &geo.input_shape(), DType::F32)?
     };
     if dx.numel() == 0 || dy.numel() == 0 {
         return Ok(dx);
     }
+    let phases: Vec<[usize; 2]> = (0..sh).flat_map(|rh| (0..sw).map(move |rw| [rh, rw])).collect();
     if geo.kh.is_multiple_of(sh) && geo.kw.is_multiple_of(sw) {
-        return all_phases_at_once(dy, filter, geo, dx);
-    }
-    for rh in 0..sh {
-        let (th, eh, lo_h, hi_h) = phase(rh, sh, geo.kh, &geo.rows);
-        for rw in 0..sw {
-            let (tw, ew, lo_w, hi_w) = phase(rw, sw, geo.kw, &geo.cols);
-            if th == 0 || tw == 0 || lo_h >= hi_h || lo_w >= hi_w {
-                continue;
-            }
-            // z[q] = Σ_j dy[q − j]·w[r + s·j] is a forward ("full", stride 1) convolution of
-            // dy with the sub-filter flipped and its channels swapped: w'[a, b, o, c] =
-            // w[rh + sh·(th−1−a), rw + sw·(tw−1−b), c, o], and the forward kernel runs nearer
-            // the matmul ceiling than the input-gradient gather. The flip is a copy with
-            // negative strides: the layout kernel's offsets are u32, whose arithmetic WGSL
-            // defines to wrap, so base + i·(2³² − |s|) is base − i·|s| for every tap read.
-            let neg = |v: usize| (v as u32).wrapping_neg() as usize;
-            let flipped =
-                Tensor::uninit(dev, "conv2d_backward_input", &[th, tw, o, c], DType::F32)?;
-            strided_copy(
-                filter,
-                &flipped,
-                &[th, tw, o, c],
-                &[neg(sh * kw * c * o), neg(sw * c * o), 1, o],
-                (rh + sh * (th - 1)) * kw * c * o + (rw + sw * (tw - 1)) * c * o,
-                &[tw * o * c, o * c, c, 1],
-                0,
-            )?;
-            let full = Conv2dOptions {
-                padding: Padding::Explicit {
-                    top: th - 1,
-                    bottom: th - 1,
-                    left: tw - 1,
-                    right: tw - 1,
-                },
-                ..Default::default()
-            };
-            let z = dy.conv2d(&flipped, full)?;
-            debug_assert_eq!(z.shape(), [geo.n, eh, ew, c]);
-            // Rows q of z land on input rows rh − pad + sh·q (likewise columns).
-            let ih0 = rh + sh * lo_h - geo.rows.pad_before;
-            let iw0 = rw + sw * lo_w - geo.cols.pad_before;
-            let zs = strides(z.shape());
-            let xs = strides(&geo.input_shape());
-            strided_copy(
-                &z,
-                &dx,
-                &[geo.n, hi_h - lo_h, hi_w - lo_w, c],
-                &zs,
-                lo_h * zs[1] + lo_w * zs[2],
-                &[xs[0], sh * xs[1], sw * xs[2], 1],
-                ih0 * xs[1] + iw0 * xs[2],
-            )?;
+        let taps = [geo.kh / sh, geo.kw / sw];
+        let width = phases.len() * c;
+        let stacked = Tensor::uninit(dev, op, &[taps[0], taps[1], o, width], DType::F32)?;
+        for (p, &r) in phases.iter().enumerate() {
+            flip_phase_taps(filter, &stacked, geo, r, taps, width, p * c)?;
         }
+        let z = dy.conv2d(&stacked, full_conv(taps))?;
+        for (p, &r) in phases.iter().enumerate() {
+            scatter_phase(&z, &dx, geo, r, p * c)?;
+        }
+        return Ok(dx);
+    }
+    for r in phases {
+        let taps = [
+            phase(r[0], sh, geo.kh, &geo.rows).0,
+            phase(r[1], sw, geo.kw, &geo.cols).0,
+        ];
+        if taps.contains(&0) {
+            continue;
+        }
+        let flipped = Tensor::uninit(dev, op, &[taps[0], taps[1], o, c], DType::F32)?;
+        flip_phase_taps(filter, &flipped, geo, r, taps, c, 0)?;
+        let z = dy.conv2d(&flipped, full_conv(taps))?;
+        scatter_phase(&z, &dx, geo, r, 0)?;
     }
     Ok(dx)
 }
