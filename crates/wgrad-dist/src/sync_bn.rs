@@ -10,9 +10,10 @@ use std::os::raw::{c_int, c_void};
 
 use mpi::ffi;
 use wgrad_graph::{ops, Var};
+use wgrad_nn::layers::BatchNormalization;
 use wgrad_nn::{Ctx, Error, Layer, Param, Result};
 use wgrad_tensor::{
-    batch_norm_update_moving, DType, Device, Tensor, UnaryOp, KERAS_EPSILON, KERAS_MOMENTUM,
+    batch_norm_update_moving, Device, Tensor, UnaryOp, KERAS_EPSILON, KERAS_MOMENTUM,
 };
 
 /// Sums `values` over every rank of MPI_COMM_WORLD, in place.
@@ -71,16 +72,14 @@ pub fn all_reduce_sum(x: &Var) -> Result<Var> {
 }
 
 /// Keras's `BatchNormalization` over the last axis, with the batch moments of every rank's
-/// batch together while training (see the module documentation). Inference uses the moving
-/// statistics, as the ordinary layer does. Its parameters and names are the ordinary
-/// layer's (`gamma`, `beta`, `moving_mean`, `moving_variance`), so weights move between them.
+/// batch together while training (see the module documentation). It wraps the ordinary layer,
+/// whose weights, statistics, names (`gamma`, `beta`, `moving_mean`, `moving_variance`) and
+/// inference path it keeps, so weights move between the two; only the training forward
+/// differs.
 pub struct SyncBatchNormalization {
+    inner: BatchNormalization,
     momentum: f32,
     epsilon: f32,
-    gamma: Option<Param>,
-    beta: Option<Param>,
-    moving_mean: Option<Param>,
-    moving_variance: Option<Param>,
 }
 
 impl Default for SyncBatchNormalization {
@@ -92,29 +91,23 @@ impl Default for SyncBatchNormalization {
 impl SyncBatchNormalization {
     pub fn new() -> Self {
         SyncBatchNormalization {
+            inner: BatchNormalization::new(),
             momentum: KERAS_MOMENTUM,
             epsilon: KERAS_EPSILON,
-            gamma: None,
-            beta: None,
-            moving_mean: None,
-            moving_variance: None,
         }
     }
 
     pub fn momentum(mut self, m: f32) -> Self {
         self.momentum = m;
+        self.inner = self.inner.momentum(m);
         self
     }
 
     pub fn epsilon(mut self, e: f32) -> Self {
         self.epsilon = e;
+        self.inner = self.inner.epsilon(e);
         self
     }
-}
-
-fn built(p: &Option<Param>) -> Result<&Param> {
-    p.as_ref()
-        .ok_or_else(|| Error::config("SyncBatchNormalization", "used before build"))
 }
 
 impl Layer for SyncBatchNormalization {
@@ -122,41 +115,22 @@ impl Layer for SyncBatchNormalization {
         "SyncBatchNormalization"
     }
 
-    fn build(&mut self, dev: &Device, input: &[usize], _: u64) -> Result<Vec<usize>> {
-        let Some(&c) = input.last() else {
-            return Err(Error::config(
-                self.kind(),
-                "needs inputs with a channel axis",
-            ));
-        };
-        if !(0.0..=1.0).contains(&self.momentum) || self.epsilon <= 0.0 {
-            return Err(Error::config(
-                self.kind(),
-                format!(
-                    "momentum {} must be in [0, 1] and epsilon {} > 0",
-                    self.momentum, self.epsilon
-                ),
-            ));
-        }
-        let ones = || Tensor::ones(dev, &[c], DType::F32);
-        let zeros = || Tensor::zeros(dev, &[c], DType::F32);
-        self.gamma = Some(Param::new("gamma", ones()?));
-        self.beta = Some(Param::new("beta", zeros()?));
-        self.moving_mean = Some(Param::state("moving_mean", zeros()?));
-        self.moving_variance = Some(Param::state("moving_variance", ones()?));
-        Ok(input.to_vec())
+    fn build(&mut self, dev: &Device, input: &[usize], seed: u64) -> Result<Vec<usize>> {
+        self.inner.build(dev, input, seed)
     }
 
     fn forward(&mut self, x: &Var, ctx: &mut Ctx) -> Result<Var> {
-        let (gamma, beta) = (built(&self.gamma)?, built(&self.beta)?);
-        let c = *x.shape().last().expect("built with a channel axis");
-        if !(ctx.training && gamma.trainable()) {
-            let (mm, mv) = (built(&self.moving_mean)?, built(&self.moving_variance)?);
-            let inv = Var::new(mv.value().add_scalar(self.epsilon)?.rsqrt()?);
-            let scale = ops::mul(gamma.var(), &inv)?;
-            let centred = ops::sub(x, &Var::new(mm.value().clone()))?;
-            return Ok(ops::add(&ops::mul(&centred, &scale)?, beta.var())?);
+        let trainable = self.inner.params().first().is_some_and(|g| g.trainable());
+        if !(ctx.training && trainable) {
+            // Inference (or frozen, as Keras): the moving statistics, as the ordinary layer.
+            return self.inner.forward(x, ctx);
         }
+        let [gamma, beta, mm, mv] = self
+            .inner
+            .params_mut()
+            .try_into()
+            .map_err(|_| Error::config("SyncBatchNormalization", "used before build"))?;
+        let c = *x.shape().last().expect("built with a channel axis");
         let axes: Vec<isize> = (0..x.shape().len() as isize - 1).collect();
         let mut count = [(x.value().numel() / c.max(1)) as f64];
         // SAFETY: reading a constant the MPI library exports.
@@ -176,8 +150,6 @@ impl Layer for SyncBatchNormalization {
             &ops::mul(&ops::sub(x, &mean)?, &ops::mul(&inv, gamma.var())?)?,
             beta.var(),
         )?;
-        let mm = self.moving_mean.as_mut().expect("built with gamma");
-        let mv = self.moving_variance.as_mut().expect("built with gamma");
         let (m, v) = batch_norm_update_moving(
             mm.value(),
             mv.value(),
@@ -191,26 +163,10 @@ impl Layer for SyncBatchNormalization {
     }
 
     fn params(&self) -> Vec<&Param> {
-        [
-            &self.gamma,
-            &self.beta,
-            &self.moving_mean,
-            &self.moving_variance,
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
+        self.inner.params()
     }
 
     fn params_mut(&mut self) -> Vec<&mut Param> {
-        [
-            &mut self.gamma,
-            &mut self.beta,
-            &mut self.moving_mean,
-            &mut self.moving_variance,
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
+        self.inner.params_mut()
     }
 }
