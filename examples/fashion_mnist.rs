@@ -47,6 +47,9 @@ struct Args {
     data: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
+    /// Keras's `mixed_float16`: f16 activations, f32 arithmetic and weights, loss scaling
+    #[arg(long)]
+    mixed_precision: bool,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Save the trained weights (safetensors) here
@@ -99,6 +102,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Loss::sparse_categorical_crossentropy(true),
     )
     .seed(args.seed);
+    if args.mixed_precision {
+        trainer = trainer.mixed_precision();
+        println!("mixed precision: f16 activations, f32 weights, dynamic loss scale");
+    }
     let start = Instant::now();
     // The test set doubles as validation data, as in the course.
     let history = trainer.fit(&train, FitOptions::epochs(args.epochs).validation(&test))?;
@@ -113,6 +120,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         train_time,
         rate
     );
+    if let Some(s) = trainer.loss_scale_state() {
+        println!(
+            "loss scale {} ({} of {} steps skipped on overflow)",
+            s.scale(),
+            s.skipped_steps(),
+            trainer.steps()
+        );
+    }
     history.save_plot(&args.plot, TITLE)?;
     println!("training curves written to {}", args.plot.display());
     if let Some(path) = &args.save {

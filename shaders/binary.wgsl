@@ -2,7 +2,9 @@
 // Specialisation: `T` (f32 or vec4<f32>), `M` the matching mask type (u32 or vec4<u32>),
 // `O` the output type (T for arithmetic, M for comparisons), `BCAST` whether operands need
 // stride arithmetic (vec4 is only used when both operands have the output's shape), and
-// `apply`, naming one op_* function.
+// `apply`, naming one op_* function. `S`/`OS` are the operands' and the output's storage
+// types with `ld`/`sto` converting: T and O themselves, or vec2<u32> holding four packed
+// halves (f16 storage of same-shape arithmetic: the arithmetic stays f32).
 
 struct Params {
     shape: array<vec4<u32>, 2>,  // output extents, rank <= 8
@@ -23,9 +25,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<T>;
-@group(0) @binding(2) var<storage, read> b: array<T>;
-@group(0) @binding(3) var<storage, read_write> out: array<O>;
+@group(0) @binding(1) var<storage, read> a: array<S>;
+@group(0) @binding(2) var<storage, read> b: array<S>;
+@group(0) @binding(3) var<storage, read_write> out: array<OS>;
 @group(0) @binding(4) var<storage, read> mask: array<u32>;
 
 fn op_add(x: T, y: T) -> T { return x + y; }
@@ -76,9 +78,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if (i >= p.n) { return; }
     if (BCAST) {
         let o = offsets(i + p.base);
-        out[i] = apply(a[o.x - p.base_a], b[o.y - p.base_b]);
+        out[i] = sto(apply(ld(a[o.x - p.base_a]), ld(b[o.y - p.base_b])));
     } else {
-        out[i] = apply(a[i], b[i]);
+        out[i] = sto(apply(ld(a[i]), ld(b[i])));
     }
 }
 
@@ -88,5 +90,5 @@ fn where_main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
     let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     let o = offsets(i + p.base);
-    out[i] = O(select(b[o.y - p.base_b], a[o.x - p.base_a], mask[o.z - p.base_c] != 0u));
+    out[i] = sto(O(select(ld(b[o.y - p.base_b]), ld(a[o.x - p.base_a]), mask[o.z - p.base_c] != 0u)));
 }

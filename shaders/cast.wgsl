@@ -23,7 +23,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let lo = bitcast<f32>(src[2u * i]);
             var hi = 0.0;
             if (2u * i + 1u < p.total) { hi = bitcast<f32>(src[2u * i + 1u]); }
-            dst[i] = pack2x16float(vec2<f32>(lo, hi));
+            dst[i] = pack_halves(vec2<f32>(lo, hi));
         }
         case 1u: { dst[i] = bitcast<u32>(unpack2x16float(src[i / 2u])[i % 2u]); }
         case 2u: { dst[i] = bitcast<u32>(i32(bitcast<f32>(src[i]))); }

@@ -1,6 +1,8 @@
 // Elementwise f32 -> f32 maps and their gradients, side by side. The specialisation sets `T`
 // (f32, or vec4<f32> when the length is a multiple of 4: four lanes per invocation quadruple
 // bandwidth on CPU adapters), `apply` (naming one op_* below) and `grad_apply` (one d_*).
+// `S` is the storage type with `ld`/`st` converting: T itself, or vec2<u32> holding four
+// packed halves (f16 storage: the arithmetic stays f32).
 // Each d_* takes the op's input x, its output y and the output's gradient g, and uses
 // whichever of x and y gives the cheaper and more exact derivative.
 
@@ -12,10 +14,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read_write> y: array<T>;
-@group(0) @binding(3) var<storage, read> fwd_out: array<T>;
-@group(0) @binding(4) var<storage, read> grad: array<T>;
+@group(0) @binding(1) var<storage, read> x: array<S>;
+@group(0) @binding(2) var<storage, read_write> y: array<S>;
+@group(0) @binding(3) var<storage, read> fwd_out: array<S>;
+@group(0) @binding(4) var<storage, read> grad: array<S>;
 
 fn op_neg(v: T) -> T { return -v; }
 fn op_abs(v: T) -> T { return abs(v); }
@@ -51,12 +53,16 @@ fn op_pow_scalar(v: T) -> T {
     if (odd) { return select(r, -r, v < T(0.0)); }
     return r;
 }
+// The exponent bits, not isinf/isnan: WGSL lets a compiler assume neither occurs.
+fn op_non_finite(v: T) -> T {
+    return select(T(0.0), T(1.0), (bitcast<U>(v) & U(0x7fffffffu)) >= U(0x7f800000u));
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
-    y[i] = apply(x[i]);
+    y[i] = st(apply(ld(x[i])));
 }
 
 // ---- gradients ----
@@ -86,6 +92,7 @@ fn d_gelu(x: T, y: T, g: T) -> T {
 fn d_sigmoid(x: T, y: T, g: T) -> T { return g * y * (T(1.0) - y); }
 fn d_tanh(x: T, y: T, g: T) -> T { return g * (T(1.0) - y * y); }
 fn d_softplus(x: T, y: T, g: T) -> T { return g * act_sigmoid(x, 0.0); }
+fn d_non_finite(x: T, y: T, g: T) -> T { return T(0.0); }
 fn d_affine(x: T, y: T, g: T) -> T { return g * p.alpha; }
 fn d_div_scalar(x: T, y: T, g: T) -> T { return g / p.alpha; }
 fn d_rdiv_scalar(x: T, y: T, g: T) -> T { return -g * y / x; }
@@ -106,5 +113,5 @@ fn grad_main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let i = grid_index(wg, li, p.row);
     if (i >= p.n) { return; }
     // Every binding is read, so one layout serves every derivative.
-    y[i] = grad_apply(x[i], fwd_out[i], grad[i]);
+    y[i] = st(grad_apply(ld(x[i]), ld(fwd_out[i]), ld(grad[i])));
 }

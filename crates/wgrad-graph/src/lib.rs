@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use wgrad_tensor::{Error, Result, Tensor};
+use wgrad_tensor::{DType, Error, Result, Tensor};
 
 pub mod ops;
 
@@ -44,6 +44,9 @@ struct Node {
     inputs: Vec<Option<Arc<Node>>>,
     /// Leaves (parameters) accumulate their gradient here.
     grad: Mutex<Option<Tensor>>,
+    /// A leaf's dtype: its gradient is stored in it (an f32 weight read by f16 activations
+    /// gets an f32 gradient, as Keras's master weights under `mixed_float16`).
+    dtype: DType,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -105,6 +108,7 @@ impl Var {
 
     /// A trainable leaf: `backward` accumulates its gradient, read with [`Var::grad`].
     pub fn param(value: Tensor) -> Var {
+        let dtype = value.dtype();
         Var {
             value,
             node: Some(Arc::new(Node {
@@ -113,6 +117,7 @@ impl Var {
                 backward: Mutex::new(None),
                 inputs: Vec::new(),
                 grad: Mutex::new(None),
+                dtype,
             })),
         }
     }
@@ -128,6 +133,7 @@ impl Var {
         if !is_grad_enabled() || inputs.iter().all(|v| v.node.is_none()) {
             return Var::new(value);
         }
+        let dtype = value.dtype();
         Var {
             value,
             node: Some(Arc::new(Node {
@@ -136,6 +142,7 @@ impl Var {
                 backward: Mutex::new(Some(Box::new(backward))),
                 inputs: inputs.iter().map(|v| v.node.clone()).collect(),
                 grad: Mutex::new(None),
+                dtype,
             })),
         }
     }
@@ -268,6 +275,7 @@ impl Var {
         pending.insert(root.id, grad);
         // Adds `g` into a leaf's gradient and reports the total.
         let mut settle = |node: &Node, g: Tensor| -> Result<()> {
+            let g = g.to_dtype(node.dtype)?;
             let total = {
                 let mut slot = node.grad.lock().unwrap();
                 let total = match slot.take() {

@@ -36,6 +36,19 @@ fn some(t: Tensor) -> Result<Vec<Option<Tensor>>> {
 
 // ---------------------------------------------------------------- elementwise
 
+/// `x` stored as `dtype` (f32 <-> f16 for mixed precision); the gradient goes back in `x`'s
+/// dtype.
+pub fn cast(x: &Var, dtype: DType) -> Result<Var> {
+    if x.value().dtype() == dtype {
+        return Ok(x.clone());
+    }
+    let y = x.value().to_dtype(dtype)?;
+    let from = x.value().dtype();
+    Ok(Var::from_op("cast", y, &[x], move |g| {
+        some(g.to_dtype(from)?)
+    }))
+}
+
 /// An elementwise map; its gradient is one kernel (`Tensor::unary_backward`).
 pub fn unary(x: &Var, op: UnaryOp) -> Result<Var> {
     let y = x.value().unary(op)?;

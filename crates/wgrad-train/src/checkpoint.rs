@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use wgrad_nn::checkpoint::{write_tensors, TensorFile, CHECKPOINT};
-use wgrad_nn::{Error, Layer, Result};
+use wgrad_nn::{Error, Layer, LossScale, Result};
 use wgrad_tensor::Tensor;
 
 use crate::Trainer;
@@ -24,7 +24,7 @@ impl<M: Layer> Trainer<M> {
                 tensors.push((format!("optimizer/{}/{k}", named[*i].0), t));
             }
         }
-        let meta = [
+        let mut meta = vec![
             ("optimizer".to_string(), self.optimizer.name().to_string()),
             (
                 "iterations".to_string(),
@@ -33,6 +33,11 @@ impl<M: Layer> Trainer<M> {
             ("steps".to_string(), self.steps().to_string()),
             ("epochs_done".to_string(), self.epochs_done().to_string()),
         ];
+        // The dynamic loss scale is optimizer state too (Keras saves it with the
+        // LossScaleOptimizer): a resumed run does not rediscover it by overflowing.
+        if let Some(ls) = self.loss_scale_state() {
+            meta.push(("loss_scale".to_string(), ls.to_meta()));
+        }
         write_tensors(path, CHECKPOINT, tensors, meta)
     }
 
@@ -85,8 +90,17 @@ impl<M: Layer> Trainer<M> {
                 slots.insert(i, v);
             }
         }
+        let scale = match (self.loss_scale_state(), file.meta("loss_scale")) {
+            (Some(_), Some(m)) => Some(LossScale::from_meta(m).ok_or_else(|| {
+                Error::checkpoint(path, format!("loss_scale metadata {m:?} is malformed"))
+            })?),
+            _ => None,
+        };
         file.load_into(&mut self.model)?;
         self.optimizer.restore(iterations, slots);
+        if scale.is_some() {
+            self.mixed = scale;
+        }
         self.restore(steps, epochs as usize);
         Ok(())
     }

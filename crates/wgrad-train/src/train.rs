@@ -13,7 +13,7 @@ use wgrad_data::{Batch, DataLoader};
 use wgrad_graph::{no_grad, ops, Var};
 use wgrad_tensor::{DType, Device, Tensor};
 
-use wgrad_nn::{splitmix, Ctx, Error, Layer, Loss, Optimizer, Result};
+use wgrad_nn::{splitmix, Ctx, Error, Layer, Loss, LossScale, Optimizer, Result};
 
 use crate::GradientSync;
 
@@ -349,6 +349,8 @@ pub struct Trainer<M: Layer> {
     class_weight: Option<Vec<f32>>,
     /// Data-parallel training: how gradients and metrics meet the other replicas'.
     sync: Option<Box<dyn GradientSync>>,
+    /// Mixed precision: f16 activations, with this dynamic loss scale.
+    pub(crate) mixed: Option<LossScale>,
 }
 
 impl<M: Layer> Trainer<M> {
@@ -373,7 +375,50 @@ impl<M: Layer> Trainer<M> {
             top_k: None,
             class_weight: None,
             sync: None,
+            mixed: None,
         }
+    }
+
+    /// Keras's `mixed_float16` policy with its `LossScaleOptimizer` (initial scale 2¹⁵,
+    /// doubled every 2,000 finite steps): the batch enters the model in f16, so every
+    /// activation and activation gradient is stored in f16 (half the memory a step keeps for
+    /// backward) while every kernel computes in f32; weights, their gradients and the
+    /// optimizer's slots stay f32; the outputs are widened to f32 before the losses. A step
+    /// whose gradients overflow f16 is skipped and halves the scale.
+    pub fn mixed_precision(self) -> Self {
+        self.loss_scale(LossScale::dynamic())
+    }
+
+    /// [`Trainer::mixed_precision`] with a loss scale of your choosing.
+    pub fn loss_scale(mut self, scale: LossScale) -> Self {
+        self.mixed = Some(scale);
+        self
+    }
+
+    /// The dynamic loss scale, when training in mixed precision.
+    pub fn loss_scale_state(&self) -> Option<&LossScale> {
+        self.mixed.as_ref()
+    }
+
+    /// The model's input as it enters the model: f16 under mixed precision (float inputs
+    /// only), as it is otherwise.
+    fn admit(&self, x: &Tensor) -> Result<Var> {
+        Ok(Var::new(match (&self.mixed, x.dtype()) {
+            (Some(_), DType::F32) => x.to_dtype(DType::F16)?,
+            _ => x.clone(),
+        }))
+    }
+
+    /// The model's outputs widened to f32, so losses and metrics see f32 (Keras's advice of
+    /// an f32 final layer under `mixed_float16`).
+    fn widen(&self, outs: Vec<Var>) -> Result<Vec<Var>> {
+        if self.mixed.is_none() {
+            return Ok(outs);
+        }
+        Ok(outs
+            .iter()
+            .map(|y| ops::cast(y, DType::F32))
+            .collect::<wgrad_tensor::Result<_>>()?)
     }
 
     /// Trains as one replica of a data-parallel job: every step's gradients are averaged
@@ -522,11 +567,20 @@ impl<M: Layer> Trainer<M> {
             });
         }
         let mut ctx = Ctx::new(true, splitmix(self.seed ^ splitmix(self.steps)));
-        let xs: Vec<Var> = inputs.iter().map(|x| Var::new(x.clone())).collect();
+        let xs: Vec<Var> = inputs
+            .iter()
+            .map(|x| self.admit(x))
+            .collect::<Result<_>>()?;
         let preds = self.model.forward_multi(&xs, &mut ctx)?;
+        let preds = self.widen(preds)?;
         let total = self.total_loss(&preds, targets, true)?;
+        // Under mixed precision backward starts from the scaled loss.
+        let seed = match &self.mixed {
+            Some(ls) => ops::mul_scalar(&total, ls.scale())?,
+            None => total.clone(),
+        };
         match self.sync.as_mut() {
-            None => total.backward()?,
+            None => seed.backward()?,
             Some(sync) => {
                 let params = self.model.params();
                 let trainable: Vec<(u64, &Tensor)> = params
@@ -537,7 +591,7 @@ impl<M: Layer> Trainer<M> {
                 sync.begin(&trainable)?;
                 // The graph's hook speaks the tensor crate's error: keep the sync's own.
                 let mut failed = None;
-                let observed = total.backward_observed(&mut |id, g| {
+                let observed = seed.backward_observed(&mut |id, g| {
                     sync.ready(id, g).map_err(|e| {
                         let reason = e.to_string();
                         failed = Some(e);
@@ -560,7 +614,13 @@ impl<M: Layer> Trainer<M> {
                 }
             }
         }
-        self.optimizer.step(self.model.params_mut())?;
+        let apply = match self.mixed.as_mut() {
+            Some(ls) => ls.unscale(&self.model.params())?,
+            None => true,
+        };
+        if apply {
+            self.optimizer.step(self.model.params_mut())?;
+        }
         self.steps += 1;
         Ok((
             total.into_value(),
@@ -723,7 +783,8 @@ impl<M: Layer> Trainer<M> {
             let (x, targets, labels) = self.upload(&dev, &batch)?;
             no_grad(|| -> Result<()> {
                 let mut ctx = Ctx::new(false, 0);
-                let preds = self.model.forward_multi(&[Var::new(x)], &mut ctx)?;
+                let preds = self.model.forward_multi(&[self.admit(&x)?], &mut ctx)?;
+                let preds = self.widen(preds)?;
                 let loss = self.total_loss(&preds, &targets, false)?;
                 sums.add(
                     loss.value(),
@@ -754,7 +815,8 @@ impl<M: Layer> Trainer<M> {
     /// The model's outputs for `x` (`[N, ...input]`), in inference mode, `batch` samples at a
     /// time; only the live activations of one batch are kept.
     pub fn predict(&mut self, x: &Tensor, batch: usize) -> Result<Tensor> {
-        predict(&mut self.model, x, batch)
+        let x = self.admit(x)?.into_value();
+        Ok(predict(&mut self.model, &x, batch)?.to_dtype(DType::F32)?)
     }
 
     fn device(&self) -> Result<Device> {

@@ -352,6 +352,16 @@ impl Tensor {
         epsilon: f32,
     ) -> Result<BatchNormTrain> {
         let op = "batch_norm_train";
+        // f16 storage: statistics in f32 (they feed the f32 moving averages), output in f16.
+        if super::cast::any_half(&[self, gamma, beta]) {
+            let bn = self
+                .widened()?
+                .batch_norm_train(&gamma.widened()?, &beta.widened()?, epsilon)?;
+            return Ok(BatchNormTrain {
+                output: bn.output.narrowed()?,
+                ..bn
+            });
+        }
         let v = view_of(op, self)?;
         per_channel(op, self, gamma, "gamma", v.c)?;
         per_channel(op, self, beta, "beta", v.c)?;
@@ -390,6 +400,12 @@ impl Tensor {
         epsilon: f32,
     ) -> Result<Tensor> {
         let op = "batch_norm_infer";
+        let operands = [self, gamma, beta, moving_mean, moving_variance];
+        if let Some(y) = super::cast::via_f32(&operands, |t| {
+            t[0].batch_norm_infer(&t[1], &t[2], &t[3], &t[4], epsilon)
+        })? {
+            return Ok(y);
+        }
         let v = view_of(op, self)?;
         per_channel(op, self, gamma, "gamma", v.c)?;
         per_channel(op, self, beta, "beta", v.c)?;
@@ -421,6 +437,16 @@ impl Tensor {
         inv_std: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let op = "batch_norm_backward";
+        // f16 storage: the input's gradient in f16, gamma's and beta's in f32 (their weights').
+        if super::cast::any_half(&[self, input, gamma, mean, inv_std]) {
+            let (dx, dgamma, dbeta) = self.widened()?.batch_norm_backward(
+                &input.widened()?,
+                &gamma.widened()?,
+                &mean.widened()?,
+                &inv_std.widened()?,
+            )?;
+            return Ok((dx.narrowed()?, dgamma, dbeta));
+        }
         let v = view_of(op, input)?;
         same_device(op, &[input, self])?;
         self.expect_dtype(op, DType::F32)?;

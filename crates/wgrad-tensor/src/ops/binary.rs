@@ -9,7 +9,7 @@ use crate::{DType, Error, Result, Tensor};
 kernel!(pub static BINARY: "binary" in "binary.wgsl",
     workgroup 256,
     entries ["main", "where_main"],
-    blocks [BinaryParams]);
+    blocks [BinaryParams], helpers ["common/half.wgsl"]);
 
 params!("Params" => struct BinaryParams {
     /// Output extents, rank <= 8.
@@ -97,15 +97,36 @@ impl BinaryOp {
 }
 
 fn spec(op: BinaryOp, vec4: bool, bcast: bool) -> Spec {
+    spec_stored(op, vec4, bcast, false)
+}
+
+/// `half`: same-shape arithmetic on packed halves, four per invocation (so `vec4` too).
+fn spec_stored(op: BinaryOp, vec4: bool, bcast: bool, half: bool) -> Spec {
     let (t, m) = if vec4 {
         ("vec4<f32>", "vec4<u32>")
     } else {
         ("f32", "u32")
     };
+    let o = if op.is_comparison() { m } else { t };
+    let (ld, sto) = if half {
+        (
+            "fn ld(v: S) -> T { return vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)); }",
+            "fn sto(v: O) -> OS { return vec2<u32>(pack_halves(v.xy), pack_halves(v.zw)); }",
+        )
+    } else {
+        (
+            "fn ld(v: S) -> T { return v; }",
+            "fn sto(v: O) -> OS { return v; }",
+        )
+    };
     Spec::new()
         .alias("T", t)
         .alias("M", m)
-        .alias("O", if op.is_comparison() { m } else { t })
+        .alias("O", o)
+        .alias("S", if half { "vec2<u32>" } else { t })
+        .alias("OS", if half { "vec2<u32>" } else { o })
+        .line(ld)
+        .line(sto)
         .bool("BCAST", bcast)
         .line(&format!(
             "fn apply(x: T, y: T) -> O {{ return op_{}(x, y); }}",
@@ -119,6 +140,9 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
         v.push((&BINARY, spec(op, false, true)));
         v.push((&BINARY, spec(op, false, false)));
         v.push((&BINARY, spec(op, true, false)));
+        if !op.is_comparison() {
+            v.push((&BINARY, spec_stored(op, true, false, true)));
+        }
     }
     v
 }
@@ -168,6 +192,17 @@ impl Tensor {
     pub fn binary(&self, rhs: &Tensor, op: BinaryOp) -> Result<Tensor> {
         let name = "binary";
         same_device(name, &[self, rhs])?;
+        let half = !op.is_comparison()
+            && self.shape() == rhs.shape()
+            && [self, rhs]
+                .iter()
+                .all(|t| t.dtype() == DType::F16 && t.numel().is_multiple_of(4));
+        if half {
+            return self.binary_packed(rhs, op);
+        }
+        if let Some(y) = super::cast::via_f32(&[self, rhs], |t| t[0].binary(&t[1], op))? {
+            return Ok(y);
+        }
         self.expect_dtype(name, DType::F32)?;
         rhs.expect_dtype(name, DType::F32)?;
         let shape = broadcast(name, self.shape(), rhs.shape())?;
@@ -209,6 +244,27 @@ impl Tensor {
             |row, first, n| piece(p, &args, row, first, n),
             &args,
             lanes,
+        )?;
+        Ok(out)
+    }
+
+    /// Same-shape arithmetic on f16 storage read and written as packed halves.
+    fn binary_packed(&self, rhs: &Tensor, op: BinaryOp) -> Result<Tensor> {
+        let out = Tensor::uninit(self.device(), "binary", self.shape(), DType::F16)?;
+        let p = BinaryParams {
+            n: (out.numel() / 4) as u32,
+            ..Default::default()
+        };
+        // Four halves, two words, per invocation.
+        let args = [self, rhs, &out].map(|t| Arg::Split(t.bind(), 8));
+        launch_1d_split(
+            self.device(),
+            &BINARY,
+            "main",
+            &spec_stored(op, true, false, true),
+            |row, first, n| piece(p, &args, row, first, n),
+            &args,
+            p.n as u64,
         )?;
         Ok(out)
     }
@@ -264,6 +320,11 @@ impl Tensor {
                 expected: "u32 (a mask from a comparison)".into(),
                 got: self.dtype(),
             });
+        }
+        if let Some(y) =
+            super::cast::via_f32(&[on_true, on_false], |t| self.where_(&t[0], &t[1]))?
+        {
+            return Ok(y);
         }
         on_true.expect_dtype(name, DType::F32)?;
         on_false.expect_dtype(name, DType::F32)?;

@@ -7,7 +7,7 @@ use crate::{DType, Error, Result, Tensor};
 kernel!(pub static CAST: "cast" in "cast.wgsl",
     workgroup 256,
     entries ["main"],
-    blocks [CastParams]);
+    blocks [CastParams], helpers ["common/half.wgsl"]);
 
 params!("Params" => struct CastParams {
     /// Invocations: output words for MODE 0, output elements otherwise.
@@ -72,4 +72,52 @@ impl Tensor {
         )?;
         Ok(out)
     }
+}
+
+/// f16 is a storage format, as in Keras's `mixed_float16` policy: f16 tensors, f32 arithmetic.
+/// An op given any f16 operand runs its f32 kernels on widened copies, which live only while
+/// the op runs, and stores a float result in f16; integer results (masks, indices) stay as
+/// they are. So what an autodiff tape keeps between forward and backward is half the size,
+/// and every GEMM and reduction still accumulates in f32. Returns `None` when no operand is
+/// f16: the caller then runs its f32 path.
+pub(crate) fn via_f32(
+    operands: &[&Tensor],
+    f: impl FnOnce(&[Tensor]) -> Result<Tensor>,
+) -> Result<Option<Tensor>> {
+    if !operands.iter().any(|t| t.dtype() == DType::F16) {
+        return Ok(None);
+    }
+    let wide = operands
+        .iter()
+        .map(|t| t.widened())
+        .collect::<Result<Vec<_>>>()?;
+    let y = f(&wide)?;
+    // The widened copies go back to the pool before the f16 result is allocated.
+    drop(wide);
+    Ok(Some(y.narrowed()?))
+}
+
+impl Tensor {
+    /// An f32 copy of f16 storage; any other tensor as it is.
+    pub(crate) fn widened(&self) -> Result<Tensor> {
+        if self.dtype() == DType::F16 {
+            self.to_dtype(DType::F32)
+        } else {
+            Ok(self.clone())
+        }
+    }
+
+    /// f16 storage of an f32 result; any other tensor as it is.
+    pub(crate) fn narrowed(self) -> Result<Tensor> {
+        if self.dtype() == DType::F32 {
+            self.to_dtype(DType::F16)
+        } else {
+            Ok(self)
+        }
+    }
+}
+
+/// True when any operand is stored in f16.
+pub(crate) fn any_half(operands: &[&Tensor]) -> bool {
+    operands.iter().any(|t| t.dtype() == DType::F16)
 }

@@ -279,7 +279,7 @@ impl Tensor {
     }
 
     /// Zero padding: `before[i]` zeros ahead of and `after[i]` zeros behind axis `i` (one
-    /// entry per axis). 32-bit dtypes only.
+    /// entry per axis). f16 goes through f32 (two halves share a word).
     pub fn pad(&self, before: &[usize], after: &[usize]) -> Result<Tensor> {
         let name = "pad";
         let rank = self.rank();
@@ -294,10 +294,8 @@ impl Tensor {
             ));
         }
         if self.dtype() == DType::F16 {
-            return Err(Error::invalid(
-                name,
-                "f16 tensors cannot be padded (two halves share a word)",
-            ));
+            // Two halves share a word: pad the f32 values and store the result again.
+            return self.widened()?.pad(before, after)?.narrowed();
         }
         let shape: Vec<usize> = (0..rank)
             .map(|i| before[i] + self.shape()[i] + after[i])

@@ -169,6 +169,9 @@ impl Tensor {
     /// conversion from PyTorch's convention). The output has the input's shape.
     pub fn lrn(&self, params: LrnParams) -> Result<Tensor> {
         let op = "lrn";
+        if let Some(y) = super::cast::via_f32(&[self], |t| t[0].lrn(params))? {
+            return Ok(y);
+        }
         let x = nhwc(op, self)?;
         params.check(op)?;
         let out = Tensor::uninit(self.device(), op, self.shape(), DType::F32)?;
@@ -181,6 +184,9 @@ impl Tensor {
     /// sums are recomputed from `input`, so the forward pass saves nothing else.
     pub fn lrn_backward(&self, input: &Tensor, params: LrnParams) -> Result<Tensor> {
         let op = "lrn_backward";
+        if let Some(dx) = super::cast::via_f32(&[self, input], |t| t[0].lrn_backward(&t[1], params))? {
+            return Ok(dx);
+        }
         let g = nhwc(op, self)?;
         let x = nhwc(op, input)?;
         super::same_device(op, &[self, input])?;

@@ -134,6 +134,14 @@ impl Tensor {
     pub fn matmul_with(&self, rhs: &Tensor, o: MatmulOptions<'_>) -> Result<Tensor> {
         let name = "matmul";
         super::same_device(name, &[self, rhs])?;
+        let mut operands = vec![self, rhs];
+        operands.extend(o.bias);
+        if let Some(y) = super::cast::via_f32(&operands, |t| {
+            let bias = o.bias.map(|_| &t[2]);
+            t[0].matmul_with(&t[1], MatmulOptions { bias, ..o })
+        })? {
+            return Ok(y);
+        }
         self.expect_dtype(name, DType::F32)?;
         rhs.expect_dtype(name, DType::F32)?;
         if self.rank() < 2 || rhs.rank() < 2 {

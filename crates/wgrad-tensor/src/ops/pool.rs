@@ -133,6 +133,10 @@ impl Tensor {
         padding: Padding,
     ) -> Result<(Tensor, Tensor)> {
         let op = "max_pool2d";
+        if super::cast::any_half(&[self]) {
+            let (y, idx) = self.widened()?.max_pool2d(pool, stride, padding)?;
+            return Ok((y.narrowed()?, idx));
+        }
         let x = nhwc(op, self)?;
         let g = geometry(op, [x[1], x[2]], pool, stride, padding)?;
         let out_shape = [x[0], g[0].output, g[1].output, x[3]];
@@ -164,6 +168,11 @@ impl Tensor {
         padding: Padding,
     ) -> Result<Tensor> {
         let op = "max_pool2d_backward";
+        if let Some(dx) = super::cast::via_f32(&[self], |t| {
+            t[0].max_pool2d_backward(indices, input_shape, pool, stride, padding)
+        })? {
+            return Ok(dx);
+        }
         let go = nhwc(op, self)?;
         indices.expect_dtype(op, DType::U32)?;
         super::same_device(op, &[self, indices])?;
@@ -200,6 +209,11 @@ impl Tensor {
         padding: Padding,
     ) -> Result<Tensor> {
         let op = "avg_pool2d";
+        if let Some(y) =
+            super::cast::via_f32(&[self], |t| t[0].avg_pool2d(pool, stride, padding))?
+        {
+            return Ok(y);
+        }
         let x = nhwc(op, self)?;
         let g = geometry(op, [x[1], x[2]], pool, stride, padding)?;
         let out_shape = [x[0], g[0].output, g[1].output, x[3]];
@@ -220,6 +234,11 @@ impl Tensor {
         padding: Padding,
     ) -> Result<Tensor> {
         let op = "avg_pool2d_backward";
+        if let Some(dx) = super::cast::via_f32(&[self], |t| {
+            t[0].avg_pool2d_backward(input_shape, pool, stride, padding)
+        })? {
+            return Ok(dx);
+        }
         let go = nhwc(op, self)?;
         let x = nhwc_shape(op, input_shape)?;
         let g = geometry(op, [x[1], x[2]], pool, stride, padding)?;
@@ -233,6 +252,9 @@ impl Tensor {
 
     /// Mean over height and width: [N, H, W, C] -> [N, C] (Keras GlobalAveragePooling2D).
     pub fn global_avg_pool2d(&self) -> Result<Tensor> {
+        if let Some(y) = super::cast::via_f32(&[self], |t| t[0].global_avg_pool2d())? {
+            return Ok(y);
+        }
         let x = nhwc("global_avg_pool2d", self)?;
         empty_image("global_avg_pool2d", x)?;
         // The reduce kernel already splits long H*W runs across invocations.
@@ -241,6 +263,9 @@ impl Tensor {
 
     /// Maximum over height and width: [N, H, W, C] -> [N, C] (Keras GlobalMaxPooling2D).
     pub fn global_max_pool2d(&self) -> Result<Tensor> {
+        if let Some(y) = super::cast::via_f32(&[self], |t| t[0].global_max_pool2d())? {
+            return Ok(y);
+        }
         let x = nhwc("global_max_pool2d", self)?;
         empty_image("global_max_pool2d", x)?;
         self.max(&[1, 2], false)
@@ -250,6 +275,11 @@ impl Tensor {
     /// result `input_shape` with grad / (H * W) in every cell.
     pub fn global_avg_pool2d_backward(&self, input_shape: &[usize]) -> Result<Tensor> {
         let op = "global_avg_pool2d_backward";
+        if let Some(dx) =
+            super::cast::via_f32(&[self], |t| t[0].global_avg_pool2d_backward(input_shape))?
+        {
+            return Ok(dx);
+        }
         let x = nhwc_shape(op, input_shape)?;
         self.global_backward(op, x, None)
     }
@@ -259,6 +289,11 @@ impl Tensor {
     /// elsewhere.
     pub fn global_max_pool2d_backward(&self, input: &Tensor) -> Result<Tensor> {
         let op = "global_max_pool2d_backward";
+        if let Some(dx) =
+            super::cast::via_f32(&[self, input], |t| t[0].global_max_pool2d_backward(&t[1]))?
+        {
+            return Ok(dx);
+        }
         let x = nhwc(op, input)?;
         super::same_device(op, &[self, input])?;
         empty_image(op, x)?;

@@ -250,6 +250,9 @@ impl Tensor {
     /// Arg-reductions take exactly one axis and return u32 positions along it.
     pub fn reduce(&self, op: ReduceOp, axes: &[isize], keepdims: bool) -> Result<Tensor> {
         let name = "reduce";
+        if let Some(y) = super::cast::via_f32(&[self], |t| t[0].reduce(op, axes, keepdims))? {
+            return Ok(y);
+        }
         self.expect_dtype(name, DType::F32)?;
         let rank = self.rank();
         let mut ax = if axes.is_empty() {

@@ -303,6 +303,9 @@ impl Tensor {
         antialias: bool,
     ) -> Result<Tensor> {
         let op = "resize";
+        if let Some(y) = super::cast::via_f32(&[self], |t| t[0].resize(size, method, antialias))? {
+            return Ok(y);
+        }
         self.expect_dtype(op, DType::F32)?;
         let &[n, h, w, c] = self.shape() else {
             return Err(Error::shape(
@@ -344,6 +347,9 @@ impl Tensor {
     /// Keras's `preprocess_input` of NHWC RGB images with values in [0, 255].
     pub fn preprocess_input(&self, mode: Preprocess) -> Result<Tensor> {
         let op = "preprocess_input";
+        if let Some(y) = super::cast::via_f32(&[self], |t| t[0].preprocess_input(mode))? {
+            return Ok(y);
+        }
         self.expect_dtype(op, DType::F32)?;
         if self.rank() == 0 || self.shape().last() != Some(&3) {
             return Err(Error::shape(

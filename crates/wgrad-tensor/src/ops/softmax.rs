@@ -32,6 +32,9 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
 impl Tensor {
     fn softmax_impl(&self, axis: isize, log: bool) -> Result<Tensor> {
         let name = if log { "log_softmax" } else { "softmax" };
+        if let Some(y) = super::cast::via_f32(&[self], |t| t[0].softmax_impl(axis, log))? {
+            return Ok(y);
+        }
         self.expect_dtype(name, DType::F32)?;
         let ax = resolve_axis(name, axis, self.rank().max(1))?;
         let shape = if self.rank() == 0 {

@@ -7,7 +7,7 @@ use crate::{Activation, DType, Error, Result, Tensor};
 kernel!(pub static UNARY: "unary" in "unary.wgsl",
     workgroup 256,
     entries ["main", "grad_main"],
-    blocks [UnaryParams], helpers ["common/activations.wgsl"]);
+    blocks [UnaryParams], helpers ["common/activations.wgsl", "common/half.wgsl"]);
 
 params!("Params" => struct UnaryParams {
     /// Elements of `T` (f32 or vec4<f32>).
@@ -39,11 +39,14 @@ pub enum UnaryOp {
     MinimumScalar(f32),
     Clip(f32, f32),
     PowScalar(f32),
+    /// 1 where the value is ±inf or NaN, else 0 (from the bits, so a fast-math compiler
+    /// cannot assume it away): how dynamic loss scaling finds an overflowed gradient.
+    NonFinite,
 }
 
 impl UnaryOp {
     /// Every op with sample parameters (for variant enumeration and tests).
-    pub const ALL: [UnaryOp; 23] = [
+    pub const ALL: [UnaryOp; 24] = [
         UnaryOp::Neg,
         UnaryOp::Abs,
         UnaryOp::Exp,
@@ -67,6 +70,7 @@ impl UnaryOp {
         UnaryOp::MinimumScalar(0.5),
         UnaryOp::Clip(-0.5, 0.5),
         UnaryOp::PowScalar(3.0),
+        UnaryOp::NonFinite,
     ];
 
     /// The WGSL function (`op_<name>`) and its two parameters.
@@ -100,13 +104,35 @@ impl UnaryOp {
             MinimumScalar(a) => ("minimum_scalar", a, 0.0),
             Clip(a, b) => ("clip", a, b),
             PowScalar(a) => ("pow_scalar", a, 0.0),
+            NonFinite => ("non_finite", 0.0, 0.0),
         })
     }
 }
 
+/// Four f32 lanes stored as four packed halves.
+const HALF4: [&str; 2] = [
+    "fn ld(v: S) -> T { return vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)); }",
+    "fn st(v: T) -> S { return vec2<u32>(pack_halves(v.xy), pack_halves(v.zw)); }",
+];
+const PLAIN: [&str; 2] = [
+    "fn ld(v: S) -> T { return v; }",
+    "fn st(v: T) -> S { return v; }",
+];
+
 fn spec(name: &str, vec4: bool) -> Spec {
+    spec_stored(name, vec4, false)
+}
+
+/// `half`: f16 storage, four elements per invocation (so `vec4` too).
+fn spec_stored(name: &str, vec4: bool, half: bool) -> Spec {
+    let t = if vec4 { "vec4<f32>" } else { "f32" };
+    let [ld, st] = if half { HALF4 } else { PLAIN };
     Spec::new()
-        .alias("T", if vec4 { "vec4<f32>" } else { "f32" })
+        .alias("T", t)
+        .alias("S", if half { "vec2<u32>" } else { t })
+        .line(ld)
+        .line(st)
+        .alias("U", if vec4 { "vec4<u32>" } else { "u32" })
         .line(&format!("fn apply(v: T) -> T {{ return op_{name}(v); }}"))
         .line(&format!(
             "fn grad_apply(x: T, y: T, g: T) -> T {{ return d_{name}(x, y, g); }}"
@@ -116,9 +142,11 @@ fn spec(name: &str, vec4: bool) -> Spec {
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     let mut v = Vec::new();
     for op in UnaryOp::ALL {
+        let name = op.wgsl().expect("ALL is elementwise").0;
         for vec4 in [false, true] {
-            v.push((&UNARY, spec(op.wgsl().expect("ALL is elementwise").0, vec4)));
+            v.push((&UNARY, spec(name, vec4)));
         }
+        v.push((&UNARY, spec_stored(name, true, true)));
     }
     v
 }
@@ -126,18 +154,28 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
 impl Tensor {
     /// Applies an elementwise map (f32 tensors).
     pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
-        self.expect_dtype("unary", DType::F32)?;
+        let half = native_half(&[self]);
+        if !half {
+            if let Some(y) = super::cast::via_f32(&[self], |t| t[0].unary(op))? {
+                return Ok(y);
+            }
+            self.expect_dtype("unary", DType::F32)?;
+        }
         let (name, alpha, beta) = op.wgsl()?;
-        let out = Tensor::uninit(self.device(), "unary", self.shape(), DType::F32)?;
+        let out = Tensor::uninit(self.device(), "unary", self.shape(), self.dtype())?;
         let n = self.numel() as u64;
         let vec4 = n.is_multiple_of(4);
         let lanes = if vec4 { n / 4 } else { n };
-        let lane = if vec4 { 16 } else { 4 };
+        let lane = match (half, vec4) {
+            (true, _) => 8,
+            (false, true) => 16,
+            (false, false) => 4,
+        };
         launch_1d_split(
             self.device(),
             &UNARY,
             "main",
-            &spec(name, vec4),
+            &spec_stored(name, vec4, half),
             |row, _, lanes| UnaryParams {
                 n: lanes as u32,
                 row,
@@ -155,8 +193,16 @@ impl Tensor {
     pub fn unary_backward(&self, op: UnaryOp, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         let name = "unary_backward";
         super::same_device(name, &[self, x, y])?;
-        for t in [self, x, y] {
-            t.expect_dtype(name, DType::F32)?;
+        let half = native_half(&[self, x, y]);
+        if !half {
+            if let Some(dx) =
+                super::cast::via_f32(&[self, x, y], |t| t[0].unary_backward(op, &t[1], &t[2]))?
+            {
+                return Ok(dx);
+            }
+            for t in [self, x, y] {
+                t.expect_dtype(name, DType::F32)?;
+            }
         }
         if x.shape() != self.shape() || y.shape() != self.shape() {
             return Err(crate::Error::shape(
@@ -166,17 +212,21 @@ impl Tensor {
             ));
         }
         let (fname, alpha, beta) = op.wgsl()?;
-        let out = Tensor::uninit(self.device(), name, self.shape(), DType::F32)?;
+        let out = Tensor::uninit(self.device(), name, self.shape(), self.dtype())?;
         let n = self.numel() as u64;
         let vec4 = n.is_multiple_of(4);
         let lanes = if vec4 { n / 4 } else { n };
-        let lane = if vec4 { 16 } else { 4 };
+        let lane = match (half, vec4) {
+            (true, _) => 8,
+            (false, true) => 16,
+            (false, false) => 4,
+        };
         let buffers = [x, &out, y, self].map(|t| Arg::Split(t.bind(), lane));
         launch_1d_split(
             self.device(),
             &UNARY,
             "grad_main",
-            &spec(fname, vec4),
+            &spec_stored(fname, vec4, half),
             |row, _, lanes| UnaryParams {
                 n: lanes as u32,
                 row,
@@ -261,4 +311,12 @@ impl Tensor {
     pub fn clip(&self, lo: f32, hi: f32) -> Result<Tensor> {
         self.unary(UnaryOp::Clip(lo, hi))
     }
+}
+
+/// Whether the elementwise kernels read and write these operands as packed halves
+/// themselves: all f16, and a length of whole vec4s (four halves = two words per lane).
+fn native_half(operands: &[&Tensor]) -> bool {
+    operands
+        .iter()
+        .all(|t| t.dtype() == DType::F16 && t.numel().is_multiple_of(4))
 }

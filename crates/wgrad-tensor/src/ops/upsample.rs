@@ -86,6 +86,9 @@ impl Tensor {
     /// [N, H * fh, W * fw, C].
     pub fn upsample2d(&self, factor: [usize; 2], mode: Upsample) -> Result<Tensor> {
         let op = "upsample2d";
+        if let Some(y) = super::cast::via_f32(&[self], |t| t[0].upsample2d(factor, mode))? {
+            return Ok(y);
+        }
         let x = nhwc(op, self)?;
         check_factor(op, factor)?;
         let out_shape = [x[0], x[1] * factor[0], x[2] * factor[1], x[3]];
@@ -116,6 +119,11 @@ impl Tensor {
         mode: Upsample,
     ) -> Result<Tensor> {
         let op = "upsample2d_backward";
+        if let Some(dx) = super::cast::via_f32(&[self], |t| {
+            t[0].upsample2d_backward(input_shape, factor, mode)
+        })? {
+            return Ok(dx);
+        }
         let g = nhwc(op, self)?;
         let x = nhwc_shape(op, input_shape)?;
         check_factor(op, factor)?;

@@ -27,6 +27,7 @@ fn unary_ref(op: UnaryOp, x: f64) -> f64 {
         // C's pow, and so Rust's powf, has NumPy's semantics: NaN for a negative base with a
         // non-integral exponent, sign from odd integral exponents, pow(x, 0) = 1.
         PowScalar(e) => x.powf(e as f64),
+        NonFinite => f64::from(u8::from(!x.is_finite())),
     }
 }
 

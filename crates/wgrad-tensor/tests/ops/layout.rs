@@ -338,7 +338,23 @@ fn pad_i32() {
     pads::<i32>(61);
 }
 #[test]
-fn pad_f16_is_an_error() {
-    let x = up(&[f16::from_f32(1.0); 4], &[2, 2]);
-    assert!(x.pad(&[0, 1], &[0, 0]).is_err());
+fn pad_f16_goes_through_f32() {
+    // Two halves share a word, so the pad runs on f32 values and stores f16 again.
+    let v: Vec<f16> = [1.5f32, -2.0, 3.25, 4.0, 0.5, 6.0]
+        .iter()
+        .map(|&x| f16::from_f32(x))
+        .collect();
+    let y = up(&v, &[2, 3]).pad(&[1, 0], &[0, 1]).unwrap();
+    assert_eq!(
+        (y.shape(), y.dtype()),
+        (&[3, 4][..], wgrad_tensor::DType::F16)
+    );
+    let got: Vec<f32> = y
+        .to_vec::<f16>()
+        .unwrap()
+        .iter()
+        .map(|h| h.to_f32())
+        .collect();
+    let want = [0.0, 0.0, 0.0, 0.0, 1.5, -2.0, 3.25, 0.0, 4.0, 0.5, 6.0, 0.0];
+    assert_eq!(got, want);
 }

@@ -351,6 +351,22 @@ impl Tensor {
         opts: Conv2dOptions,
     ) -> Result<Tensor> {
         let op = "conv2d";
+        let mut operands = vec![self, filter];
+        operands.extend([epi.bias, epi.scale, epi.residual].into_iter().flatten());
+        if super::cast::any_half(&operands) {
+            let w = |t: Option<&Tensor>| t.map(Tensor::widened).transpose();
+            let (bias, scale, residual) = (w(epi.bias)?, w(epi.scale)?, w(epi.residual)?);
+            let wide = ConvEpilogue {
+                bias: bias.as_ref(),
+                scale: scale.as_ref(),
+                residual: residual.as_ref(),
+                activation: epi.activation,
+            };
+            let y = self
+                .widened()?
+                .conv2d_fused(&filter.widened()?, &wide, opts)?;
+            return y.narrowed();
+        }
         check_f32(op, &[self, filter])?;
         let geo = Geometry::new(op, self.shape(), filter.shape(), opts)?;
         for (name, t) in [("bias", epi.bias), ("scale", epi.scale)] {
@@ -425,6 +441,11 @@ impl Tensor {
         opts: Conv2dOptions,
     ) -> Result<Tensor> {
         let op = "conv2d_backward_input";
+        if let Some(dx) = super::cast::via_f32(&[self, filter], |t| {
+            t[0].conv2d_backward_input(&t[1], input_shape, opts)
+        })? {
+            return Ok(dx);
+        }
         check_f32(op, &[self, filter])?;
         let geo = Geometry::new(op, input_shape, filter.shape(), opts)?;
         if self.shape() != geo.output_shape() {
@@ -488,6 +509,11 @@ impl Tensor {
         opts: Conv2dOptions,
     ) -> Result<Tensor> {
         let op = "conv2d_backward_filter";
+        if let Some(dw) = super::cast::via_f32(&[self, dy], |t| {
+            t[0].conv2d_backward_filter(&t[1], kernel, opts)
+        })? {
+            return Ok(dw);
+        }
         check_f32(op, &[self, dy])?;
         if self.rank() != 4 || dy.rank() != 4 {
             return Err(Error::shape(
@@ -591,7 +617,7 @@ impl Tensor {
         output_padding: [usize; 2],
     ) -> Result<Tensor> {
         let op = "conv2d_transpose";
-        check_f32(op, &[self, filter])?;
+        super::same_device(op, &[self, filter])?;
         let out_shape =
             transpose_output_shape(op, self.shape(), filter.shape(), opts, output_padding)?;
         // The transpose of a convolution is that convolution's input gradient, with the
