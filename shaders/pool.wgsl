@@ -110,6 +110,33 @@ fn max_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     dst[t] = acc;
 }
 
+// Max-pool backward when windows do not overlap (stride >= window, the usual 2x2/2): each
+// input cell lies in at most one window, so one invocation per *output* writes its whole
+// window (the gradient where the index matches, zero elsewhere). For 2x2/2 that is a quarter
+// of the gather's invocations and of its index arithmetic, which is what the gather spends
+// its time on (integer division is scalarised on CPU adapters). Cells no window covers are
+// zeroed by the launcher first.
+@compute @workgroup_size(WG)
+fn max_bwd_windows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let t = grid_index(wg, li, p.row);
+    if (t >= p.n_threads) { return; }
+    let c4 = t % p.c4;
+    let r = t / p.c4;
+    let ox = r % p.ow;
+    let oy = (r / p.ow) % p.oh;
+    let n = r / (p.ow * p.oh);
+    let g = src[t];
+    let at = idx[t];
+    let ys = span(oy, p.sh, p.pt, p.kh, p.h);
+    let xs = span(ox, p.sw, p.pl, p.kw, p.w);
+    for (var y = ys.x; y < ys.y; y++) {
+        for (var x = xs.x; x < xs.y; x++) {
+            let cell = U((y * p.w + x) * p.c + c4 * V) + LANE;
+            dst[((n * p.h + y) * p.w + x) * p.c4 + c4] = select(T(0.0), g, at == cell);
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn avg_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let t = grid_index(wg, li, p.row);

@@ -55,8 +55,11 @@ fn matmul_odd_shapes_both_strategies() {
 #[test]
 fn matmul_transposed_operands() {
     let mut rng = Rng::new(2);
-    let (m, k, n) = (19, 23, 11);
-    for dev in strategies() {
+    // The second shape has a wide B, so A·Bᵀ runs as (B·Aᵀ)ᵀ (a dense input gradient).
+    for ((m, k, n), dev) in [(19, 23, 11), (3, 23, 40)]
+        .into_iter()
+        .flat_map(|s| strategies().map(|d| (s, d)))
+    {
         let a = rng.vec(m * k, -1.0, 1.0);
         let b = rng.vec(k * n, -1.0, 1.0);
         let want = matmul_ref(&a, &b, m, k, n);

@@ -124,6 +124,29 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
 }
 
 impl Tensor {
+    /// A·Bᵀ as (B·Aᵀ)ᵀ when transposing A and the product moves fewer values than transposing
+    /// B: a dense layer's input gradient, g [64, 128] · Wᵀ with W [10816, 128], transposes
+    /// 0.7 M values instead of 1.4 M. Plain 2-D products only (no bias or activation).
+    fn matmul_by_transposed_product(
+        &self,
+        rhs: &Tensor,
+        o: MatmulOptions<'_>,
+    ) -> Result<Option<Tensor>> {
+        let plain = o.bias.is_none() && o.activation == Activation::Linear;
+        if !(o.transpose_b && !o.transpose_a && plain && self.rank() == 2 && rhs.rank() == 2) {
+            return Ok(None);
+        }
+        let (m, k, n) = (self.shape()[0], self.shape()[1], rhs.shape()[0]);
+        if rhs.shape()[1] != k || m * k + m * n >= n * k {
+            return Ok(None);
+        }
+        let bt = MatmulOptions {
+            transpose_b: true,
+            ..Default::default()
+        };
+        Ok(Some(rhs.matmul_with(self, bt)?.t()?))
+    }
+
     /// Matrix product over the last two axes, batched over the leading ones (NumPy rules:
     /// a [.., M, K] · b [.., K, N] -> [.., M, N]).
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
@@ -161,6 +184,9 @@ impl Tensor {
             {
                 return self.matmul_in_pieces(rhs, o);
             }
+        }
+        if let Some(c) = self.matmul_by_transposed_product(rhs, o)? {
+            return Ok(c);
         }
         let a = if o.transpose_a {
             self.t()?

@@ -13,7 +13,7 @@ use crate::{DType, Error, Result, Tensor};
 
 kernel!(pub static POOL: "pool" in "pool.wgsl",
     workgroup 64,
-    entries ["max_fwd", "max_bwd", "avg_fwd", "avg_bwd", "global_bwd"],
+    entries ["max_fwd", "max_bwd", "max_bwd_windows", "avg_fwd", "avg_bwd", "global_bwd"],
     blocks [PoolParams]);
 
 params!("Params" => struct PoolParams {
@@ -186,8 +186,26 @@ impl Tensor {
         let x = nhwc_shape(op, input_shape)?;
         let g = geometry(op, [x[1], x[2]], pool, stride, padding)?;
         check_grad(op, go, [x[0], g[0].output, g[1].output, x[3]], input_shape)?;
-        let dx = Tensor::uninit(self.device(), op, input_shape, DType::F32)?;
         let v = width(x[3]);
+        let disjoint = stride[0] >= pool[0] && stride[1] >= pool[1];
+        if disjoint {
+            // Windows tile the input exactly when they touch and run past its far edge.
+            let covers = |a: &AxisGeometry, k: usize, s: usize, n: usize| {
+                s == k && a.output * s >= n + a.pad_before
+            };
+            let dx = if covers(&g[0], pool[0], stride[0], x[1])
+                && covers(&g[1], pool[1], stride[1], x[2])
+            {
+                Tensor::uninit(self.device(), op, input_shape, DType::F32)?
+            } else {
+                Tensor::zeros(self.device(), input_shape, DType::F32)?
+            };
+            let p = pool_params(self.numel() / v, x, &g, pool, stride, v);
+            let views = [self.bind(), dx.bind(), indices.bind()];
+            launch(self, "max_bwd_windows", v, &p, &views)?;
+            return Ok(dx);
+        }
+        let dx = Tensor::uninit(self.device(), op, input_shape, DType::F32)?;
         let p = pool_params(dx.numel() / v, x, &g, pool, stride, v);
         launch(
             self,
