@@ -2,7 +2,7 @@
 //! CPU reference over random configurations, finite-difference gradient checks, and the typed
 //! errors of invalid configurations. Every check runs with both kernel strategies.
 
-use wgrad_tensor::{Conv2dOptions, Device, Error, Padding, Tensor};
+use wgrad_tensor::{Activation, Conv2dOptions, Device, Error, Padding, Tensor};
 use wgrad_testkit::oracle::{cases, Case};
 use wgrad_testkit::{assert_close, check_conv2d_gradients, strategies, Rng};
 
@@ -692,5 +692,54 @@ fn conv2d_filter_gradient_of_few_taps() {
     ];
     for (i, &(xs, ws, opts)) in cases.iter().enumerate() {
         check_against_reference(&format!("few taps {i}"), xs, ws, opts, &mut rng, &devs);
+    }
+}
+
+/// The direct forward kernel of few-channel convolutions (C not a multiple of 4, O a multiple
+/// of 4) with its fused bias and activations, against the f64 loops.
+#[test]
+fn few_channel_forward_fuses_bias_and_activation() {
+    let mut rng = Rng::new(15);
+    let cases: &[([usize; 4], [usize; 4], [usize; 2], Padding)] = &[
+        ([2, 9, 10, 1], [3, 3, 1, 8], [1, 1], Padding::Same),
+        ([1, 11, 8, 3], [2, 4, 3, 4], [2, 1], Padding::Valid),
+        ([2, 7, 7, 2], [5, 5, 1, 12], [2, 2], Padding::Same),
+    ];
+    for &(xs, mut ws, stride, padding) in cases {
+        ws[2] = xs[3];
+        let opts = Conv2dOptions {
+            stride,
+            padding,
+            ..Default::default()
+        };
+        let r = Ref::new(xs, ws, opts);
+        let o = ws[3];
+        let xv = rng.vec(xs.iter().product(), -1.0, 1.0);
+        let wv = rng.vec(ws.iter().product(), -1.0, 1.0);
+        let bv = rng.vec(o, -1.0, 1.0);
+        let ys = [xs[0], r.out[0], r.out[1], o];
+        let mut y = vec![0f64; ys.iter().product()];
+        r.each(|xi, wi, yi| y[yi] += xv[xi] as f64 * wv[wi] as f64);
+        for (i, v) in y.iter_mut().enumerate() {
+            *v += bv[i % o] as f64;
+        }
+        for dev in strategies() {
+            let tx = Tensor::from_slice(&dev, &xv, &xs).unwrap();
+            let tw = Tensor::from_slice(&dev, &wv, &ws).unwrap();
+            let tb = Tensor::from_slice(&dev, &bv, &[o]).unwrap();
+            for act in [
+                Activation::Linear,
+                Activation::Relu,
+                Activation::LeakyRelu(0.1),
+            ] {
+                let want: Vec<f64> = y
+                    .iter()
+                    .map(|&v| wgrad_testkit::activation_f64(act, v))
+                    .collect();
+                let got = tx.conv2d_with(&tw, Some(&tb), act, opts).unwrap();
+                assert_eq!(got.shape(), &ys);
+                assert_close(&got.to_vec::<f32>().unwrap(), &want, 1e-4, 1e-4);
+            }
+        }
     }
 }

@@ -61,6 +61,76 @@ fn taps_body(kh: usize, kw: usize, c: usize, vec4: bool) -> Spec {
     Spec::new().alias("DYT", ty).line(&f)
 }
 
+/// `conv_row` for a `kh`×`kw`×`c` filter (shaders/conv_forward_taps.wgsl): the taps of
+/// `groups` groups of four output channels in named vec4 registers, the tap loops unrolled,
+/// each x value loaded once for all of them.
+pub(crate) fn forward_taps_spec(kh: usize, kw: usize, c: usize, groups: usize) -> Spec {
+    static CACHE: gemm::SpecCache<(usize, usize, usize, usize)> = Mutex::new(Vec::new());
+    gemm::memo(&CACHE, (kh, kw, c, groups), || {
+        forward_taps_body(kh, kw, c, groups)
+    })
+}
+
+/// Channel groups (of four) per invocation of the direct forward kernel: as many as divide
+/// the layer's groups while the filter registers stay at about 40 vec4s (more spill on
+/// lavapipe's AVX2 code).
+pub(crate) fn forward_taps_groups(taps: usize, units: usize) -> usize {
+    [4, 2, 1]
+        .into_iter()
+        .find(|&g| units.is_multiple_of(g) && taps * g <= 40)
+        .unwrap_or(1)
+}
+
+fn forward_taps_body(kh: usize, kw: usize, c: usize, groups: usize) -> Spec {
+    let taps = kh * kw * c;
+    // `o` is this invocation's first channel group; its `groups` groups are o, o + 1, ….
+    let mut f = String::from("fn conv_row(r: u32, o: u32) {\n");
+    for g in 0..groups {
+        for t in 0..taps {
+            f += &format!("    let w{t}_{g} = wt[{t}u * p.o + o + {g}u];\n");
+        }
+        f += &format!("    var b{g} = vec4<f32>(0.0);\n");
+        f += &format!("    if (p.has_bias != 0u) {{ b{g} = bias[o + {g}u]; }}\n");
+    }
+    f += "    let n = r / p.oh;\n    let top = i32((r % p.oh) * p.sh) - i32(p.pt);\n";
+    for i in 0..kh {
+        f += &format!("    let y{i} = top + {i} * i32(p.dh);\n");
+        f += &format!("    let in{i} = y{i} >= 0 && y{i} < i32(p.h);\n");
+        f += &format!("    let base{i} = (n * p.h + u32(max(y{i}, 0))) * p.w;\n");
+    }
+    f += "    var left = -i32(p.pl);\n    var q = r * p.ow * p.o + o;\n";
+    f += "    for (var col = 0u; col < p.ow; col++) {\n";
+    for g in 0..groups {
+        f += &format!("        var acc{g} = b{g};\n");
+    }
+    for j in 0..kw {
+        f += &format!("        let x{j} = left + {j} * i32(p.dw);\n");
+        f += &format!("        let ok{j} = x{j} >= 0 && x{j} < i32(p.w);\n");
+    }
+    for i in 0..kh {
+        for j in 0..kw {
+            f += &format!("        if (in{i} && ok{j}) {{\n");
+            f += &format!("            let e = (base{i} + u32(x{j})) * p.c;\n");
+            for ch in 0..c {
+                let t = (i * kw + j) * c + ch;
+                f += &format!("            let v{t} = x[e + {ch}u];\n");
+                for g in 0..groups {
+                    f += &format!("            acc{g} += v{t} * w{t}_{g};\n");
+                }
+            }
+            f += "        }\n";
+        }
+    }
+    // act_linear's form: relu(-inf) stays 0 rather than 0 · -inf = NaN.
+    f += "        let zero = vec4<f32>(0.0);\n";
+    for g in 0..groups {
+        f += &format!("        let neg{g} = select(p.slope * min(acc{g}, zero), zero, p.slope == 0.0);\n");
+        f += &format!("        y[q + {g}u] = max(acc{g}, zero) + neg{g};\n");
+    }
+    f += "        left += i32(p.sw);\n        q += p.o;\n    }\n}";
+    Spec::new().line(&f)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Direction {
     Forward,

@@ -14,7 +14,9 @@ use super::window::Padding;
 use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::Activation;
 use crate::{DType, Error, Result, Tensor};
-use codegen::{spec, taps_spec, Direction, MAX_DIRECT_TAPS};
+use codegen::{
+    forward_taps_groups, forward_taps_spec, spec, taps_spec, Direction, MAX_DIRECT_TAPS,
+};
 use geometry::{embed_taps, taps, Geometry};
 
 kernel!(pub static CONV2D_FORWARD: "conv2d_forward" in "conv.wgsl",
@@ -36,6 +38,34 @@ kernel!(pub static CONV2D_FILTER_TAPS: "conv2d_backward_filter_taps"
     in "conv_filter_taps.wgsl", workgroup 64,
     entries ["main"],
     blocks [FilterTapsParams]);
+
+kernel!(pub static CONV2D_FORWARD_TAPS: "conv2d_forward_taps"
+    in "conv_forward_taps.wgsl", workgroup 64,
+    entries ["main"],
+    blocks [ForwardTapsParams]);
+
+params!("Params" => struct ForwardTapsParams {
+    threads: u32,
+    row: u32,
+    /// Channel groups of four per invocation.
+    groups: u32,
+    h: u32,
+    w: u32,
+    c: u32,
+    oh: u32,
+    ow: u32,
+    /// Output channels / 4.
+    o: u32,
+    sh: u32,
+    sw: u32,
+    dh: u32,
+    dw: u32,
+    pt: u32,
+    pl: u32,
+    has_bias: u32,
+    /// Negative slope of the fused activation: 1 linear, 0 ReLU.
+    slope: f32,
+});
 
 params!("Params" => struct ConvParams {
     m: u32,
@@ -148,6 +178,9 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
         for vec4 in [false, true] {
             v.push((&CONV2D_FILTER_TAPS, taps_spec(kh, kw, c, vec4)));
         }
+        for groups in [1, 2, 4] {
+            v.push((&CONV2D_FORWARD_TAPS, forward_taps_spec(kh, kw, c, groups)));
+        }
     }
     for dir in [
         Direction::Forward,
@@ -255,6 +288,70 @@ fn launch(
             buffers,
         },
     )
+}
+
+/// The forward convolution by [`CONV2D_FORWARD_TAPS`] when it applies: one group, few taps,
+/// C not a multiple of 4 (so the implicit GEMM would read K in scalars), O a multiple of 4, a
+/// bias and a fused activation at most. `None` otherwise.
+fn forward_direct(
+    x: &Tensor,
+    filter: &Tensor,
+    epi: &ConvEpilogue<'_>,
+    geo: &Geometry,
+) -> Result<Option<Tensor>> {
+    let taps = geo.kh * geo.kw * geo.c;
+    let slope = epi.activation.fused_slope();
+    let fits = geo.groups == 1
+        && taps <= MAX_DIRECT_TAPS
+        && !geo.c.is_multiple_of(4)
+        && geo.o.is_multiple_of(4)
+        && epi.scale.is_none()
+        && epi.residual.is_none()
+        && slope.is_some();
+    if !fits {
+        return Ok(None);
+    }
+    let out = Tensor::uninit(x.device(), "conv2d", &geo.output_shape(), DType::F32)?;
+    if out.numel() == 0 {
+        return Ok(Some(out));
+    }
+    let rows = geo.n * geo.oh;
+    let units = geo.o / 4;
+    let groups = forward_taps_groups(taps, units);
+    let threads = rows * units / groups;
+    let o = &geo.opts;
+    let u = |v: usize| v as u32;
+    let params = |row| ForwardTapsParams {
+        threads: u(threads),
+        groups: u(groups),
+        row,
+        h: u(geo.h),
+        w: u(geo.w),
+        c: u(geo.c),
+        oh: u(geo.oh),
+        ow: u(geo.ow),
+        o: u(units),
+        sh: u(o.stride[0]),
+        sw: u(o.stride[1]),
+        dh: u(o.dilation[0]),
+        dw: u(o.dilation[1]),
+        pt: u(geo.rows.pad_before),
+        pl: u(geo.cols.pad_before),
+        has_bias: u(usize::from(epi.bias.is_some())),
+        slope: slope.unwrap_or(1.0),
+    };
+    // Without a bias the filter stands in for the binding the kernel never reads.
+    let bias = epi.bias.unwrap_or(filter);
+    super::launch_1d(
+        x.device(),
+        &CONV2D_FORWARD_TAPS,
+        "main",
+        &forward_taps_spec(geo.kh, geo.kw, geo.c, groups),
+        params,
+        &[x.bind(), filter.bind(), bias.bind(), out.bind()],
+        threads as u64,
+    )?;
+    Ok(Some(out))
 }
 
 /// The filter gradient by [`CONV2D_FILTER_TAPS`]: `x` the forward input, `dy` the output
@@ -400,6 +497,9 @@ impl Tensor {
         }
         if let Some((first, kept, opts)) = geo.trimmed() {
             return self.conv2d_fused(&taps(filter, first, kept)?, epi, opts);
+        }
+        if let Some(y) = forward_direct(self, filter, epi, &geo)? {
+            return Ok(y);
         }
         if geo.is_pointwise() && epi.scale.is_none() && epi.residual.is_none() {
             let x = self.reshape(&[geo.n * geo.h * geo.w, geo.c])?;
