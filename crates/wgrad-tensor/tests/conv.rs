@@ -700,7 +700,9 @@ fn conv2d_filter_gradient_of_few_taps() {
 #[test]
 fn few_channel_forward_fuses_bias_and_activation() {
     let mut rng = Rng::new(15);
-    let cases: &[([usize; 4], [usize; 4], [usize; 2], Padding)] = &[
+    // (input, filter with its C taken from the input, stride, padding)
+    type Config = ([usize; 4], [usize; 4], [usize; 2], Padding);
+    let cases: &[Config] = &[
         ([2, 9, 10, 1], [3, 3, 1, 8], [1, 1], Padding::Same),
         ([1, 11, 8, 3], [2, 4, 3, 4], [2, 1], Padding::Valid),
         ([2, 7, 7, 2], [5, 5, 1, 12], [2, 2], Padding::Same),
