@@ -55,8 +55,10 @@ fn matmul_odd_shapes_both_strategies() {
 #[test]
 fn matmul_transposed_operands() {
     let mut rng = Rng::new(2);
-    // The second shape has a wide B, so A·Bᵀ runs as (B·Aᵀ)ᵀ (a dense input gradient).
-    for ((m, k, n), dev) in [(19, 23, 11), (3, 23, 40)]
+    // The second shape has a wide B, so A·Bᵀ runs as (B·Aᵀ)ᵀ (a dense input gradient); with
+    // M a multiple of 4 the register-blocked kernels read a transposed A where it lies (the
+    // third and fourth: a dense weight gradient, one with a narrow product).
+    for ((m, k, n), dev) in [(19, 23, 11), (3, 23, 40), (36, 23, 20), (40, 9, 6)]
         .into_iter()
         .flat_map(|s| strategies().map(|d| (s, d)))
     {

@@ -75,6 +75,23 @@ pub(crate) fn all_blockings() -> impl Iterator<Item = Blocking> {
 /// named values stay in vector registers (8 -> 26 GFLOP/s on a 1024³ matmul). With `a_vec4`
 /// the K loop steps by 4 and reads each row of A as one vec4.
 pub(crate) fn blocked_entry(blk: Blocking, a_vec4: bool) -> String {
+    blocked_entry_with(blk, if a_vec4 { ALoad::Rows4 } else { ALoad::Scalar })
+}
+
+/// How `gemm_blocked` reads A.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ALoad {
+    /// One value per row and k-step (`load_a`).
+    Scalar,
+    /// Four k-steps of a row as one vec4 (`load_a4`; K a multiple of 4).
+    Rows4,
+    /// A stored transposed, `[K, M]` (`load_at4(z, k, row)`: four rows at one k as a vec4; M
+    /// a multiple of 4): a dense layer's weight gradient xᵀ·g reads x where it lies instead
+    /// of transposing it first, and four rows cost one load instead of four.
+    Transposed,
+}
+
+pub(crate) fn blocked_entry_with(blk: Blocking, a_load: ALoad) -> String {
     let (rm, vn) = (blk.rm, blk.vn);
     let mut s = String::new();
     let mut line = |t: String| {
@@ -129,7 +146,16 @@ pub(crate) fn blocked_entry(blk: Blocking, a_vec4: bool) -> String {
     };
     line("    var ka = ka_start(z, kr.x);".into());
     line("    var kb = kb_start(z, kr.x);".into());
-    if a_vec4 {
+    if a_load == ALoad::Transposed {
+        line("    for (var kk = kr.x; kk < kr.y; kk++) {".into());
+        for q in 0..rm / 4 {
+            line(format!(
+                "        let at{q} = load_at4(z, kk, row0 + {}u);",
+                4 * q
+            ));
+        }
+        step(&mut line, &|i| format!("at{}[{}]", i / 4, i % 4));
+    } else if a_load == ALoad::Rows4 {
         line("    for (var kq = kr.x / 4u; kq < kr.y / 4u; kq++) {".into());
         for i in 0..rm {
             line(format!("        let av{i} = load_a4(r{i}, ka);"));

@@ -86,8 +86,20 @@ fn split_k_product(a: &Tensor, b: &Tensor, slices: usize) -> Result<Tensor> {
 
 /// The specialisation for operands with 4-aligned rows or not, and one register blocking.
 pub(crate) fn spec(a_vec4: bool, b_vec4: bool, blk: Blocking) -> Spec {
-    static CACHE: gemm::SpecCache<(bool, bool, Blocking)> = Mutex::new(Vec::new());
-    gemm::memo(&CACHE, (a_vec4, b_vec4, blk), || {
+    let a = if a_vec4 {
+        gemm::ALoad::Rows4
+    } else {
+        gemm::ALoad::Scalar
+    };
+    spec_with(a, b_vec4, blk)
+}
+
+/// [`spec`] with A read as `a_load` says (`Transposed`: A stored `[K, M]`, register-blocked
+/// strategy only).
+pub(crate) fn spec_with(a_load: gemm::ALoad, b_vec4: bool, blk: Blocking) -> Spec {
+    static CACHE: gemm::SpecCache<(gemm::ALoad, bool, Blocking)> = Mutex::new(Vec::new());
+    gemm::memo(&CACHE, (a_load, b_vec4, blk), || {
+        let a_vec4 = a_load != gemm::ALoad::Scalar;
         let vec = |v: bool| if v { "vec4<f32>" } else { "f32" };
         let mut s = Spec::new()
             .alias("T", "vec4<f32>")
@@ -97,6 +109,7 @@ pub(crate) fn spec(a_vec4: bool, b_vec4: bool, blk: Blocking) -> Spec {
         s = if a_vec4 {
             s.line("fn load_a_elem(e: u32) -> f32 { return a[e / 4u][e % 4u]; }")
                 .line("fn load_a4(r: u32, k: u32) -> vec4<f32> { return a[(r + k) / 4u]; }")
+                .line("fn load_at4(z: u32, k: u32, row: u32) -> vec4<f32> { return a[(z * p.a_batch + k * p.m + row) / 4u]; }")
         } else {
             s.line("fn load_a_elem(e: u32) -> f32 { return a[e]; }")
         };
@@ -107,7 +120,7 @@ pub(crate) fn spec(a_vec4: bool, b_vec4: bool, blk: Blocking) -> Spec {
             s.line("fn load_b(e: u32) -> vec4<f32> { return vec4<f32>(b[e], b[e + 1u], b[e + 2u], b[e + 3u]); }")
                 .line("fn store_c(e: u32, col: u32, v: vec4<f32>) { for (var j = 0u; j < 4u; j++) { if (col + j < p.n) { c[e + j] = v[j]; } } }")
         };
-        s.line(&gemm::blocked_entry(blk, a_vec4))
+        s.line(&gemm::blocked_entry_with(blk, a_load))
     })
 }
 
@@ -117,6 +130,9 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
         for b_vec4 in [false, true] {
             for blk in gemm::all_blockings() {
                 v.push((&MATMUL, spec(a_vec4, b_vec4, blk)));
+                if a_vec4 {
+                    v.push((&MATMUL, spec_with(gemm::ALoad::Transposed, b_vec4, blk)));
+                }
             }
         }
     }
@@ -188,14 +204,33 @@ impl Tensor {
         if let Some(c) = self.matmul_by_transposed_product(rhs, o)? {
             return Ok(c);
         }
-        let a = if o.transpose_a {
+        // A 2-D transposed A is read where it lies by the register-blocked kernels when its
+        // rows come in fours (gemm::ALoad::Transposed); otherwise it is transposed first.
+        let blocked = self.device().strategy() == crate::Strategy::RegisterBlocked;
+        let a_in_place = o.transpose_a
+            && blocked
+            && self.rank() == 2
+            && rhs.rank() == 2
+            && self.shape()[1].is_multiple_of(4)
+            && gemm::blocking_for(if o.transpose_b {
+                rhs.shape()[0]
+            } else {
+                rhs.shape()[1]
+            })
+            .rm
+            .is_multiple_of(4);
+        let a = if o.transpose_a && !a_in_place {
             self.t()?
         } else {
             self.clone()
         };
         let b = if o.transpose_b { rhs.t()? } else { rhs.clone() };
         let (ra, rb) = (a.rank(), b.rank());
-        let (m, k) = (a.shape()[ra - 2], a.shape()[ra - 1]);
+        let (m, k) = if a_in_place {
+            (a.shape()[1], a.shape()[0])
+        } else {
+            (a.shape()[ra - 2], a.shape()[ra - 1])
+        };
         let (k2, n) = (b.shape()[rb - 2], b.shape()[rb - 1]);
         if k != k2 {
             return Err(Error::shape(
@@ -243,11 +278,19 @@ impl Tensor {
         let blk = gemm::blocking_for(n);
         if batch == 1 {
             if let Some(slices) = split_k(dev, blk, m, n, k) {
+                let a = if a_in_place { a.t()? } else { a };
                 return split_k_product(&a, &b, slices)?.bias_act(o.bias, o.activation);
             }
         }
         let slope = o.activation.fused_slope().unwrap_or(1.0);
-        let spec = spec(k.is_multiple_of(4), n.is_multiple_of(4), blk);
+        let a_load = if a_in_place {
+            gemm::ALoad::Transposed
+        } else if k.is_multiple_of(4) {
+            gemm::ALoad::Rows4
+        } else {
+            gemm::ALoad::Scalar
+        };
+        let spec = spec_with(a_load, n.is_multiple_of(4), blk);
         let bias_buf = o.bias.map_or(dev.dummy(0), |t| t.bind());
         let params = MatmulParams {
             m: m as u32,
