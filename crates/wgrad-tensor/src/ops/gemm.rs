@@ -75,7 +75,11 @@ pub(crate) fn all_blockings() -> impl Iterator<Item = Blocking> {
 /// named values stay in vector registers (8 -> 26 GFLOP/s on a 1024³ matmul). With `a_vec4`
 /// the K loop steps by 4 and reads each row of A as one vec4.
 pub(crate) fn blocked_entry(blk: Blocking, a_vec4: bool) -> String {
-    blocked_entry_with(blk, if a_vec4 { ALoad::Rows4 } else { ALoad::Scalar })
+    blocked_entry_with(
+        blk,
+        if a_vec4 { ALoad::Rows4 } else { ALoad::Scalar },
+        false,
+    )
 }
 
 /// How `gemm_blocked` reads A.
@@ -91,7 +95,11 @@ pub(crate) enum ALoad {
     Transposed,
 }
 
-pub(crate) fn blocked_entry_with(blk: Blocking, a_load: ALoad) -> String {
+/// [`blocked_entry`] with A read as `a_load` says and, with `c_transposed`, C written
+/// transposed through the kernel file's `store_ct(e, v)` (C `[N, M]`, M a multiple of 4:
+/// four rows of one column are one vec4, gathered from four accumulators; no bias or
+/// activation).
+pub(crate) fn blocked_entry_with(blk: Blocking, a_load: ALoad, c_transposed: bool) -> String {
     let (rm, vn) = (blk.rm, blk.vn);
     let mut s = String::new();
     let mut line = |t: String| {
@@ -170,6 +178,30 @@ pub(crate) fn blocked_entry_with(blk: Blocking, a_load: ALoad) -> String {
         line("        ka = ka_next(ka, 1u);".into());
     }
     line("    }".into());
+    if c_transposed {
+        // The write-out data is unused, but read, so the layout keeps its binding.
+        line("    _ = epi_at(z, col0);".into());
+        let zc = "z * p.c_batch";
+        for j in 0..vn {
+            for l in 0..4 {
+                let c = 4 * j + l;
+                line(format!("    if (col0 + {c}u < p.n) {{"));
+                for q in 0..rm / 4 {
+                    let r = 4 * q;
+                    line(format!(
+                        "        if (row0 + {r}u < p.m) {{ store_ct({zc} + (col0 + {c}u) * p.m + row0 + {r}u, vec4<f32>(c{}_{j}[{l}], c{}_{j}[{l}], c{}_{j}[{l}], c{}_{j}[{l}])); }}",
+                        r,
+                        r + 1,
+                        r + 2,
+                        r + 3
+                    ));
+                }
+                line("    }".into());
+            }
+        }
+        line("}".into());
+        return s;
+    }
     for j in 0..vn {
         line(format!("    let epi{j} = epi_at(z, col0 + {}u);", 4 * j));
     }

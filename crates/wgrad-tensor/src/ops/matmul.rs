@@ -91,14 +91,14 @@ pub(crate) fn spec(a_vec4: bool, b_vec4: bool, blk: Blocking) -> Spec {
     } else {
         gemm::ALoad::Scalar
     };
-    spec_with(a, b_vec4, blk)
+    spec_with(a, b_vec4, false, blk)
 }
 
-/// [`spec`] with A read as `a_load` says (`Transposed`: A stored `[K, M]`, register-blocked
-/// strategy only).
-pub(crate) fn spec_with(a_load: gemm::ALoad, b_vec4: bool, blk: Blocking) -> Spec {
-    static CACHE: gemm::SpecCache<(gemm::ALoad, bool, Blocking)> = Mutex::new(Vec::new());
-    gemm::memo(&CACHE, (a_load, b_vec4, blk), || {
+/// [`spec`] with A read as `a_load` says (`Transposed`: A stored `[K, M]`) and, with `c_t`,
+/// C written transposed (`[N, M]`, M a multiple of 4): register-blocked strategy only.
+pub(crate) fn spec_with(a_load: gemm::ALoad, b_vec4: bool, c_t: bool, blk: Blocking) -> Spec {
+    static CACHE: gemm::SpecCache<(gemm::ALoad, bool, bool, Blocking)> = Mutex::new(Vec::new());
+    gemm::memo(&CACHE, (a_load, b_vec4, c_t, blk), || {
         let a_vec4 = a_load != gemm::ALoad::Scalar;
         let vec = |v: bool| if v { "vec4<f32>" } else { "f32" };
         let mut s = Spec::new()
@@ -120,7 +120,13 @@ pub(crate) fn spec_with(a_load: gemm::ALoad, b_vec4: bool, blk: Blocking) -> Spe
             s.line("fn load_b(e: u32) -> vec4<f32> { return vec4<f32>(b[e], b[e + 1u], b[e + 2u], b[e + 3u]); }")
                 .line("fn store_c(e: u32, col: u32, v: vec4<f32>) { for (var j = 0u; j < 4u; j++) { if (col + j < p.n) { c[e + j] = v[j]; } } }")
         };
-        s.line(&gemm::blocked_entry_with(blk, a_load))
+        // Four rows of one column of C at a time, at element e = col·M + row (a multiple of 4).
+        s = if b_vec4 {
+            s.line("fn store_ct(e: u32, v: vec4<f32>) { c[e / 4u] = v; }")
+        } else {
+            s.line("fn store_ct(e: u32, v: vec4<f32>) { for (var j = 0u; j < 4u; j++) { c[e + j] = v[j]; } }")
+        };
+        s.line(&gemm::blocked_entry_with(blk, a_load, c_t))
     })
 }
 
@@ -131,7 +137,8 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
             for blk in gemm::all_blockings() {
                 v.push((&MATMUL, spec(a_vec4, b_vec4, blk)));
                 if a_vec4 {
-                    v.push((&MATMUL, spec_with(gemm::ALoad::Transposed, b_vec4, blk)));
+                    v.push((&MATMUL, spec_with(gemm::ALoad::Transposed, b_vec4, false, blk)));
+                    v.push((&MATMUL, spec_with(gemm::ALoad::Rows4, b_vec4, true, blk)));
                 }
             }
         }
@@ -160,7 +167,7 @@ impl Tensor {
             transpose_b: true,
             ..Default::default()
         };
-        Ok(Some(rhs.matmul_with(self, bt)?.t()?))
+        Ok(Some(rhs.matmul_impl(self, bt, true)?))
     }
 
     /// Matrix product over the last two axes, batched over the leading ones (NumPy rules:
@@ -171,6 +178,18 @@ impl Tensor {
 
     /// `act(op(self) · op(rhs) + bias)` in one kernel, where op transposes when asked.
     pub fn matmul_with(&self, rhs: &Tensor, o: MatmulOptions<'_>) -> Result<Tensor> {
+        self.matmul_impl(rhs, o, false)
+    }
+
+    /// [`Tensor::matmul_with`]; with `transposed_out` the result comes back transposed
+    /// (`[N, M]`), written so by the register-blocked kernel when it can (2-D, M a multiple of
+    /// 4, no bias or activation) and transposed after the product otherwise.
+    fn matmul_impl(
+        &self,
+        rhs: &Tensor,
+        o: MatmulOptions<'_>,
+        transposed_out: bool,
+    ) -> Result<Tensor> {
         let name = "matmul";
         super::same_device(name, &[self, rhs])?;
         let mut operands = vec![self, rhs];
@@ -264,8 +283,18 @@ impl Tensor {
                 ));
             }
         }
+        let c_t = transposed_out
+            && blocked
+            && batch_shape.is_empty()
+            && m.is_multiple_of(4)
+            && o.bias.is_none()
+            && o.activation == Activation::Linear
+            && gemm::blocking_for(n).rm.is_multiple_of(4);
+        if transposed_out && !c_t {
+            return self.matmul_impl(rhs, o, false)?.t();
+        }
         let mut out_shape = batch_shape.clone();
-        out_shape.extend([m, n]);
+        out_shape.extend(if c_t { [n, m] } else { [m, n] });
         let out = Tensor::uninit(self.device(), name, &out_shape, DType::F32)?;
         if out.numel() == 0 {
             return Ok(out);
@@ -279,7 +308,8 @@ impl Tensor {
         if batch == 1 {
             if let Some(slices) = split_k(dev, blk, m, n, k) {
                 let a = if a_in_place { a.t()? } else { a };
-                return split_k_product(&a, &b, slices)?.bias_act(o.bias, o.activation);
+                let c = split_k_product(&a, &b, slices)?.bias_act(o.bias, o.activation)?;
+                return if c_t { c.t() } else { Ok(c) };
             }
         }
         let slope = o.activation.fused_slope().unwrap_or(1.0);
@@ -290,7 +320,7 @@ impl Tensor {
         } else {
             gemm::ALoad::Scalar
         };
-        let spec = spec_with(a_load, n.is_multiple_of(4), blk);
+        let spec = spec_with(a_load, n.is_multiple_of(4), c_t, blk);
         let bias_buf = o.bias.map_or(dev.dummy(0), |t| t.bind());
         let params = MatmulParams {
             m: m as u32,
