@@ -18,6 +18,8 @@ struct Params {
     has_bias: u32,
     row0: u32,
     z0: u32,
+    lda: u32,        // elements between rows of A: K, or the whole K for a split-K slice
+    pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -33,7 +35,7 @@ alias RowInfo = u32;
 alias KA = u32;
 alias KB = u32;
 
-fn row_info(z: u32, row: u32) -> u32 { return z * p.a_batch + row * p.k; }
+fn row_info(z: u32, row: u32) -> u32 { return z * p.a_batch + row * p.lda; }
 fn ka_start(z: u32, k: u32) -> u32 { return k; }
 fn ka_next(s: u32, step: u32) -> u32 { return s + step; }
 fn kb_start(z: u32, k: u32) -> u32 { return k; }

@@ -31,6 +31,9 @@ params!("Params" => struct MatmulParams {
     has_bias: u32,
     row0: u32,
     z0: u32,
+    /// Elements between rows of A: K, or the whole K when z runs over slices of it.
+    lda: u32,
+    pad: u32,
 });
 
 impl gemm::GemmParams for MatmulParams {
@@ -70,6 +73,9 @@ fn split_k(dev: &crate::Device, blk: Blocking, m: usize, n: usize, k: usize) -> 
 fn split_k_product(a: &Tensor, b: &Tensor, slices: usize) -> Result<Tensor> {
     let (m, k) = (a.shape()[0], a.shape()[1]);
     let n = b.shape()[1];
+    if let Some(s) = even_slices(k, slices) {
+        return strided_slices_product(a, b, s);
+    }
     // Slices a multiple of 4 long keep the vec4 loads; the tail is zero padding.
     let kc = k.div_ceil(slices).div_ceil(4) * 4;
     let slices = k.div_ceil(kc);
@@ -82,6 +88,55 @@ fn split_k_product(a: &Tensor, b: &Tensor, slices: usize) -> Result<Tensor> {
     let a = a.reshape(&[m, slices, kc])?.permute(&[1, 0, 2])?;
     let b = b.reshape(&[slices, kc, n])?;
     a.matmul(&b)?.sum(&[0], false)
+}
+
+/// A slice count near `slices` that cuts K into equal runs that are whole vec4s, if any
+/// (within a factor of 2): then the slices are read where they lie.
+fn even_slices(k: usize, slices: usize) -> Option<usize> {
+    (slices..=2 * slices)
+        .chain((slices.div_ceil(2)..slices).rev())
+        .find(|&s| s >= 2 && k.is_multiple_of(s) && (k / s).is_multiple_of(4))
+}
+
+/// [`split_k_product`] without rearranging A: slice z reads A's columns z·kc .. (z+1)·kc
+/// in place (rows `lda = K` apart) and B's rows of the same range, writing [S, M, N] partial
+/// products that the reduce kernel adds.
+fn strided_slices_product(a: &Tensor, b: &Tensor, slices: usize) -> Result<Tensor> {
+    let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
+    let kc = k / slices;
+    let dev = a.device();
+    let out = Tensor::uninit(dev, "matmul", &[slices, m, n], DType::F32)?;
+    let blk = gemm::blocking_for(n);
+    let spec = spec(true, n.is_multiple_of(4), blk);
+    let params = MatmulParams {
+        m: m as u32,
+        n: n as u32,
+        k: kc as u32,
+        a_batch: kc as u32,
+        b_batch: (kc * n) as u32,
+        c_batch: (m * n) as u32,
+        slope: 1.0,
+        has_bias: 0,
+        row0: 0,
+        z0: 0,
+        lda: k as u32,
+        pad: 0,
+    };
+    gemm::launch(
+        dev,
+        "matmul",
+        gemm::GemmLaunch {
+            kernel: &MATMUL,
+            spec: &spec,
+            blocking: blk,
+            m,
+            n,
+            zs: slices,
+            params,
+            buffers: &[a.bind(), b.bind(), out.bind(), dev.dummy(0)],
+        },
+    )?;
+    out.sum(&[0], false)
 }
 
 /// The specialisation for operands with 4-aligned rows or not, and one register blocking.
@@ -333,6 +388,8 @@ impl Tensor {
             has_bias: o.bias.is_some() as u32,
             row0: 0,
             z0: 0,
+            lda: k as u32,
+            pad: 0,
         };
         gemm::launch(
             dev,
