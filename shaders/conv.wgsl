@@ -44,6 +44,7 @@ struct Params {
     sw_log: u32,
     has_scale: u32,
     has_residual: u32,
+    wg_log: u32,   // log2 of gemm_blocked's workgroup width along N
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -19,7 +19,7 @@ struct Params {
     row0: u32,
     z0: u32,
     lda: u32,        // elements between rows of A: K, or the whole K for a split-K slice
-    pad: u32,
+    wg_log: u32,     // log2 of gemm_blocked's workgroup width along N
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -53,6 +53,9 @@ pub struct Counters {
     /// Microseconds spent compiling them (shader modules and pipelines): the cost of a
     /// process's first step that later steps do not pay.
     pub compile_micros: u64,
+    /// Pipelines the compile-ahead helper has compiled for this device (CPU adapters; see
+    /// [`Device::compiles_ahead`]).
+    pub compiled_ahead: u64,
 }
 
 struct Batch {
@@ -92,6 +95,8 @@ pub(crate) struct Inner {
     uploads: AtomicU64,
     pipelines_built: AtomicU64,
     compile_micros: AtomicU64,
+    /// The helper that compiles new GEMM pipelines on a second core (lavapipe only).
+    ahead: Option<crate::ahead::Ahead>,
     /// Per-kernel wall time when profiling (see [`Device::set_profiling`]).
     profile: Mutex<Option<HashMap<String, KernelTime>>>,
     id: u64,
@@ -340,6 +345,7 @@ impl Device {
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
         let max_buffer = limits.max_buffer_size;
+        let ahead = crate::ahead::Ahead::start(&adapter, features, &limits);
         Ok(Device {
             inner: Arc::new(Inner {
                 device,
@@ -373,6 +379,7 @@ impl Device {
                 uploads: AtomicU64::new(0),
                 pipelines_built: AtomicU64::new(0),
                 compile_micros: AtomicU64::new(0),
+                ahead,
                 profile: Mutex::new(
                     std::env::var_os("WGRAD_PROFILE")
                         .filter(|v| !v.is_empty() && v != "0")
@@ -474,6 +481,15 @@ impl Device {
         self.inner.pool.clear()
     }
 
+    /// Whether new GEMM pipelines are also compiled ahead on a second core: on lavapipe, with
+    /// two cores or more and Mesa's shader cache on, unless `WGRAD_COMPILE_AHEAD=0`. lavapipe
+    /// compiles a pipeline when its first dispatch runs, one after another on its queue's
+    /// thread; the helper compiles the same pipelines on a device of its own, newest first,
+    /// and Mesa's disk cache hands its results to this device (src/ahead.rs).
+    pub fn compiles_ahead(&self) -> bool {
+        self.inner.ahead.is_some()
+    }
+
     pub fn counters(&self) -> Counters {
         let i = &self.inner;
         Counters {
@@ -483,6 +499,7 @@ impl Device {
             uploads: i.uploads.load(Ordering::Relaxed),
             pipelines: i.pipelines_built.load(Ordering::Relaxed),
             compile_micros: i.compile_micros.load(Ordering::Relaxed),
+            compiled_ahead: i.ahead.as_ref().map_or(0, |a| a.compiled()),
         }
     }
 
@@ -778,10 +795,10 @@ impl Device {
         kernel: &'static Kernel,
         entry: &'static str,
         spec: &Spec,
-    ) -> wgpu::ComputePipeline {
+    ) -> (wgpu::ComputePipeline, bool) {
         let key = (kernel.name, entry, spec.clone());
         if let Some(p) = self.inner.pipelines.lock().unwrap().get(&key) {
-            return p.clone();
+            return (p.clone(), false);
         }
         let started = std::time::Instant::now();
         let module = {
@@ -818,7 +835,7 @@ impl Device {
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         self.inner.pipelines_built.fetch_add(1, Ordering::Relaxed);
         self.inner.pipelines.lock().unwrap().insert(key, p.clone());
-        p
+        (p, true)
     }
 
     /// A small buffer for a binding the chosen variant never reads or writes (`i` in 0..2, so
@@ -854,7 +871,19 @@ impl Device {
             self.flush();
             let _ = self.wait();
         }
-        let pipeline = self.pipeline(d.kernel, d.entry, d.spec);
+        let (pipeline, new) = self.pipeline(d.kernel, d.entry, d.spec);
+        if let Some(ahead) = self.inner.ahead.as_ref().filter(|_| new) {
+            if crate::ahead::worth_it(d.entry) {
+                ahead.send(crate::ahead::Job {
+                    label: d.kernel.name,
+                    source: d.kernel.source_with(d.spec),
+                    entry: d.entry,
+                    storage: (0..d.buffers.len())
+                        .map(|i| d.bindings.map_or(i as u32 + 1, |b| b[i]))
+                        .collect(),
+                });
+            }
+        }
         let mut b = self.inner.batch.lock().unwrap();
         if b.dispatches >= MAX_BATCH {
             self.submit_locked(&mut b);

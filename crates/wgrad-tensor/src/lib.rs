@@ -15,6 +15,7 @@
 //! ```
 
 mod activation;
+mod ahead;
 mod device;
 mod dtype;
 mod error;

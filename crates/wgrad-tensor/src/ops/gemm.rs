@@ -43,30 +43,69 @@ pub(crate) fn blocking_for(n: usize) -> Blocking {
     if n <= (4 * NARROW.vn) as usize {
         return NARROW;
     }
-    let invocations = n.div_ceil((4 * VN) as usize) as u32;
+    shaped(RM, VN, n)
+}
+
+/// A register block of `rm` rows x `vn` vec4 columns, in a workgroup as wide along N as `n`
+/// needs (at most all of it).
+fn shaped(rm: u32, vn: u32, n: usize) -> Blocking {
+    let invocations = n.div_ceil((4 * vn) as usize) as u32;
     let wg_n = WG_WIDTHS
         .into_iter()
         .find(|&w| w >= invocations)
         .unwrap_or(WG);
     Blocking {
-        rm: RM,
-        vn: VN,
+        rm,
+        vn,
         wg_n,
         wg_m: WG / wg_n,
     }
 }
 
-/// Every blocking `blocking_for` can return (for variant enumeration).
+/// Products of at most this many multiply-adds (a classifier head, 32 x 512 x 10) take a
+/// 4 x 4 block. Their run time is microseconds in any blocking, but a 16 x 16 block costs
+/// lavapipe 1-3 s of LLVM time at its first dispatch, per variant, while a 4 x 4 one
+/// compiles in a tenth of that: on a fresh shader cache the head's three products were a
+/// third of a ResNet-34's first step.
+const SMALL_MACS: usize = 1 << 21;
+const SMALL: (u32, u32) = (4, 1);
+
+/// [`blocking_for`] for a whole product of `macs` multiply-adds with `n` output columns.
+pub(crate) fn blocking_for_product(macs: usize, n: usize) -> Blocking {
+    if macs <= SMALL_MACS {
+        shaped(SMALL.0, SMALL.1, n)
+    } else {
+        blocking_for(n)
+    }
+}
+
+/// The part of a [`Blocking`] the generated shader depends on: the register block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct BlockShape {
+    rm: u32,
+    vn: u32,
+}
+
+impl Blocking {
+    /// The workgroup's shape is a run-time parameter, so blockings that differ only in it
+    /// share one specialisation, hence one pipeline.
+    pub(crate) fn shader_key(self) -> BlockShape {
+        BlockShape {
+            rm: self.rm,
+            vn: self.vn,
+        }
+    }
+}
+
+/// One blocking per register block `blocking_for` can return (for variant enumeration: the
+/// workgroup's width does not change the shader).
 pub(crate) fn all_blockings() -> impl Iterator<Item = Blocking> {
-    WG_WIDTHS
-        .into_iter()
-        .map(|wg_n| Blocking {
-            rm: RM,
-            vn: VN,
-            wg_n,
-            wg_m: WG / wg_n,
-        })
-        .chain([NARROW])
+    [
+        blocking_for((4 * VN * WG) as usize),
+        NARROW,
+        shaped(SMALL.0, SMALL.1, 1),
+    ]
+    .into_iter()
 }
 
 /// The `gemm_blocked` entry point as straight-line WGSL over named accumulators `c{i}_{j}`
@@ -106,19 +145,21 @@ pub(crate) fn blocked_entry_with(blk: Blocking, a_load: ALoad, c_transposed: boo
         s += &t;
         s.push('\n');
     };
-    line(format!(
-        "@compute @workgroup_size({}, {}, 1)",
-        blk.wg_n, blk.wg_m
-    ));
-    line("fn gemm_blocked(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {".into());
+    // The workgroup's shape (invocations along N and M) is a run-time parameter, `p.wg_log`
+    // = log2 of its width, so one pipeline serves every width: lavapipe compiles each pipeline
+    // with LLVM at its first dispatch, 1-3 s for a block this size, and a ResNet's channel
+    // counts would otherwise need one variant per width. The decode is two shifts per
+    // invocation, outside the K loop.
+    line(format!("@compute @workgroup_size({WG}, 1, 1)"));
+    line("fn gemm_blocked(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {".into());
     line("    let z = p.z0 + wg.z;".into());
+    line("    let lx = li & ((1u << p.wg_log) - 1u);".into());
+    line("    let ly = li >> p.wg_log;".into());
     line(format!(
-        "    let row0 = p.row0 + (wg.y * {}u + lid.y) * {rm}u;",
-        blk.wg_m
+        "    let row0 = p.row0 + (wg.y * ({WG}u >> p.wg_log) + ly) * {rm}u;"
     ));
     line(format!(
-        "    let col0 = (wg.x * {}u + lid.x) * {}u;",
-        blk.wg_n,
+        "    let col0 = ((wg.x << p.wg_log) + lx) * {}u;",
         4 * vn
     ));
     line("    if (col0 >= p.n || row0 >= p.m) { return; }".into());
@@ -241,6 +282,8 @@ pub(crate) fn memo<K: PartialEq + Copy + Send + 'static>(
 /// dispatch when the grid is split.
 pub(crate) trait GemmParams: Block {
     fn set_origin(&mut self, row0: u32, z0: u32);
+    /// log2 of the workgroup's width along N (`gemm_blocked`; see [`blocked_entry_with`]).
+    fn set_wg_log(&mut self, wg_log: u32);
 }
 
 /// One GEMM-shaped launch: `m` x `n` outputs for each of `zs` values of z.
@@ -294,6 +337,7 @@ pub(crate) fn launch<P: GemmParams>(
         ));
     }
     let row_blocks = g.m.div_ceil(rows_per_group);
+    g.params.set_wg_log(blk.wg_n.trailing_zeros());
     for z0 in (0..g.zs).step_by(max) {
         for r0 in (0..row_blocks).step_by(max) {
             g.params.set_origin((r0 * rows_per_group) as u32, z0 as u32);

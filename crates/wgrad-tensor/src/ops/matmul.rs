@@ -33,13 +33,17 @@ params!("Params" => struct MatmulParams {
     z0: u32,
     /// Elements between rows of A: K, or the whole K when z runs over slices of it.
     lda: u32,
-    pad: u32,
+    /// log2 of `gemm_blocked`'s workgroup width along N (set by the launcher).
+    wg_log: u32,
 });
 
 impl gemm::GemmParams for MatmulParams {
     fn set_origin(&mut self, row0: u32, z0: u32) {
         self.row0 = row0;
         self.z0 = z0;
+    }
+    fn set_wg_log(&mut self, wg_log: u32) {
+        self.wg_log = wg_log;
     }
 }
 
@@ -120,7 +124,7 @@ fn strided_slices_product(a: &Tensor, b: &Tensor, slices: usize) -> Result<Tenso
         row0: 0,
         z0: 0,
         lda: k as u32,
-        pad: 0,
+        wg_log: 0,
     };
     gemm::launch(
         dev,
@@ -152,8 +156,8 @@ pub(crate) fn spec(a_vec4: bool, b_vec4: bool, blk: Blocking) -> Spec {
 /// [`spec`] with A read as `a_load` says (`Transposed`: A stored `[K, M]`) and, with `c_t`,
 /// C written transposed (`[N, M]`, M a multiple of 4): register-blocked strategy only.
 pub(crate) fn spec_with(a_load: gemm::ALoad, b_vec4: bool, c_t: bool, blk: Blocking) -> Spec {
-    static CACHE: gemm::SpecCache<(gemm::ALoad, bool, bool, Blocking)> = Mutex::new(Vec::new());
-    gemm::memo(&CACHE, (a_load, b_vec4, c_t, blk), || {
+    static CACHE: gemm::SpecCache<(gemm::ALoad, bool, bool, gemm::BlockShape)> = Mutex::new(Vec::new());
+    gemm::memo(&CACHE, (a_load, b_vec4, c_t, blk.shader_key()), || {
         let a_vec4 = a_load != gemm::ALoad::Scalar;
         let vec = |v: bool| if v { "vec4<f32>" } else { "f32" };
         let mut s = Spec::new()
@@ -359,7 +363,7 @@ impl Tensor {
                 .bias_act(o.bias, o.activation);
         }
         let dev = self.device();
-        let blk = gemm::blocking_for(n);
+        let blk = gemm::blocking_for_product(batch * m * n * k, n);
         if batch == 1 {
             if let Some(slices) = split_k(dev, blk, m, n, k) {
                 let a = if a_in_place { a.t()? } else { a };
@@ -389,7 +393,7 @@ impl Tensor {
             row0: 0,
             z0: 0,
             lda: k as u32,
-            pad: 0,
+            wg_log: 0,
         };
         gemm::launch(
             dev,

@@ -158,8 +158,8 @@ impl Direction {
 /// One direction's specialisation: A/B/C element access (vec4 when channels allow) and the
 /// skeleton's loaders forwarded to that direction's functions.
 pub(crate) fn spec(dir: Direction, a_vec4: bool, b_vec4: bool, c_vec4: bool, blk: Blocking) -> Spec {
-    static CACHE: gemm::SpecCache<(Direction, bool, bool, bool, Blocking)> = Mutex::new(Vec::new());
-    gemm::memo(&CACHE, (dir, a_vec4, b_vec4, c_vec4, blk), || {
+    static CACHE: gemm::SpecCache<(Direction, bool, bool, bool, gemm::BlockShape)> = Mutex::new(Vec::new());
+    gemm::memo(&CACHE, (dir, a_vec4, b_vec4, c_vec4, blk.shader_key()), || {
         let vec = |v: bool| if v { "vec4<f32>" } else { "f32" };
         let access = |name: &str, buf: &str, v: bool| {
             if v {

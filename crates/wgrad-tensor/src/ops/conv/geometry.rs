@@ -172,6 +172,7 @@ impl Geometry {
             sw_log: pow2_log(o.stride[1]),
             has_scale: 0,
             has_residual: 0,
+            wg_log: 0,
         }
     }
 

@@ -107,12 +107,17 @@ params!("Params" => struct ConvParams {
     sw_log: u32,
     has_scale: u32,
     has_residual: u32,
+    // log2 of `gemm_blocked`'s workgroup width along N (set by the launcher).
+    wg_log: u32,
 });
 
 impl gemm::GemmParams for ConvParams {
     fn set_origin(&mut self, row0: u32, z0: u32) {
         self.row0 = row0;
         self.z0 = z0;
+    }
+    fn set_wg_log(&mut self, wg_log: u32) {
+        self.wg_log = wg_log;
     }
 }
 

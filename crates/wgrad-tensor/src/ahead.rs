@@ -1,0 +1,185 @@
+//! Compiling the costly kernels ahead, on a second core (CPU adapters).
+//!
+//! lavapipe compiles a pipeline's machine code with LLVM when its first dispatch *runs*, on
+//! the one thread that executes the queue, so a process's first training step runs its
+//! kernels' compiles one after another while the adapter's other threads wait. A 16 x 16
+//! register-blocked GEMM takes 1-3 s there. Mesa keeps what it compiles in its disk cache,
+//! keyed by the shader, so the same pipeline compiled on a *second* device, by a thread of
+//! its own, is a cache hit for the first one.
+//!
+//! [`Ahead`] is that thread: when the device records the first dispatch of a new GEMM
+//! pipeline, the same pipeline goes to the helper, which creates it on its own device and
+//! dispatches it once with zeroed parameters (an empty product: every invocation returns at
+//! once, after the compile). The helper takes the newest request first: the queue compiles
+//! from the step's first kernel on, the helper from its last one back, and where they meet
+//! the rest is in the cache. Nothing the helper does is visible to the device it serves;
+//! its errors are dropped. `WGRAD_COMPILE_AHEAD=0` turns it off.
+
+use std::sync::mpsc;
+use std::sync::Mutex;
+
+/// One pipeline to compile: WGSL source, entry point, and the storage bindings (besides the
+/// parameter block at binding 0) its entry point uses.
+pub(crate) struct Job {
+    pub label: &'static str,
+    pub source: String,
+    pub entry: &'static str,
+    pub storage: Vec<u32>,
+}
+
+pub(crate) struct Ahead {
+    tx: Mutex<mpsc::Sender<Job>>,
+    done: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Entry points worth compiling ahead: those whose LLVM time is seconds, not milliseconds.
+pub(crate) fn worth_it(entry: &str) -> bool {
+    entry == "gemm_blocked"
+}
+
+impl Ahead {
+    /// A helper for `adapter` when it is lavapipe (compiles at dispatch, has Mesa's disk
+    /// cache), the machine has a second core, and neither `WGRAD_COMPILE_AHEAD=0` nor
+    /// `MESA_SHADER_CACHE_DISABLE` says otherwise.
+    pub(crate) fn start(
+        adapter: &wgpu::Adapter,
+        features: wgpu::Features,
+        limits: &wgpu::Limits,
+    ) -> Option<Ahead> {
+        let info = adapter.get_info();
+        let off = |var: &str| {
+            std::env::var(var)
+                .map(|v| matches!(v.as_str(), "0" | "false" | "off"))
+                .unwrap_or(false)
+        };
+        let on = |var: &str| {
+            std::env::var(var)
+                .map(|v| matches!(v.as_str(), "1" | "true" | "on"))
+                .unwrap_or(false)
+        };
+        let lavapipe = info.backend == wgpu::Backend::Vulkan
+            && info.device_type == wgpu::DeviceType::Cpu
+            && info.driver.to_lowercase().contains("llvmpipe");
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if !lavapipe || cores < 2 || off("WGRAD_COMPILE_AHEAD") || on("MESA_SHADER_CACHE_DISABLE") {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = done.clone();
+        let adapter = adapter.clone();
+        let limits = limits.clone();
+        std::thread::Builder::new()
+            .name("wgrad-compile-ahead".into())
+            .spawn(move || run(adapter, features, limits, rx, counter))
+            .ok()?;
+        Some(Ahead {
+            tx: Mutex::new(tx),
+            done,
+        })
+    }
+
+    pub(crate) fn send(&self, job: Job) {
+        // A helper that has stopped (its device failed) just stops helping.
+        let _ = self.tx.lock().unwrap().send(job);
+    }
+
+    /// Pipelines the helper has compiled so far.
+    pub(crate) fn compiled(&self) -> u64 {
+        self.done.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+fn run(
+    adapter: wgpu::Adapter,
+    features: wgpu::Features,
+    limits: wgpu::Limits,
+    rx: mpsc::Receiver<Job>,
+    done: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    // Waits for the first job, so a device that never runs a GEMM costs an idle thread only.
+    let Ok(first) = rx.recv() else { return };
+    let Ok((device, queue)) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("wgrad compile-ahead"),
+        required_features: features,
+        required_limits: limits,
+        ..Default::default()
+    })) else {
+        return;
+    };
+    device.on_uncaptured_error(std::sync::Arc::new(|_| {}));
+    let params = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("wgrad compile-ahead params"),
+        size: 256,
+        usage: wgpu::BufferUsages::UNIFORM,
+        mapped_at_creation: false,
+    });
+    let mut storage: Vec<wgpu::Buffer> = Vec::new();
+    let mut pending = vec![first];
+    loop {
+        while let Ok(j) = rx.try_recv() {
+            pending.push(j);
+        }
+        let Some(job) = pending.pop() else {
+            match rx.recv() {
+                Ok(j) => {
+                    pending.push(j);
+                    continue;
+                }
+                // The device it served is gone.
+                Err(_) => return,
+            }
+        };
+        // One buffer per binding: a buffer may not be bound read-only and read-write at once.
+        while storage.len() < job.storage.len() {
+            storage.push(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgrad compile-ahead binding"),
+                size: 1024,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            }));
+        }
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(job.label),
+            source: wgpu::ShaderSource::Wgsl(job.source.into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(job.label),
+            layout: None,
+            module: &module,
+            entry_point: Some(job.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                zero_initialize_workgroup_memory: false,
+                ..Default::default()
+            },
+            cache: None,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: params.as_entire_binding(),
+        }];
+        for (b, buf) in job.storage.iter().zip(&storage) {
+            entries.push(wgpu::BindGroupEntry {
+                binding: *b,
+                resource: buf.as_entire_binding(),
+            });
+        }
+        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(job.label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut enc = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+        queue.submit([enc.finish()]);
+        if device.poll(wgpu::PollType::wait_indefinitely()).is_err() {
+            return;
+        }
+        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
