@@ -56,6 +56,9 @@ pub struct Counters {
     /// Pipelines the compile-ahead helper has compiled for this device (CPU adapters; see
     /// [`Device::compiles_ahead`]).
     pub compiled_ahead: u64,
+    /// Shapes whose kernel choice this device timed (docs: src/tune.rs); choices read from
+    /// the tuning file do not count.
+    pub tuned: u64,
 }
 
 struct Batch {
@@ -97,6 +100,8 @@ pub(crate) struct Inner {
     compile_micros: AtomicU64,
     /// The helper that compiles new GEMM pipelines on a second core (lavapipe only).
     ahead: Option<crate::ahead::Ahead>,
+    /// Kernel choices by measurement, persisted per adapter.
+    tuner: crate::tune::Tuner,
     /// Per-kernel wall time when profiling (see [`Device::set_profiling`]).
     profile: Mutex<Option<HashMap<String, KernelTime>>>,
     id: u64,
@@ -346,6 +351,7 @@ impl Device {
             .min(limits.max_buffer_size);
         let max_buffer = limits.max_buffer_size;
         let ahead = crate::ahead::Ahead::start(&adapter, features, &limits);
+        let tuner = crate::tune::Tuner::new(&info);
         Ok(Device {
             inner: Arc::new(Inner {
                 device,
@@ -380,6 +386,7 @@ impl Device {
                 pipelines_built: AtomicU64::new(0),
                 compile_micros: AtomicU64::new(0),
                 ahead,
+                tuner,
                 profile: Mutex::new(
                     std::env::var_os("WGRAD_PROFILE")
                         .filter(|v| !v.is_empty() && v != "0")
@@ -490,6 +497,10 @@ impl Device {
         self.inner.ahead.is_some()
     }
 
+    pub(crate) fn tuner(&self) -> &crate::tune::Tuner {
+        &self.inner.tuner
+    }
+
     pub fn counters(&self) -> Counters {
         let i = &self.inner;
         Counters {
@@ -500,6 +511,7 @@ impl Device {
             pipelines: i.pipelines_built.load(Ordering::Relaxed),
             compile_micros: i.compile_micros.load(Ordering::Relaxed),
             compiled_ahead: i.ahead.as_ref().map_or(0, |a| a.compiled()),
+            tuned: i.tuner.tunings(),
         }
     }
 

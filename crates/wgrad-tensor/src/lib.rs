@@ -26,6 +26,7 @@ mod ops;
 mod shader_check;
 pub mod shape;
 mod tensor;
+mod tune;
 
 pub use activation::Activation;
 pub use device::{

@@ -72,6 +72,31 @@ fn split_k(dev: &crate::Device, blk: Blocking, m: usize, n: usize, k: usize) -> 
     (slices >= 2).then_some(slices)
 }
 
+/// The slice count for `a · b` by measurement (src/tune.rs): the heuristic's count, half
+/// and a quarter of it, and twice it, timed at the first product of this shape on this
+/// adapter. How many slices pay for their partial sums depends on how many cores or compute
+/// units run them, which a formula does not know.
+fn tuned_slices(dev: &crate::Device, a: &Tensor, b: &Tensor, slices: usize) -> Result<usize> {
+    let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
+    let floor = k.div_ceil(super::MAX_LOOP).max(2);
+    let mut candidates: Vec<u32> = [slices / 4, slices / 2, slices, 2 * slices]
+        .into_iter()
+        .filter(|&s| s >= floor && k / s >= 4)
+        .map(|s| s as u32)
+        .collect();
+    candidates.dedup();
+    let what = format!(
+        "matmul split-K slices, [{m}, {k}] x [{k}, {n}], {:?}",
+        dev.strategy()
+    );
+    let s = dev
+        .tuner()
+        .choose(dev, &what, slices as u32, &candidates, |s| {
+            split_k_product(a, b, s as usize).map(drop)
+        })?;
+    Ok(s as usize)
+}
+
 /// `a · b` (`[M, K] · [K, N]`) as `slices` products over slices of K, summed: A is rearranged
 /// to `[S, M, K/S]` (one copy, inner runs contiguous), B is already `[S, K/S, N]` in memory.
 fn split_k_product(a: &Tensor, b: &Tensor, slices: usize) -> Result<Tensor> {
@@ -367,6 +392,7 @@ impl Tensor {
         if batch == 1 {
             if let Some(slices) = split_k(dev, blk, m, n, k) {
                 let a = if a_in_place { a.t()? } else { a };
+                let slices = tuned_slices(dev, &a, &b, slices)?;
                 let c = split_k_product(&a, &b, slices)?.bias_act(o.bias, o.activation)?;
                 return if c_t { c.t() } else { Ok(c) };
             }

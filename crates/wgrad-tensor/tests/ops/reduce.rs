@@ -137,8 +137,16 @@ fn reductions_over_axis_sets() {
 #[test]
 fn reductions_with_long_axes_take_several_passes() {
     let mut rng = Rng::new(32);
-    // K above the split threshold, with one and several outputs, and a reduced run in the middle.
-    for shape in [[1usize, 4099, 1], [3, 1000, 1], [2, 700, 3]] {
+    // K above the split threshold, with one and several outputs, and a reduced run in the
+    // middle; the last three keep wider rows (a convolution's bias gradient sums [N·H·W, C]).
+    for shape in [
+        [1usize, 4099, 1],
+        [3, 1000, 1],
+        [2, 700, 3],
+        [1, 4099, 8],
+        [2, 700, 12],
+        [1, 2000, 64],
+    ] {
         let x = rng.vec(numel(&shape), -1.0, 1.0);
         for op in OPS {
             check(op, &x, &shape, &[1], false);
