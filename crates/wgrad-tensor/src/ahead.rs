@@ -15,8 +15,30 @@
 //! the rest is in the cache. Nothing the helper does is visible to the device it serves;
 //! its errors are dropped. `WGRAD_COMPILE_AHEAD=0` turns it off.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, Once};
+use std::time::Duration;
+
+/// Helpers in the middle of a compile, and whether the process has begun to exit.
+static BUSY: Mutex<u32> = Mutex::new(0);
+static IDLE: Condvar = Condvar::new();
+static EXITING: AtomicBool = AtomicBool::new(false);
+static AT_EXIT: Once = Once::new();
+
+extern "C" {
+    fn atexit(f: extern "C" fn()) -> std::os::raw::c_int;
+}
+
+/// Runs when the process exits, before the static destructors of the driver and of LLVM
+/// (registered when those libraries loaded, so after this handler in exit's reverse order):
+/// a helper still inside LLVM while they run would crash the exit. Waits for the compiles in
+/// progress (a few seconds at most), and no new one starts.
+extern "C" fn wait_for_helpers() {
+    EXITING.store(true, Ordering::SeqCst);
+    let busy = BUSY.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = IDLE.wait_timeout_while(busy, Duration::from_secs(60), |n| *n > 0);
+}
 
 /// One pipeline to compile: WGSL source, entry point, and the storage bindings (besides the
 /// parameter block at binding 0) its entry point uses.
@@ -64,6 +86,13 @@ impl Ahead {
         if !lavapipe || cores < 2 || off("WGRAD_COMPILE_AHEAD") || on("MESA_SHADER_CACHE_DISABLE") {
             return None;
         }
+        AT_EXIT.call_once(|| {
+            // SAFETY: `atexit` is the C library's, and the handler is a plain `extern "C"` fn
+            // that touches only statics.
+            unsafe {
+                atexit(wait_for_helpers);
+            }
+        });
         let (tx, rx) = mpsc::channel::<Job>();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = done.clone();
@@ -99,12 +128,14 @@ fn run(
 ) {
     // Waits for the first job, so a device that never runs a GEMM costs an idle thread only.
     let Ok(first) = rx.recv() else { return };
-    let Ok((device, queue)) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        label: Some("wgrad compile-ahead"),
-        required_features: features,
-        required_limits: limits,
-        ..Default::default()
-    })) else {
+    let Ok((device, queue)) = busy(|| {
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgrad compile-ahead"),
+            required_features: features,
+            required_limits: limits,
+            ..Default::default()
+        }))
+    }) else {
         return;
     };
     device.on_uncaptured_error(std::sync::Arc::new(|_| {}));
@@ -120,7 +151,10 @@ fn run(
         while let Ok(j) = rx.try_recv() {
             pending.push(j);
         }
-        let Some(job) = pending.pop() else {
+        let Some(job) = pending.pop().filter(|_| !EXITING.load(Ordering::SeqCst)) else {
+            if EXITING.load(Ordering::SeqCst) {
+                park_forever();
+            }
             match rx.recv() {
                 Ok(j) => {
                     pending.push(j);
@@ -130,6 +164,43 @@ fn run(
                 Err(_) => return,
             }
         };
+        busy(|| compile(&device, &queue, &params, &mut storage, job));
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs `f` (a call into the driver) unless the process is exiting, counted as busy so that
+/// the exit waits for it; once the exit has begun the thread never touches the driver again.
+fn busy<T>(f: impl FnOnce() -> T) -> T {
+    {
+        let mut n = BUSY.lock().unwrap();
+        if EXITING.load(Ordering::SeqCst) {
+            drop(n);
+            park_forever();
+        }
+        *n += 1;
+    }
+    let out = f();
+    *BUSY.lock().unwrap() -= 1;
+    IDLE.notify_all();
+    out
+}
+
+fn park_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Creates `job`'s pipeline on the helper's device and dispatches it once, empty.
+fn compile(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    params: &wgpu::Buffer,
+    storage: &mut Vec<wgpu::Buffer>,
+    job: Job,
+) {
+    {
         // One buffer per binding: a buffer may not be bound read-only and read-write at once.
         while storage.len() < job.storage.len() {
             storage.push(device.create_buffer(&wgpu::BufferDescriptor {
@@ -158,7 +229,7 @@ fn run(
             binding: 0,
             resource: params.as_entire_binding(),
         }];
-        for (b, buf) in job.storage.iter().zip(&storage) {
+        for (b, buf) in job.storage.iter().zip(storage.iter()) {
             entries.push(wgpu::BindGroupEntry {
                 binding: *b,
                 resource: buf.as_entire_binding(),
@@ -177,9 +248,6 @@ fn run(
             pass.dispatch_workgroups(1, 1, 1);
         }
         queue.submit([enc.finish()]);
-        if device.poll(wgpu::PollType::wait_indefinitely()).is_err() {
-            return;
-        }
-        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = device.poll(wgpu::PollType::wait_indefinitely());
     }
 }

@@ -4,15 +4,44 @@
 //! died with SIGSEGV after all its tests had passed, when the software adapter's threads
 //! outlived the process's teardown).
 //!
+//! A third kind of child exits while the compile-ahead helper (src/ahead.rs) is inside
+//! LLVM: it records its first GEMMs on a fresh Mesa shader cache and returns at once.
+//!
 //! `harness = false`: with `WGRAD_EXIT_CHILD` set this binary is the child.
 
 use std::process::Command;
 
 use wgrad_tensor::Tensor;
 
-const RUNS: usize = 10;
+const RUNS: usize = 12;
+const MODES: [&str; 3] = ["shared", "dropped", "compiling"];
 
-fn child(dropped: bool) {
+fn child(mode: &str) {
+    if mode == "compiling" {
+        let dev = wgrad_tensor::default_device().unwrap();
+        // Three register-blocked products the cache has never seen (the parent gave this
+        // child an empty one): the helper is compiling when main returns.
+        let a = Tensor::from_slice(&dev, &vec![0.5f32; 192 * 192], &[192, 192]).unwrap();
+        let c = a.matmul(&a).unwrap();
+        let _ = a.matmul_with(
+            &c,
+            wgrad_tensor::MatmulOptions {
+                transpose_a: true,
+                ..Default::default()
+            },
+        );
+        let _ = c.matmul_with(
+            &a,
+            wgrad_tensor::MatmulOptions {
+                transpose_b: true,
+                ..Default::default()
+            },
+        );
+        dev.flush();
+        println!("child returns");
+        return;
+    }
+    let dropped = mode == "dropped";
     let dev = wgrad_tensor::default_device().unwrap();
     let n = 384;
     let a = Tensor::from_slice(&dev, &vec![0.5f32; n * n], &[n, n]).unwrap();
@@ -38,16 +67,20 @@ fn child(dropped: bool) {
 
 fn main() {
     if let Ok(mode) = std::env::var("WGRAD_EXIT_CHILD") {
-        child(mode == "dropped");
+        child(&mode);
         return;
     }
     let exe = std::env::current_exe().unwrap();
     for run in 0..RUNS {
-        let mode = if run % 2 == 0 { "shared" } else { "dropped" };
-        let out = Command::new(&exe)
-            .env("WGRAD_EXIT_CHILD", mode)
-            .output()
-            .unwrap();
+        let mode = MODES[run % MODES.len()];
+        let cache = std::env::temp_dir().join(format!("wgrad-exit-{}-{run}", std::process::id()));
+        let mut cmd = Command::new(&exe);
+        cmd.env("WGRAD_EXIT_CHILD", mode);
+        if mode == "compiling" {
+            cmd.env("MESA_SHADER_CACHE_DIR", &cache);
+        }
+        let out = cmd.output().unwrap();
+        let _ = std::fs::remove_dir_all(&cache);
         assert!(
             out.status.success() && String::from_utf8_lossy(&out.stdout).contains("child returns"),
             "run {run} ({mode}): the child ended with {}\n{}",
