@@ -374,7 +374,10 @@ fn fused_gemm(
     act: Activation,
     bias_axes: &'static [isize],
     forward: impl FnOnce(Activation) -> Result<Tensor>,
-    grads: impl FnOnce(&Tensor, bool) -> Result<(Option<Tensor>, Tensor)> + Send + 'static,
+    // (gradient of x if needed, of w, and of b when the rule computed it on the way).
+    grads: impl FnOnce(&Tensor, bool, bool) -> Result<(Option<Tensor>, Tensor, Option<Tensor>)>
+        + Send
+        + 'static,
 ) -> Result<Var> {
     let fused = act.fused_slope().is_some();
     let fused_act = if fused { act } else { Activation::Linear };
@@ -386,10 +389,13 @@ fn fused_gemm(
     inputs.extend(b);
     let y = Var::from_op(name, z, &inputs, move |g| {
         let gz = g.activation_backward(fused_act, &zs, &zs)?;
-        let (gx, gw) = grads(&gz, need_x)?;
+        let (gx, gw, gb) = grads(&gz, need_x, has_bias)?;
         let mut out = vec![gx, Some(gw)];
         if has_bias {
-            out.push(Some(gz.sum(bias_axes, false)?));
+            out.push(Some(match gb {
+                Some(gb) => gb,
+                None => gz.sum(bias_axes, false)?,
+            }));
         }
         Ok(out)
     });
@@ -414,27 +420,35 @@ pub fn dense(x: &Var, w: &Var, b: Option<&Var>, act: Activation) -> Result<Var> 
             },
         )
     };
-    fused_gemm("dense", [x, w], b, act, &[0], forward, move |gz, need_x| {
-        let gx = need_x
-            .then(|| {
-                gz.matmul_with(
-                    &wv,
-                    MatmulOptions {
-                        transpose_b: true,
-                        ..Default::default()
-                    },
-                )
-            })
-            .transpose()?;
-        let gw = xv.matmul_with(
-            gz,
-            MatmulOptions {
-                transpose_a: true,
-                ..Default::default()
-            },
-        )?;
-        Ok((gx, gw))
-    })
+    fused_gemm(
+        "dense",
+        [x, w],
+        b,
+        act,
+        &[0],
+        forward,
+        move |gz, need_x, _| {
+            let gx = need_x
+                .then(|| {
+                    gz.matmul_with(
+                        &wv,
+                        MatmulOptions {
+                            transpose_b: true,
+                            ..Default::default()
+                        },
+                    )
+                })
+                .transpose()?;
+            let gw = xv.matmul_with(
+                gz,
+                MatmulOptions {
+                    transpose_a: true,
+                    ..Default::default()
+                },
+            )?;
+            Ok((gx, gw, None))
+        },
+    )
 }
 
 /// `act(conv2d(x, w) + b)` (NHWC, HWIO), identity/ReLU/leaky ReLU fused into the write-out.
@@ -461,12 +475,17 @@ pub fn conv2d(
         act,
         &[0, 1, 2],
         forward,
-        move |gz, need_x| {
+        move |gz, need_x, need_b| {
             let gx = need_x
                 .then(|| gz.conv2d_backward_input(&wv, xv.shape(), opts))
                 .transpose()?;
-            let gw = xv.conv2d_backward_filter(gz, [wv.shape()[0], wv.shape()[1]], opts)?;
-            Ok((gx, gw))
+            let kernel = [wv.shape()[0], wv.shape()[1]];
+            if need_b {
+                // A few-tap filter's gradient kernel sums the bias gradient on the same walk.
+                let (gw, gb) = xv.conv2d_backward_filter_and_bias(gz, kernel, opts)?;
+                return Ok((gx, gw, Some(gb)));
+            }
+            Ok((gx, xv.conv2d_backward_filter(gz, kernel, opts)?, None))
         },
     )
 }

@@ -128,23 +128,26 @@ fn run(
 ) {
     // Waits for the first job, so a device that never runs a GEMM costs an idle thread only.
     let Ok(first) = rx.recv() else { return };
-    let Ok((device, queue)) = busy(|| {
-        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("wgrad compile-ahead"),
-            required_features: features,
-            required_limits: limits,
-            ..Default::default()
-        }))
+    // Every call into the driver happens inside `busy`, so an exit never runs under one.
+    let Ok((device, queue, params)) = busy(|| {
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgrad compile-ahead"),
+                required_features: features,
+                required_limits: limits,
+                ..Default::default()
+            }))?;
+        device.on_uncaptured_error(std::sync::Arc::new(|_| {}));
+        let params = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgrad compile-ahead params"),
+            size: 256,
+            usage: wgpu::BufferUsages::UNIFORM,
+            mapped_at_creation: false,
+        });
+        Ok::<_, wgpu::RequestDeviceError>((device, queue, params))
     }) else {
         return;
     };
-    device.on_uncaptured_error(std::sync::Arc::new(|_| {}));
-    let params = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("wgrad compile-ahead params"),
-        size: 256,
-        usage: wgpu::BufferUsages::UNIFORM,
-        mapped_at_creation: false,
-    });
     let mut storage: Vec<wgpu::Buffer> = Vec::new();
     let mut pending = vec![first];
     loop {
@@ -160,8 +163,12 @@ fn run(
                     pending.push(j);
                     continue;
                 }
-                // The device it served is gone.
-                Err(_) => return,
+                // The device it served is gone. Releasing this one calls into the driver
+                // too, so it counts as busy: the process may be exiting meanwhile.
+                Err(_) => {
+                    busy(move || drop((storage, params, queue, device)));
+                    return;
+                }
             }
         };
         busy(|| compile(&device, &queue, &params, &mut storage, job));

@@ -148,8 +148,17 @@ impl PartialEq for Device {
     }
 }
 
+/// A fresh instance per device (the GL backend's EGL context belongs to its instance and
+/// cannot be current in two threads), which is never destroyed: a process that made and
+/// dropped its own devices died with SIGSEGV or SIGABRT after `main` returned when their
+/// instances had been destroyed before the exit, lavapipe's exit handlers then running over
+/// torn-down driver state (tests/compile_ahead.rs under load: 2 to 4 runs in 16; a core dump
+/// showed the crash in an exit handler). An instance is a few kilobytes; its adapters and
+/// devices are still released with their handles.
 fn instance() -> wgpu::Instance {
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+    let inst = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    std::mem::forget(inst.clone());
+    inst
 }
 
 fn backends() -> wgpu::Backends {

@@ -38,6 +38,13 @@ fn child(mode: &str) {
             },
         );
         dev.flush();
+        // And a device of its own, dropped at once: its helper releases its device while
+        // the process exits.
+        let own = wgrad_tensor::Device::new().unwrap();
+        let b = Tensor::from_slice(&own, &vec![0.25f32; 160 * 160], &[160, 160]).unwrap();
+        let _ = b.matmul(&b).unwrap();
+        own.flush();
+        drop((b, own));
         println!("child returns");
         return;
     }

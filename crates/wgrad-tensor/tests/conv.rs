@@ -354,6 +354,17 @@ fn check_against_reference(
             1e-4,
             1e-5 * (ys.iter().product::<usize>() as f64),
         );
+        // With the bias gradient (Σ dy per channel): from the same pass where the direct
+        // few-tap kernel runs, else by a reduction.
+        let mut db = vec![0f64; o];
+        for (i, &g) in dyv.iter().enumerate() {
+            db[i % o] += g as f64;
+        }
+        let (gw, gb) = tx.conv2d_backward_filter_and_bias(&tdy, k, opts).unwrap();
+        assert_eq!(gb.shape(), &[o], "{ctx}");
+        let tol_n = 1e-5 * (ys.iter().product::<usize>() as f64);
+        assert_close(&gw.to_vec::<f32>().unwrap(), &dw, 1e-4, tol_n);
+        assert_close(&gb.to_vec::<f32>().unwrap(), &db, 1e-4, tol_n);
     }
 }
 

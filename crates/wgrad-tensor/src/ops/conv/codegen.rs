@@ -16,15 +16,19 @@ pub(crate) const MAX_DIRECT_TAPS: usize = 32;
 /// (lavapipe turns an indexed local array into memory gathers), the tap loops unrolled.
 /// With `vec4`, each invocation takes four neighbouring output channels (O a multiple of 4):
 /// dy and the partial sums move as vec4 and each x value serves four sums.
-pub(crate) fn taps_spec(kh: usize, kw: usize, c: usize, vec4: bool) -> Spec {
-    static CACHE: gemm::SpecCache<(usize, usize, usize, bool)> = Mutex::new(Vec::new());
-    gemm::memo(&CACHE, (kh, kw, c, vec4), || taps_body(kh, kw, c, vec4))
+/// With `bias`, the same walk also sums dy itself (the bias gradient, Σ dy over N·OH·OW):
+/// one more register and no more loads, instead of a reduction pass over dy of its own. The
+/// partial sums are then `[slice, KH·KW·C + 1, O]`, the bias's row last.
+pub(crate) fn taps_spec(kh: usize, kw: usize, c: usize, vec4: bool, bias: bool) -> Spec {
+    static CACHE: gemm::SpecCache<(usize, usize, usize, bool, bool)> = Mutex::new(Vec::new());
+    gemm::memo(&CACHE, (kh, kw, c, vec4, bias), || taps_body(kh, kw, c, vec4, bias))
 }
 
-fn taps_body(kh: usize, kw: usize, c: usize, vec4: bool) -> Spec {
+fn taps_body(kh: usize, kw: usize, c: usize, vec4: bool, bias: bool) -> Spec {
     let taps = kh * kw * c;
+    let rows_out = taps + bias as usize;
     let mut f = String::from("fn filter_grad(o: u32, r0: u32, r1: u32, slice: u32) {\n");
-    for t in 0..taps {
+    for t in 0..rows_out {
         f += &format!("    var a{t} = DYT(0.0);\n");
     }
     f += "    for (var r = r0; r < r1; r++) {\n";
@@ -36,6 +40,9 @@ fn taps_body(kh: usize, kw: usize, c: usize, vec4: bool) -> Spec {
     }
     f += "        var left = -i32(p.pl);\n        var q = r * p.ow * p.o + o;\n";
     f += "        for (var col = 0u; col < p.ow; col++) {\n            let g = dy[q];\n";
+    if bias {
+        f += &format!("            a{taps} += g;\n");
+    }
     for j in 0..kw {
         f += &format!("            let x{j} = left + {j} * i32(p.dw);\n");
         f += &format!("            let ok{j} = x{j} >= 0 && x{j} < i32(p.w);\n");
@@ -52,8 +59,8 @@ fn taps_body(kh: usize, kw: usize, c: usize, vec4: bool) -> Spec {
         }
     }
     f += "            left += i32(p.sw);\n            q += p.o;\n        }\n    }\n";
-    f += &format!("    let base = slice * {taps}u * p.o + o;\n");
-    for t in 0..taps {
+    f += &format!("    let base = slice * {rows_out}u * p.o + o;\n");
+    for t in 0..rows_out {
         f += &format!("    partial[base + {t}u * p.o] = a{t};\n");
     }
     f += "}";

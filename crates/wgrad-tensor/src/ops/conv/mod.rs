@@ -181,7 +181,9 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     // The direct filter gradient is generated per filter shape; these stand for the family.
     for (kh, kw, c) in [(1, 1, 1), (3, 3, 1), (5, 5, 1), (3, 3, 3), (2, 4, 4)] {
         for vec4 in [false, true] {
-            v.push((&CONV2D_FILTER_TAPS, taps_spec(kh, kw, c, vec4)));
+            for bias in [false, true] {
+                v.push((&CONV2D_FILTER_TAPS, taps_spec(kh, kw, c, vec4, bias)));
+            }
         }
         for groups in [1, 2, 4] {
             v.push((&CONV2D_FORWARD_TAPS, forward_taps_spec(kh, kw, c, groups)));
@@ -360,13 +362,15 @@ fn forward_direct(
 }
 
 /// The filter gradient by [`CONV2D_FILTER_TAPS`]: `x` the forward input, `dy` the output
-/// gradient, one group.
+/// gradient, one group; with `bias`, also the bias gradient (Σ dy per channel) from the same
+/// pass over dy.
 fn filter_grad_direct(
     x: &Tensor,
     dy: &Tensor,
     geo: &Geometry,
     filter_shape: [usize; 4],
-) -> Result<Tensor> {
+    bias: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
     let rows = geo.n * geo.oh;
     let vec4 = geo.o.is_multiple_of(4);
     // Invocations per slice: one per output channel, or per four.
@@ -376,10 +380,11 @@ fn filter_grad_direct(
     let rows_per = rows.div_ceil(slices);
     let slices = rows.div_ceil(rows_per);
     let taps = geo.kh * geo.kw * geo.c;
+    let rows_out = taps + bias as usize;
     let partial = Tensor::uninit(
         x.device(),
         "conv2d_backward_filter",
-        &[slices, geo.kh, geo.kw, geo.c, geo.o],
+        &[slices, rows_out, geo.o],
         DType::F32,
     )?;
     let o = &geo.opts;
@@ -407,16 +412,23 @@ fn filter_grad_direct(
         x.device(),
         &CONV2D_FILTER_TAPS,
         "main",
-        &taps_spec(geo.kh, geo.kw, geo.c, vec4),
+        &taps_spec(geo.kh, geo.kw, geo.c, vec4, bias),
         params,
         &[x.bind(), dy.bind(), partial.bind()],
         (slices * units) as u64,
     )?;
-    if slices == 1 {
-        partial.reshape(&filter_shape)
+    let sums = if slices == 1 {
+        partial.reshape(&[rows_out, geo.o])?
     } else {
-        partial.sum(&[0], false)
+        partial.sum(&[0], false)?
+    };
+    if !bias {
+        return Ok((sums.reshape(&filter_shape)?, None));
     }
+    Ok((
+        sums.slice(0, 0, taps)?.reshape(&filter_shape)?,
+        Some(sums.slice(0, taps, rows_out)?.reshape(&[geo.o])?),
+    ))
 }
 
 impl Tensor {
@@ -613,11 +625,40 @@ impl Tensor {
         kernel: [usize; 2],
         opts: Conv2dOptions,
     ) -> Result<Tensor> {
+        Ok(self.filter_grad(dy, kernel, opts, false)?.0)
+    }
+
+    /// [`Tensor::conv2d_backward_filter`] and the bias gradient (`dy` summed over N, H, W),
+    /// the pair a convolution with a bias needs: from one pass over `dy` where the filter
+    /// has few taps (a first layer), else the filter gradient and a reduction.
+    pub fn conv2d_backward_filter_and_bias(
+        &self,
+        dy: &Tensor,
+        kernel: [usize; 2],
+        opts: Conv2dOptions,
+    ) -> Result<(Tensor, Tensor)> {
+        let (dw, db) = self.filter_grad(dy, kernel, opts, true)?;
+        let db = match db {
+            Some(db) => db,
+            None => dy.sum(&[0, 1, 2], false)?,
+        };
+        Ok((dw, db))
+    }
+
+    /// The filter gradient and, with `bias` and where the direct kernel computes it on the
+    /// way, the bias gradient.
+    fn filter_grad(
+        &self,
+        dy: &Tensor,
+        kernel: [usize; 2],
+        opts: Conv2dOptions,
+        bias: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let op = "conv2d_backward_filter";
         if let Some(dw) = super::cast::via_f32(&[self, dy], |t| {
             t[0].conv2d_backward_filter(&t[1], kernel, opts)
         })? {
-            return Ok(dw);
+            return Ok((dw, None));
         }
         check_f32(op, &[self, dy])?;
         if self.rank() != 4 || dy.rank() != 4 {
@@ -648,18 +689,18 @@ impl Tensor {
             ));
         }
         if let Some(d) = geo.depthwise() {
-            return super::depthwise::backward_filter(self, dy, &d);
+            return Ok((super::depthwise::backward_filter(self, dy, &d)?, None));
         }
         if let Some((first, kept, opts)) = geo.trimmed() {
             // Dropped taps only ever met padding: their gradient is exactly zero.
             let g = self.conv2d_backward_filter(dy, kept, opts)?;
-            return embed_taps(&g, first, kernel);
+            return Ok((embed_taps(&g, first, kernel)?, None));
         }
         let npq = geo.n * geo.oh * geo.ow;
         if geo.is_pointwise() {
             let x = self.reshape(&[npq, c])?;
             let dy = dy.reshape(&[npq, o])?;
-            return x
+            let dw = x
                 .matmul_with(
                     &dy,
                     MatmulOptions {
@@ -667,13 +708,17 @@ impl Tensor {
                         ..Default::default()
                     },
                 )?
-                .reshape(&filter_shape);
+                .reshape(&filter_shape)?;
+            return Ok((dw, None));
         }
         if npq == 0 {
-            return Tensor::zeros(self.device(), &filter_shape, DType::F32);
+            return Ok((
+                Tensor::zeros(self.device(), &filter_shape, DType::F32)?,
+                None,
+            ));
         }
         if g == 1 && kernel[0] * kernel[1] * c <= MAX_DIRECT_TAPS {
-            return filter_grad_direct(self, dy, &geo, filter_shape);
+            return filter_grad_direct(self, dy, &geo, filter_shape, bias);
         }
         let cols = geo.kh * geo.kw * geo.cg();
         let rows = geo.og();
@@ -705,11 +750,12 @@ impl Tensor {
         };
         let none = ConvEpilogue::default();
         launch(Direction::BackwardFilter, [&dyt, self, &partial], &none, &geo, p, 1.0)?;
-        if splits == 1 {
-            partial.reshape(&filter_shape)
+        let dw = if splits == 1 {
+            partial.reshape(&filter_shape)?
         } else {
-            partial.sum(&[0], false)
-        }
+            partial.sum(&[0], false)?
+        };
+        Ok((dw, None))
     }
 
     /// Keras `Conv2DTranspose`: `self` `[N, H, W, in]`, `filter` `[KH, KW, out, in]` (TF's
