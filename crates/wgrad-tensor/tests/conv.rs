@@ -756,3 +756,27 @@ fn few_channel_forward_fuses_bias_and_activation() {
         }
     }
 }
+
+/// Input channels not in fours, past the small-product threshold: the register-blocked
+/// strategy runs these padded with zero channels (ops/conv/mod.rs, `channels_in_fours`), the
+/// filter gradient sliced back; both strategies must match the f64 loops, bias gradient too.
+#[test]
+fn conv2d_odd_channel_counts_run_padded() {
+    let mut rng = Rng::new(15);
+    let devs = strategies();
+    let o = |stride: usize| Conv2dOptions {
+        stride: [stride, stride],
+        padding: Padding::Same,
+        dilation: [1, 1],
+        groups: 1,
+    };
+    let cases: &[([usize; 4], [usize; 4], Conv2dOptions)] = &[
+        // An RGB stem, 7x7/2.
+        ([4, 40, 40, 3], [7, 7, 3, 16], o(2)),
+        // Five channels, 3x3.
+        ([2, 32, 32, 5], [3, 3, 5, 32], o(1)),
+    ];
+    for (i, &(xs, ws, opts)) in cases.iter().enumerate() {
+        check_against_reference(&format!("odd channels {i}"), xs, ws, opts, &mut rng, &devs);
+    }
+}

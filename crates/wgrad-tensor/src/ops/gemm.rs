@@ -67,7 +67,7 @@ fn shaped(rm: u32, vn: u32, n: usize) -> Blocking {
 /// lavapipe 1-3 s of LLVM time at its first dispatch, per variant, while a 4 x 4 one
 /// compiles in a tenth of that: on a fresh shader cache the head's three products were a
 /// third of a ResNet-34's first step.
-const SMALL_MACS: usize = 1 << 21;
+pub(crate) const SMALL_MACS: usize = 1 << 21;
 const SMALL: (u32, u32) = (4, 1);
 
 /// [`blocking_for`] for a whole product of `macs` multiply-adds with `n` output columns.
