@@ -15,9 +15,9 @@
 //! the rest is in the cache. Nothing the helper does is visible to the device it serves;
 //! its errors are dropped. `WGRAD_COMPILE_AHEAD=0` turns it off.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Condvar, Mutex, Once};
+use std::sync::{Arc, Condvar, Mutex, Once};
 use std::time::Duration;
 
 /// Helpers in the middle of a compile, and whether the process has begun to exit.
@@ -51,7 +51,7 @@ pub(crate) struct Job {
 
 pub(crate) struct Ahead {
     tx: Mutex<mpsc::Sender<Job>>,
-    done: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    done: Arc<AtomicU64>,
 }
 
 /// Entry points worth compiling ahead: those whose LLVM time is seconds, not milliseconds.
@@ -94,7 +94,7 @@ impl Ahead {
             }
         });
         let (tx, rx) = mpsc::channel::<Job>();
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let done = Arc::new(AtomicU64::new(0));
         let counter = done.clone();
         let adapter = adapter.clone();
         let limits = limits.clone();
@@ -115,7 +115,7 @@ impl Ahead {
 
     /// Pipelines the helper has compiled so far.
     pub(crate) fn compiled(&self) -> u64 {
-        self.done.load(std::sync::atomic::Ordering::Relaxed)
+        self.done.load(Ordering::Relaxed)
     }
 }
 
@@ -124,7 +124,7 @@ fn run(
     features: wgpu::Features,
     limits: wgpu::Limits,
     rx: mpsc::Receiver<Job>,
-    done: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    done: Arc<AtomicU64>,
 ) {
     // Waits for the first job, so a device that never runs a GEMM costs an idle thread only.
     let Ok(first) = rx.recv() else { return };
@@ -137,7 +137,7 @@ fn run(
                 required_limits: limits,
                 ..Default::default()
             }))?;
-        device.on_uncaptured_error(std::sync::Arc::new(|_| {}));
+        device.on_uncaptured_error(Arc::new(|_| {}));
         let params = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgrad compile-ahead params"),
             size: 256,
@@ -207,54 +207,52 @@ fn compile(
     storage: &mut Vec<wgpu::Buffer>,
     job: Job,
 ) {
-    {
-        // One buffer per binding: a buffer may not be bound read-only and read-write at once.
-        while storage.len() < job.storage.len() {
-            storage.push(device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("wgrad compile-ahead binding"),
-                size: 1024,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            }));
-        }
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(job.label),
-            source: wgpu::ShaderSource::Wgsl(job.source.into()),
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(job.label),
-            layout: None,
-            module: &module,
-            entry_point: Some(job.entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                zero_initialize_workgroup_memory: false,
-                ..Default::default()
-            },
-            cache: None,
-        });
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: params.as_entire_binding(),
-        }];
-        for (b, buf) in job.storage.iter().zip(storage.iter()) {
-            entries.push(wgpu::BindGroupEntry {
-                binding: *b,
-                resource: buf.as_entire_binding(),
-            });
-        }
-        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(job.label),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        let mut enc = device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &group, &[]);
-            pass.dispatch_workgroups(1, 1, 1);
-        }
-        queue.submit([enc.finish()]);
-        let _ = device.poll(wgpu::PollType::wait_indefinitely());
+    // One buffer per binding: a buffer may not be bound read-only and read-write at once.
+    while storage.len() < job.storage.len() {
+        storage.push(device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgrad compile-ahead binding"),
+            size: 1024,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        }));
     }
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(job.label),
+        source: wgpu::ShaderSource::Wgsl(job.source.into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(job.label),
+        layout: None,
+        module: &module,
+        entry_point: Some(job.entry),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            zero_initialize_workgroup_memory: false,
+            ..Default::default()
+        },
+        cache: None,
+    });
+    let mut entries = vec![wgpu::BindGroupEntry {
+        binding: 0,
+        resource: params.as_entire_binding(),
+    }];
+    for (b, buf) in job.storage.iter().zip(storage.iter()) {
+        entries.push(wgpu::BindGroupEntry {
+            binding: *b,
+            resource: buf.as_entire_binding(),
+        });
+    }
+    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(job.label),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    });
+    let mut enc = device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups(1, 1, 1);
+    }
+    queue.submit([enc.finish()]);
+    let _ = device.poll(wgpu::PollType::wait_indefinitely());
 }

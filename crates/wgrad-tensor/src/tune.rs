@@ -14,6 +14,7 @@
 //! half-written; an unreadable one is reported once and replaced.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -30,7 +31,7 @@ pub(crate) struct Tuner {
     device_key: String,
     /// This device's entries, loaded at first use.
     entries: Mutex<Option<Map<String, Value>>>,
-    tunings: std::sync::atomic::AtomicU64,
+    tunings: AtomicU64,
 }
 
 /// Where the tuning file lives: `$WGRAD_CACHE_DIR`, else `$XDG_CACHE_HOME/wgrad`, else
@@ -78,13 +79,13 @@ impl Tuner {
                 cpu_model()
             ),
             entries: Mutex::new(None),
-            tunings: std::sync::atomic::AtomicU64::new(0),
+            tunings: AtomicU64::new(0),
         }
     }
 
     /// Shapes timed by this device so far (choices read from the file do not count).
     pub(crate) fn tunings(&self) -> u64 {
-        self.tunings.load(std::sync::atomic::Ordering::Relaxed)
+        self.tunings.load(Ordering::Relaxed)
     }
 
     /// The whole file, or an empty table when it is missing or unreadable.
@@ -187,8 +188,7 @@ impl Tuner {
                 best = (median, c);
             }
         }
-        self.tunings
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.tunings.fetch_add(1, Ordering::Relaxed);
         let mut record = Map::new();
         record.insert("choice".into(), Value::from(best.1));
         record.insert("default".into(), Value::from(default));
