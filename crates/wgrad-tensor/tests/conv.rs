@@ -758,7 +758,7 @@ fn few_channel_forward_fuses_bias_and_activation() {
 }
 
 /// Input channels not in fours, past the small-product threshold: the register-blocked
-/// strategy runs these padded with zero channels (ops/conv/mod.rs, `channels_in_fours`), the
+/// strategy runs these padded with zero channels (ops/conv/mod.rs, `channel_padding`), the
 /// filter gradient sliced back; both strategies must match the f64 loops, bias gradient too.
 #[test]
 fn conv2d_odd_channel_counts_run_padded() {

@@ -297,28 +297,22 @@ fn launch(
     )
 }
 
-/// `x` and `filter` with their input channels padded with zeros to a multiple of 4, when the
+/// How many zero channels to pad the input (and the filter) with to a multiple of 4, when the
 /// register-blocked GEMM would otherwise read A as scalars (an RGB stem, 7×7×3): the padded
 /// layer reads vec4s and shares its pipelines with every other layer's, where a 3-channel
 /// one needs its own forward and filter-gradient variants, each 2–3 s of LLVM time on
 /// lavapipe's first dispatch (two of the five of a ResNet-34 step). The zeros add exact
-/// zeros, in the same order. `None` when nothing is to gain: for a small product the two
-/// padding dispatches cost more than a variant of its own.
-fn channels_in_fours(x: &Tensor, filter: Option<&Tensor>, geo: &Geometry) -> Result<Option<(Tensor, Option<Tensor>)>> {
+/// zeros, in the same order. 0 when nothing is to gain: for a small product the two padding
+/// dispatches cost more than a variant of its own.
+fn channel_padding(x: &Tensor, geo: &Geometry) -> usize {
     let macs = geo.n * geo.oh * geo.ow * geo.o * geo.kh * geo.kw * geo.c;
     if geo.groups != 1
-        || geo.c.is_multiple_of(4)
         || macs <= gemm::SMALL_MACS
         || x.device().strategy() != crate::Strategy::RegisterBlocked
     {
-        return Ok(None);
+        return 0;
     }
-    let extra = geo.c.next_multiple_of(4) - geo.c;
-    let x4 = x.pad(&[0, 0, 0, 0], &[0, 0, 0, extra])?;
-    let f4 = filter
-        .map(|f| f.pad(&[0, 0, 0, 0], &[0, 0, extra, 0]))
-        .transpose()?;
-    Ok(Some((x4, f4)))
+    geo.c.next_multiple_of(4) - geo.c
 }
 
 /// The forward convolution by [`CONV2D_FORWARD_TAPS`] when it applies: one group, few taps,
@@ -552,7 +546,10 @@ impl Tensor {
             };
             return x.matmul_with(&w, o)?.reshape(&geo.output_shape());
         }
-        if let Some((x4, Some(f4))) = channels_in_fours(self, Some(filter), &geo)? {
+        let extra = channel_padding(self, &geo);
+        if extra > 0 {
+            let x4 = self.pad(&[0, 0, 0, 0], &[0, 0, 0, extra])?;
+            let f4 = filter.pad(&[0, 0, 0, 0], &[0, 0, extra, 0])?;
             return x4.conv2d_fused(&f4, epi, opts);
         }
         let out = Tensor::uninit(self.device(), op, &geo.output_shape(), DType::F32)?;
@@ -747,7 +744,9 @@ impl Tensor {
         if g == 1 && kernel[0] * kernel[1] * c <= MAX_DIRECT_TAPS {
             return filter_grad_direct(self, dy, &geo, filter_shape, bias);
         }
-        if let Some((x4, _)) = channels_in_fours(self, None, &geo)? {
+        let extra = channel_padding(self, &geo);
+        if extra > 0 {
+            let x4 = self.pad(&[0, 0, 0, 0], &[0, 0, 0, extra])?;
             let (dw, db) = x4.filter_grad(dy, kernel, opts, bias)?;
             return Ok((dw.slice(2, 0, c)?, db));
         }
