@@ -33,6 +33,7 @@ struct Params {
     c: u32,         // channels
     scale: f32,     // global pools: 1 / (H * W) for average, 1 for max
     use_idx: u32,   // global pools: 1 routes the gradient to idx (max), 0 spreads it (average)
+    relu: u32,      // max_fwd: 1 returns relu(max) (= the max of relu(x)) and no winner where it is 0
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -82,8 +83,12 @@ fn max_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
             best_i = select(best_i, cell, take);
         }
     }
-    dst[t] = best;
-    idx[t] = best_i;
+    // relu(max(w)) = max(relu(w)): a ReLU before the pool runs on the pooled output instead
+    // of the whole input. Where the window's maximum is not positive relu(x) was 0 at every
+    // cell and its gradient is 0, so no cell wins and both backward kernels route nothing.
+    let off = (select(U(0u), U(1u), best <= T(0.0)) * U(p.relu)) != U(0u);
+    dst[t] = select(best, T(0.0), off);
+    idx[t] = select(best_i, U(NONE), off);
 }
 
 @compute @workgroup_size(WG)

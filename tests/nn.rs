@@ -1673,3 +1673,76 @@ fn a_custom_layer_in_four_methods_trains_in_a_model() {
     let scale = t.model.params()[2].value().to_vec::<f32>().unwrap();
     assert!((scale[0] - 0.5).abs() > 1e-3, "{scale:?}");
 }
+
+/// In training too, a ReLU whose only reader is a max pool moves past it (they commute): a
+/// Conv2D's own ReLU and an `Activation(relu)` layer. Outputs and every gradient equal the
+/// layer-by-layer run's exactly, with fewer dispatches; a ReLU output read twice stays put.
+#[test]
+fn a_relu_before_a_max_pool_moves_past_it_in_training() {
+    use wgrad::nn::{Add, Functional};
+    // Its own device: the dispatch counters must not see the other tests running in parallel.
+    let dev = wgrad::Device::new().unwrap();
+    let mut g = Functional::new(&dev).seed(12);
+    let x = g.input(&[9, 9, 3]);
+    let a = g
+        .apply(Conv2D::new(8, 3).same().activation(Act::Relu), x)
+        .unwrap();
+    let a = g.apply(MaxPool2D::new(2), a).unwrap();
+    let b = g.apply(Conv2D::new(8, 3).same(), a).unwrap();
+    let b = g.apply(Activation(Act::Relu), b).unwrap();
+    let b = g.apply(MaxPool2D::new(3).strides(2).same(), b).unwrap();
+    // Read by the pool and by the sum: not moved.
+    let c = g.apply(Conv2D::new(8, 1).activation(Act::Relu), b).unwrap();
+    let cp = g.apply(MaxPool2D::new(1), c).unwrap();
+    let s = g.merge(Add, &[cp, c]).unwrap();
+    let f = g.apply(Flatten::new(), s).unwrap();
+    let y = g.apply(Dense::new(3), f).unwrap();
+    g.outputs(&[y]).unwrap();
+    let mut rng = Rng::new(31);
+    // Shifted down, so that many windows hold no positive value.
+    let xs: Vec<f32> = rng.vec(2 * 9 * 9 * 3, -1.5, 0.7);
+    let r = Tensor::from_slice(&dev, &rng.vec(6, -1.0, 1.0), &[2, 3]).unwrap();
+    let run = |g: &mut Functional, fold: bool| {
+        for p in g.params() {
+            p.var().zero_grad();
+        }
+        let xv = Var::param(Tensor::from_slice(&dev, &xs, &[2, 9, 9, 3]).unwrap());
+        let mut ctx = Ctx::new(true, 1);
+        ctx.fold = fold;
+        let d0 = dev.counters().dispatches;
+        let y = g.forward(&xv, &mut ctx).unwrap();
+        ops::sum(&ops::mul(&y, &Var::new(r.clone())).unwrap(), &[])
+            .unwrap()
+            .backward()
+            .unwrap();
+        dev.sync().unwrap();
+        let dispatches = dev.counters().dispatches - d0;
+        let mut out = vec![
+            y.value().to_vec::<f32>().unwrap(),
+            xv.grad().unwrap().to_vec::<f32>().unwrap(),
+        ];
+        for p in g.params() {
+            out.push(p.grad().unwrap().to_vec::<f32>().unwrap());
+        }
+        (out, dispatches)
+    };
+    run(&mut g, false);
+    let (want, unfolded) = run(&mut g, false);
+    let (got, folded) = run(&mut g, true);
+    assert_eq!(got.len(), want.len());
+    for (k, (got, want)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(
+            got, want,
+            "tensor {k} (output, input gradient, then weights)"
+        );
+    }
+    assert!(
+        want.iter().all(|t| t.iter().any(|&v| v != 0.0)),
+        "every gradient is live"
+    );
+    // The Activation layer's forward and the two ReLU gradients are gone.
+    assert!(
+        folded + 3 <= unfolded,
+        "moved {folded} dispatches, layer by layer {unfolded}"
+    );
+}

@@ -531,6 +531,22 @@ pub fn max_pool2d(x: &Var, pool: [usize; 2], stride: [usize; 2], padding: Paddin
     }))
 }
 
+/// `max_pool2d(relu(x))` in one pass over `x` (ReLU and max commute, so the ReLU runs on the
+/// pooled output); the backward is max-pooling's, through indices that name no cell where the
+/// window's maximum was not positive.
+pub fn max_pool2d_relu(
+    x: &Var,
+    pool: [usize; 2],
+    stride: [usize; 2],
+    padding: Padding,
+) -> Result<Var> {
+    let (y, idx) = x.value().max_pool2d_relu(pool, stride, padding)?;
+    let shape = x.shape().to_vec();
+    Ok(Var::from_op("max_pool2d_relu", y, &[x], move |g| {
+        some(g.max_pool2d_backward(&idx, &shape, pool, stride, padding)?)
+    }))
+}
+
 pub fn avg_pool2d(x: &Var, pool: [usize; 2], stride: [usize; 2], padding: Padding) -> Result<Var> {
     let y = x.value().avg_pool2d(pool, stride, padding)?;
     let shape = x.shape().to_vec();

@@ -589,6 +589,68 @@ impl Functional {
             .collect()
     }
 
+    /// For each node, the max pool that is its sole reader when the node ends in a ReLU that
+    /// can move past the pool (they commute): a Conv2D with `activation="relu"` then runs
+    /// without it, an `Activation("relu")` layer is skipped, and the pool applies the ReLU to
+    /// its output, so the ReLU and its gradient touch a quarter of the values (2×2 pools).
+    fn relu_pool_plan(&self) -> Vec<Option<usize>> {
+        let n = self.nodes.len();
+        let mut readers = vec![Vec::new(); n];
+        for j in 0..n {
+            for t in self.reads(j) {
+                readers[t.node].push(j);
+            }
+        }
+        let hints = |j: usize| match &self.nodes[j].op {
+            Op::Layer(l, _) => l.hints(),
+            _ => None,
+        };
+        (0..n)
+            .map(|j| {
+                let h = hints(j)?;
+                let relu = h.own_activation().or_else(|| h.as_activation()) == Some(Act::Relu);
+                let [k] = readers[j][..] else { return None };
+                let pool = hints(k).is_some_and(|p| p.commutes_with_relu());
+                let output = self.outputs.iter().any(|o| o.node == j);
+                (relu && pool && !output).then_some(k)
+            })
+            .collect()
+    }
+
+    /// Node `j` (ending in a ReLU) and the max pool `k` after it as `k(relu(x))` with the ReLU
+    /// moved past the pool (see [`Functional::relu_pool_plan`]); `None` when a layer declines.
+    fn forward_relu_pool(
+        &mut self,
+        j: usize,
+        k: usize,
+        ctx: &mut Ctx,
+        values: &[Option<Var>],
+    ) -> Result<Option<Var>> {
+        let Op::Layer(layer, t) = &mut self.nodes[j].op else {
+            return Ok(None);
+        };
+        let x = values[t.node]
+            .clone()
+            .expect("a reader runs after its input");
+        let Some(h) = layer.hints_mut() else {
+            return Ok(None);
+        };
+        let pre = if h.as_activation().is_some() {
+            x
+        } else {
+            match h.forward_with_activation(&x, ctx, Act::Linear) {
+                Some(y) => y?,
+                None => return Ok(None),
+            }
+        };
+        let Op::Layer(pool, _) = &mut self.nodes[k].op else {
+            return Ok(None);
+        };
+        pool.hints_mut()
+            .and_then(|h| h.forward_after_relu(&pre, ctx))
+            .transpose()
+    }
+
     /// Node `j` run with the batch norm `bn` folded in, then `act` and a residual (a skip
     /// connection added before the activation); `None` when the layer cannot fuse them.
     fn forward_folded(
@@ -698,6 +760,11 @@ impl Functional {
         } else {
             vec![None; n]
         };
+        let relu_pool = if ctx.fold {
+            self.relu_pool_plan()
+        } else {
+            vec![None; n]
+        };
         let mut tail_done = false;
         let mut skip = vec![false; n];
         let mut values: Vec<Option<Var>> = vec![None; n];
@@ -726,6 +793,18 @@ impl Functional {
                     }
                     for (k, v) in values.iter_mut().enumerate().take(j + 1) {
                         if last_use[k] == j {
+                            *v = None;
+                        }
+                    }
+                    continue;
+                }
+            }
+            if let Some(k) = relu_pool[j] {
+                if let Some(y) = self.forward_relu_pool(j, k, ctx, &values)? {
+                    values[k] = Some(y);
+                    skip[k] = true;
+                    for (i, v) in values.iter_mut().enumerate().take(j + 1) {
+                        if last_use[i] == j {
                             *v = None;
                         }
                     }

@@ -11,9 +11,12 @@ pub struct Ctx {
     /// Training mode: dropout drops, batch norm uses batch statistics and updates its moving
     /// averages. Off for `evaluate` and `predict`.
     pub training: bool,
-    /// Inference only (and without a graph): let a layer apply the next layers' per-channel
-    /// affine map and activation in its own write-out (batch norm folded into the convolution
-    /// before it). On by default; off gives the layer-by-layer reference.
+    /// Let the model graph fuse neighbouring layers: in inference without a graph, a layer
+    /// applies the next layers' per-channel affine map and activation in its own write-out
+    /// (batch norm folded into the convolution before it); in training too, a ReLU whose only
+    /// reader is a max pool moves past it (the two commute, so the ReLU and its gradient run
+    /// on the pooled tensor, with the same values). On by default; off gives the
+    /// layer-by-layer reference.
     pub fold: bool,
     seed: u64,
     calls: u64,
@@ -150,6 +153,33 @@ pub trait Hints {
         _act: Act,
         _residual: Option<&wgrad_tensor::Tensor>,
     ) -> Option<Result<Var>> {
+        None
+    }
+
+    /// The activation this layer applies to its own result (Conv2D's `activation=`), when
+    /// [`Hints::forward_with_activation`] can run the layer with another one.
+    fn own_activation(&self) -> Option<Act> {
+        None
+    }
+
+    /// The layer's forward pass with `act` in place of its own activation.
+    fn forward_with_activation(
+        &mut self,
+        _x: &Var,
+        _ctx: &mut Ctx,
+        _act: Act,
+    ) -> Option<Result<Var>> {
+        None
+    }
+
+    /// Whether [`Hints::forward_after_relu`] can compute this layer of `relu(x)` from `x`.
+    fn commutes_with_relu(&self) -> bool {
+        false
+    }
+
+    /// This layer applied to `relu(x)`, computed from `x`: a max pool pools first and applies
+    /// the ReLU to its smaller output (max and ReLU commute).
+    fn forward_after_relu(&mut self, _x: &Var, _ctx: &mut Ctx) -> Option<Result<Var>> {
         None
     }
 

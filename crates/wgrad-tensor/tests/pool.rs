@@ -365,6 +365,44 @@ fn pooling_matches_the_f64_reference() {
 }
 
 #[test]
+fn max_pool_of_relu_matches_the_f64_reference() {
+    // max_pool2d_relu(x) = max_pool2d(relu(x)), and its gradient through max_pool2d_backward
+    // is relu'(x)·(the pool's gradient at relu(x)): the reference pools relu(x) in f64.
+    let mut rng = Rng::new(29);
+    for trial in 0..40 {
+        let (s, pool, stride, padding) = random_case(&mut rng);
+        let ctx = format!("trial {trial}: {s:?} pool {pool:?} stride {stride:?} {padding:?}");
+        // Tie-free data half the time, else coarse values where many windows are all ≤ 0.
+        let x: Vec<f32> = if trial % 2 == 0 {
+            distinct(&mut rng, numel(&s))
+                .iter()
+                .map(|v| v + 1.0 / 128.0)
+                .collect()
+        } else {
+            (0..numel(&s))
+                .map(|_| (rng.next_u64() % 4) as f32 - 2.5)
+                .collect()
+        };
+        let relu: Vec<f32> = x.iter().map(|v| v.max(0.0)).collect();
+        let (y, idx) = up(&x, &s).max_pool2d_relu(pool, stride, padding).unwrap();
+        let g: Vec<f32> = rng.vec(y.numel(), -1.0, 1.0);
+        let r = pool_ref(&relu, s, pool, stride, padding, &g);
+        assert_eq!(y.shape(), r.shape, "{ctx}");
+        close(&format!("{ctx} forward"), &down(&y), &r.max, 0.0, 0.0);
+        let dx = up(&g, &r.shape)
+            .max_pool2d_backward(&idx, &s, pool, stride, padding)
+            .unwrap();
+        let want: Vec<f64> = r
+            .dmax
+            .iter()
+            .zip(&x)
+            .map(|(d, v)| if *v > 0.0 { *d } else { 0.0 })
+            .collect();
+        close(&format!("{ctx} backward"), &down(&dx), &want, 1e-5, 1e-6);
+    }
+}
+
+#[test]
 fn vec4_and_scalar_paths_agree_on_a_wider_image() {
     // 3x3/2 Same as in ResNet stems, C = 16 (vec4 path) against the reference.
     let mut rng = Rng::new(11);

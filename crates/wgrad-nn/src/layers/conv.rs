@@ -158,6 +158,19 @@ impl Layer for Conv2D {
 }
 
 impl crate::Hints for Conv2D {
+    fn own_activation(&self) -> Option<Act> {
+        Some(self.act)
+    }
+
+    fn forward_with_activation(&mut self, x: &Var, _: &mut Ctx, act: Act) -> Option<Result<Var>> {
+        let run = || {
+            let k = built("Conv2D", &self.kernel)?;
+            let b = self.bias.as_ref().map(|b| b.var());
+            Ok(ops::conv2d(x, k.var(), b, act, self.opts)?)
+        };
+        Some(run())
+    }
+
     fn forward_fused(
         &mut self,
         x: &Var,

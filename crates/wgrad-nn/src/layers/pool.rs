@@ -72,8 +72,25 @@ macro_rules! window_pool {
             fn describe(&self) -> String {
                 self.0.describe()
             }
+            fn hints(&self) -> Option<&dyn crate::Hints> {
+                Some(self)
+            }
+            fn hints_mut(&mut self) -> Option<&mut dyn crate::Hints> {
+                Some(self)
+            }
         }
     };
+}
+
+impl crate::Hints for MaxPool2D {
+    fn commutes_with_relu(&self) -> bool {
+        true
+    }
+
+    fn forward_after_relu(&mut self, x: &Var, _: &mut Ctx) -> Option<Result<Var>> {
+        let w = self.0;
+        Some(ops::max_pool2d_relu(x, w.pool, w.strides, w.padding).map_err(Into::into))
+    }
 }
 
 window_pool!(
@@ -88,6 +105,8 @@ window_pool!(
     ops::avg_pool2d,
     "Keras's `AveragePooling2D`; with `same` padding it divides by the real cells of each window."
 );
+
+impl crate::Hints for AvgPool2D {}
 
 macro_rules! global_pool {
     ($name:ident, $kind:literal, $op:path, $doc:literal) => {

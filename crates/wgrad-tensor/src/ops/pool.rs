@@ -41,6 +41,8 @@ params!("Params" => struct PoolParams {
     scale: f32,
     // Global pools: 1 routes the gradient to idx (max), 0 spreads it (average).
     use_idx: u32,
+    // max_fwd: 1 pools relu(x) (see `Tensor::max_pool2d_relu`).
+    relu: u32,
 });
 
 pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
@@ -97,6 +99,7 @@ fn pool_params(
         c: x[3] as u32,
         scale: 1.0,
         use_idx: 0,
+        relu: 0,
     }
 }
 
@@ -132,9 +135,32 @@ impl Tensor {
         stride: [usize; 2],
         padding: Padding,
     ) -> Result<(Tensor, Tensor)> {
-        let op = "max_pool2d";
+        self.max_pool("max_pool2d", pool, stride, padding, false)
+    }
+
+    /// `max_pool2d(relu(self))` without computing `relu(self)`: the two commute, so the ReLU
+    /// runs on the pooled output. The indices name no cell for a window whose maximum is not
+    /// positive, so [`max_pool2d_backward`](Tensor::max_pool2d_backward) with them is the
+    /// gradient of the composition, equal to the ReLU's gradient after the pool's.
+    pub fn max_pool2d_relu(
+        &self,
+        pool: [usize; 2],
+        stride: [usize; 2],
+        padding: Padding,
+    ) -> Result<(Tensor, Tensor)> {
+        self.max_pool("max_pool2d_relu", pool, stride, padding, true)
+    }
+
+    fn max_pool(
+        &self,
+        op: &'static str,
+        pool: [usize; 2],
+        stride: [usize; 2],
+        padding: Padding,
+        relu: bool,
+    ) -> Result<(Tensor, Tensor)> {
         if super::cast::any_half(&[self]) {
-            let (y, idx) = self.widened()?.max_pool2d(pool, stride, padding)?;
+            let (y, idx) = self.widened()?.max_pool(op, pool, stride, padding, relu)?;
             return Ok((y.narrowed()?, idx));
         }
         let x = nhwc(op, self)?;
@@ -143,7 +169,10 @@ impl Tensor {
         let out = Tensor::uninit(self.device(), op, &out_shape, DType::F32)?;
         let idx = Tensor::uninit(self.device(), op, &out_shape, DType::U32)?;
         let v = width(x[3]);
-        let p = pool_params(out.numel() / v, x, &g, pool, stride, v);
+        let p = PoolParams {
+            relu: relu as u32,
+            ..pool_params(out.numel() / v, x, &g, pool, stride, v)
+        };
         launch(
             self,
             "max_fwd",
