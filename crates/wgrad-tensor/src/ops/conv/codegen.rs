@@ -19,12 +19,61 @@ pub(crate) const MAX_DIRECT_TAPS: usize = 32;
 /// With `bias`, the same walk also sums dy itself (the bias gradient, Σ dy over N·OH·OW):
 /// one more register and no more loads, instead of a reduction pass over dy of its own. The
 /// partial sums are then `[slice, KH·KW·C + 1, O]`, the bias's row last.
-pub(crate) fn taps_spec(kh: usize, kw: usize, c: usize, vec4: bool, bias: bool) -> Spec {
-    static CACHE: gemm::SpecCache<(usize, usize, usize, bool, bool)> = Mutex::new(Vec::new());
-    gemm::memo(&CACHE, (kh, kw, c, vec4, bias), || taps_body(kh, kw, c, vec4, bias))
+/// With `slide` (see [`slides`]) each row's walk keeps the window in registers.
+pub(crate) fn taps_spec(kh: usize, kw: usize, c: usize, vec4: bool, bias: bool, slide: bool) -> Spec {
+    static CACHE: gemm::SpecCache<(usize, usize, usize, bool, bool, bool)> = Mutex::new(Vec::new());
+    gemm::memo(&CACHE, (kh, kw, c, vec4, bias, slide), || {
+        taps_body(kh, kw, c, vec4, bias, slide)
+    })
 }
 
-fn taps_body(kh: usize, kw: usize, c: usize, vec4: bool, bias: bool) -> Spec {
+/// Whether the direct kernels can slide their window along a row: with a horizontal stride
+/// and dilation of 1, the taps of column `col + 1` are those of `col` moved by one, so each
+/// step loads only the window's new column (3 of 9 values for a 3×3 filter) and keeps the
+/// rest in registers. Padding cells load as zeros, which add nothing to the sums.
+pub(crate) fn slides(kw: usize, stride_w: usize, dilation_w: usize) -> bool {
+    kw > 1 && stride_w == 1 && dilation_w == 1
+}
+
+/// The straight-line code that loads the window column `j` (`x{j}` its position, `in{i}` and
+/// `base{i}` per filter row from the row set-up) into `v{i}_{j}_{ch}`, zero off the image.
+fn window_column(kh: usize, c: usize, j: usize, col: &str, indent: &str, decl: &str) -> String {
+    let mut f = format!("{indent}let x{j} = {col};\n{indent}let ok{j} = x{j} >= 0 && x{j} < i32(p.w);\n");
+    f += &format!("{indent}let cx{j} = u32(clamp(x{j}, 0, i32(p.w) - 1));\n");
+    for i in 0..kh {
+        for ch in 0..c {
+            f += &format!(
+                "{indent}{decl}v{i}_{j}_{ch} = select(0.0, x[(base{i} + cx{j}) * p.c + {ch}u], in{i} && ok{j});\n"
+            );
+        }
+    }
+    f
+}
+
+/// The straight-line code that moves the window one column right: `v{i}_{j}` ← `v{i}_{j+1}`.
+fn window_shift(kh: usize, kw: usize, c: usize, indent: &str) -> String {
+    let mut f = String::new();
+    for i in 0..kh {
+        for j in 0..kw - 1 {
+            for ch in 0..c {
+                f += &format!("{indent}v{i}_{j}_{ch} = v{i}_{}_{ch};\n", j + 1);
+            }
+        }
+    }
+    f
+}
+
+/// The window's first `kw - 1` columns, declared as registers before a row's walk (`left`
+/// its first column).
+fn window_start(kh: usize, kw: usize, c: usize, indent: &str) -> String {
+    let mut f = String::new();
+    for j in 0..kw - 1 {
+        f += &window_column(kh, c, j, &format!("left + {j}"), indent, "var ");
+    }
+    f
+}
+
+fn taps_body(kh: usize, kw: usize, c: usize, vec4: bool, bias: bool, slide: bool) -> Spec {
     let taps = kh * kw * c;
     let rows_out = taps + bias as usize;
     let mut f = String::from("fn filter_grad(o: u32, r0: u32, r1: u32, slice: u32) {\n");
@@ -39,9 +88,29 @@ fn taps_body(kh: usize, kw: usize, c: usize, vec4: bool, bias: bool) -> Spec {
         f += &format!("        let base{i} = (n * p.h + u32(max(y{i}, 0))) * p.w;\n");
     }
     f += "        var left = -i32(p.pl);\n        var q = r * p.ow * p.o + o;\n";
+    if slide {
+        f += &window_start(kh, kw, c, "        ");
+    }
     f += "        for (var col = 0u; col < p.ow; col++) {\n            let g = dy[q];\n";
     if bias {
         f += &format!("            a{taps} += g;\n");
+    }
+    if slide {
+        let last = kw - 1;
+        f += "            {\n";
+        f += &window_column(kh, c, last, &format!("left + {last}"), "            ", "var ");
+        for i in 0..kh {
+            for j in 0..kw {
+                for ch in 0..c {
+                    let t = (i * kw + j) * c + ch;
+                    f += &format!("            a{t} += g * v{i}_{j}_{ch};\n");
+                }
+            }
+        }
+        f += &window_shift(kh, kw, c, "            ");
+        f += "            }\n";
+        f += "            left += 1;\n            q += p.o;\n        }\n    }\n";
+        return taps_tail(f, rows_out, vec4);
     }
     for j in 0..kw {
         f += &format!("            let x{j} = left + {j} * i32(p.dw);\n");
@@ -59,6 +128,11 @@ fn taps_body(kh: usize, kw: usize, c: usize, vec4: bool, bias: bool) -> Spec {
         }
     }
     f += "            left += i32(p.sw);\n            q += p.o;\n        }\n    }\n";
+    taps_tail(f, rows_out, vec4)
+}
+
+/// The filter gradient's write-out of its `rows_out` sums, closing `filter_grad`.
+fn taps_tail(mut f: String, rows_out: usize, vec4: bool) -> Spec {
     f += &format!("    let base = slice * {rows_out}u * p.o + o;\n");
     for t in 0..rows_out {
         f += &format!("    partial[base + {t}u * p.o] = a{t};\n");
@@ -71,10 +145,10 @@ fn taps_body(kh: usize, kw: usize, c: usize, vec4: bool, bias: bool) -> Spec {
 /// `conv_row` for a `kh`×`kw`×`c` filter (shaders/conv_forward_taps.wgsl): the taps of
 /// `groups` groups of four output channels in named vec4 registers, the tap loops unrolled,
 /// each x value loaded once for all of them.
-pub(crate) fn forward_taps_spec(kh: usize, kw: usize, c: usize, groups: usize) -> Spec {
-    static CACHE: gemm::SpecCache<(usize, usize, usize, usize)> = Mutex::new(Vec::new());
-    gemm::memo(&CACHE, (kh, kw, c, groups), || {
-        forward_taps_body(kh, kw, c, groups)
+pub(crate) fn forward_taps_spec(kh: usize, kw: usize, c: usize, groups: usize, slide: bool) -> Spec {
+    static CACHE: gemm::SpecCache<(usize, usize, usize, usize, bool)> = Mutex::new(Vec::new());
+    gemm::memo(&CACHE, (kh, kw, c, groups, slide), || {
+        forward_taps_body(kh, kw, c, groups, slide)
     })
 }
 
@@ -88,7 +162,7 @@ pub(crate) fn forward_taps_groups(taps: usize, units: usize) -> usize {
         .unwrap_or(1)
 }
 
-fn forward_taps_body(kh: usize, kw: usize, c: usize, groups: usize) -> Spec {
+fn forward_taps_body(kh: usize, kw: usize, c: usize, groups: usize, slide: bool) -> Spec {
     let taps = kh * kw * c;
     // `o` is this invocation's first channel group; its `groups` groups are o, o + 1, ….
     let mut f = String::from("fn conv_row(r: u32, o: u32) {\n");
@@ -106,10 +180,38 @@ fn forward_taps_body(kh: usize, kw: usize, c: usize, groups: usize) -> Spec {
         f += &format!("    let base{i} = (n * p.h + u32(max(y{i}, 0))) * p.w;\n");
     }
     f += "    var left = -i32(p.pl);\n    var q = r * p.ow * p.o + o;\n";
+    if slide {
+        f += &window_start(kh, kw, c, "    ");
+    }
     f += "    for (var col = 0u; col < p.ow; col++) {\n";
     for g in 0..groups {
         f += &format!("        var acc{g} = b{g};\n");
     }
+    if slide {
+        let last = kw - 1;
+        f += &window_column(kh, c, last, &format!("left + {last}"), "        ", "var ");
+        for i in 0..kh {
+            for j in 0..kw {
+                for ch in 0..c {
+                    let t = (i * kw + j) * c + ch;
+                    for g in 0..groups {
+                        f += &format!("        acc{g} += v{i}_{j}_{ch} * w{t}_{g};\n");
+                    }
+                }
+            }
+        }
+        f += &window_shift(kh, kw, c, "        ");
+    } else {
+        f += &forward_taps_gather(kh, kw, c, groups);
+    }
+    f += &forward_taps_store(groups);
+    f += "        left += i32(p.sw);\n        q += p.o;\n    }\n}";
+    Spec::new().line(&f)
+}
+
+/// One output pixel's taps, each loaded where it lies (any stride and dilation).
+fn forward_taps_gather(kh: usize, kw: usize, c: usize, groups: usize) -> String {
+    let mut f = String::new();
     for j in 0..kw {
         f += &format!("        let x{j} = left + {j} * i32(p.dw);\n");
         f += &format!("        let ok{j} = x{j} >= 0 && x{j} < i32(p.w);\n");
@@ -128,14 +230,18 @@ fn forward_taps_body(kh: usize, kw: usize, c: usize, groups: usize) -> Spec {
             f += "        }\n";
         }
     }
+    f
+}
+
+/// The fused activation and the stores of one pixel's `groups` channel groups.
+fn forward_taps_store(groups: usize) -> String {
     // act_linear's form: relu(-inf) stays 0 rather than 0 · -inf = NaN.
-    f += "        let zero = vec4<f32>(0.0);\n";
+    let mut f = String::from("        let zero = vec4<f32>(0.0);\n");
     for g in 0..groups {
         f += &format!("        let neg{g} = select(p.slope * min(acc{g}, zero), zero, p.slope == 0.0);\n");
         f += &format!("        y[q + {g}u] = max(acc{g}, zero) + neg{g};\n");
     }
-    f += "        left += i32(p.sw);\n        q += p.o;\n    }\n}";
-    Spec::new().line(&f)
+    f
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

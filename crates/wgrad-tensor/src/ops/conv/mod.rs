@@ -15,7 +15,7 @@ use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::Activation;
 use crate::{DType, Error, Result, Tensor};
 use codegen::{
-    forward_taps_groups, forward_taps_spec, spec, taps_spec, Direction, MAX_DIRECT_TAPS,
+    forward_taps_groups, forward_taps_spec, slides, spec, taps_spec, Direction, MAX_DIRECT_TAPS,
 };
 use geometry::{embed_taps, taps, Geometry};
 
@@ -182,11 +182,18 @@ pub(crate) fn variants() -> Vec<(&'static Kernel, Spec)> {
     for (kh, kw, c) in [(1, 1, 1), (3, 3, 1), (5, 5, 1), (3, 3, 3), (2, 4, 4)] {
         for vec4 in [false, true] {
             for bias in [false, true] {
-                v.push((&CONV2D_FILTER_TAPS, taps_spec(kh, kw, c, vec4, bias)));
+                for slide in [false, slides(kw, 1, 1)] {
+                    v.push((&CONV2D_FILTER_TAPS, taps_spec(kh, kw, c, vec4, bias, slide)));
+                }
             }
         }
         for groups in [1, 2, 4] {
-            v.push((&CONV2D_FORWARD_TAPS, forward_taps_spec(kh, kw, c, groups)));
+            for slide in [false, slides(kw, 1, 1)] {
+                v.push((
+                    &CONV2D_FORWARD_TAPS,
+                    forward_taps_spec(kh, kw, c, groups, slide),
+                ));
+            }
         }
     }
     for dir in [
@@ -371,7 +378,13 @@ fn forward_direct(
         x.device(),
         &CONV2D_FORWARD_TAPS,
         "main",
-        &forward_taps_spec(geo.kh, geo.kw, geo.c, groups),
+        &forward_taps_spec(
+            geo.kh,
+            geo.kw,
+            geo.c,
+            groups,
+            slides(geo.kw, o.stride[1], o.dilation[1]),
+        ),
         params,
         &[x.bind(), filter.bind(), bias.bind(), out.bind()],
         threads as u64,
@@ -430,7 +443,14 @@ fn filter_grad_direct(
         x.device(),
         &CONV2D_FILTER_TAPS,
         "main",
-        &taps_spec(geo.kh, geo.kw, geo.c, vec4, bias),
+        &taps_spec(
+            geo.kh,
+            geo.kw,
+            geo.c,
+            vec4,
+            bias,
+            slides(geo.kw, o.stride[1], o.dilation[1]),
+        ),
         params,
         &[x.bind(), dy.bind(), partial.bind()],
         (slices * units) as u64,
