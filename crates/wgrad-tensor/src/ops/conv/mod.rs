@@ -13,7 +13,7 @@ use super::matmul::MatmulOptions;
 use super::window::Padding;
 use crate::kernel::{kernel, params, Kernel, Spec};
 use crate::Activation;
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Error, Result, Strategy, Tensor};
 use codegen::{
     forward_taps_groups, forward_taps_spec, slides, spec, taps_spec, Direction, MAX_DIRECT_TAPS,
 };
@@ -556,7 +556,7 @@ impl Tensor {
         if let Some(y) = forward_direct(self, filter, epi, &geo)? {
             return Ok(y);
         }
-        if geo.is_pointwise() && epi.scale.is_none() && epi.residual.is_none() {
+        if geo.is_pointwise() && epi.scale.is_none() && epi.residual.is_none() && !shares_pipelines(self) {
             let x = self.reshape(&[geo.n * geo.h * geo.w, geo.c])?;
             let w = filter.reshape(&[geo.c, geo.o])?;
             let o = MatmulOptions {
@@ -628,7 +628,10 @@ impl Tensor {
         if geo.opts.stride != [1, 1] && geo.opts.dilation == [1, 1] && geo.groups == 1 {
             return backward_input_by_phase(self, filter, &geo);
         }
-        if geo.is_pointwise() {
+        if let Some(dx) = backward_input_as_forward(self, filter, &geo)? {
+            return Ok(dx);
+        }
+        if geo.is_pointwise() && !shares_pipelines(self) {
             let dy = self.reshape(&[geo.n * geo.h * geo.w, geo.o])?;
             let w = filter.reshape(&[geo.c, geo.o])?;
             let o = MatmulOptions {
@@ -741,7 +744,7 @@ impl Tensor {
             return Ok((embed_taps(&g, first, kernel)?, None));
         }
         let npq = geo.n * geo.oh * geo.ow;
-        if geo.is_pointwise() {
+        if geo.is_pointwise() && !shares_pipelines(self) {
             let x = self.reshape(&[npq, c])?;
             let dy = dy.reshape(&[npq, o])?;
             let dw = x
@@ -889,6 +892,60 @@ fn flip_phase_taps(
         &[tw * o * width, o * width, width, 1],
         at,
     )
+}
+
+/// Whether convolutions on `t`'s device run as few distinct pipelines as they can: on the
+/// register-blocked strategy (CPU adapters), where every new GEMM variant costs 1–2 s of
+/// LLVM time at its first dispatch, 1×1 convolutions stay on the convolution kernels instead
+/// of taking matmul's (three more variants: forward, and both gradients' transposed
+/// operands), and stride-1 input gradients run on the forward kernel.
+fn shares_pipelines(t: &Tensor) -> bool {
+    t.device().strategy() == Strategy::RegisterBlocked
+}
+
+/// The input gradient of a stride-1 convolution as a forward convolution of `dy` with the
+/// filter flipped and its channels swapped, padded so that its output is exactly `dx`:
+/// `dx[ih] = Σ_kh dy[ih + pt − kh]·w[kh]` is a correlation with `w[KH − 1 − j]` under padding
+/// `KH − 1 − pt` before and `KH − 1 − pb` after. It shares the forward pipeline instead of
+/// needing an input-gradient variant of its own, which on lavapipe is 1–2 s of LLVM time at
+/// a process's first step (docs/performance.md, "The first step of a process"). `None` where
+/// that does not apply (dilation, groups, a 1×1 filter, padding wider than the filter), or on
+/// the GPU strategy, whose input-gradient kernel is tuned for its tiles.
+fn backward_input_as_forward(dy: &Tensor, filter: &Tensor, geo: &Geometry) -> Result<Option<Tensor>> {
+    let o = &geo.opts;
+    let plain = o.stride == [1, 1] && o.dilation == [1, 1] && geo.groups == 1;
+    if !plain || !shares_pipelines(dy) {
+        return Ok(None);
+    }
+    let (r, c) = (&geo.rows, &geo.cols);
+    // At stride 1 every padded cell is read: output = input + before + after − kernel + 1.
+    let exact = |a: &crate::ops::window::AxisGeometry, k: usize| {
+        a.output + k == a.input + a.pad_before + a.pad_after + 1 && a.pad_before.max(a.pad_after) < k
+    };
+    if !exact(r, geo.kh) || !exact(c, geo.kw) {
+        return Ok(None);
+    }
+    let (pt, pb, pl, pr) = (r.pad_before, r.pad_after, c.pad_before, c.pad_after);
+    let (kh, kw) = (geo.kh, geo.kw);
+    let flipped = Tensor::uninit(
+        dy.device(),
+        "conv2d_backward_input",
+        &[kh, kw, geo.o, geo.c],
+        DType::F32,
+    )?;
+    flip_phase_taps(filter, &flipped, geo, [0, 0], [kh, kw], geo.c, 0)?;
+    let opts = Conv2dOptions {
+        padding: Padding::Explicit {
+            top: kh - 1 - pt,
+            bottom: kh - 1 - pb,
+            left: kw - 1 - pl,
+            right: kw - 1 - pr,
+        },
+        ..Default::default()
+    };
+    let dx = dy.conv2d(&flipped, opts)?;
+    debug_assert_eq!(dx.shape(), geo.input_shape().as_slice());
+    Ok(Some(dx))
 }
 
 /// Stride 1, padded by `taps − 1` on every side: the "full" convolution whose output row `q`
