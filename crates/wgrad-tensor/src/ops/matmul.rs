@@ -310,8 +310,14 @@ impl Tensor {
         // A 2-D transposed A is read where it lies by the register-blocked kernels when its
         // rows come in fours (gemm::ALoad::Transposed); otherwise it is transposed first.
         let blocked = self.device().strategy() == crate::Strategy::RegisterBlocked;
+        // A product small enough for the 4 x 4 block reads every operand as scalars: its run
+        // time is microseconds in any form, and one variant serves all of them (a classifier
+        // head's forward and both gradients), where vec4 and transposed reads would each be
+        // another pipeline for lavapipe to compile at its first dispatch.
+        let small = |macs: usize| macs <= gemm::SMALL_MACS;
         let a_in_place = o.transpose_a
             && blocked
+            && !small(self.numel() * rhs.shape()[rhs.rank() - if o.transpose_b { 2 } else { 1 }])
             && self.rank() == 2
             && rhs.rank() == 2
             && self.shape()[1].is_multiple_of(4)
@@ -389,6 +395,7 @@ impl Tensor {
         }
         let dev = self.device();
         let blk = gemm::blocking_for_product(batch * m * n * k, n);
+        let small = small(batch * m * n * k);
         if batch == 1 {
             if let Some(slices) = split_k(dev, blk, m, n, k) {
                 let a = if a_in_place { a.t()? } else { a };
@@ -400,12 +407,12 @@ impl Tensor {
         let slope = o.activation.fused_slope().unwrap_or(1.0);
         let a_load = if a_in_place {
             gemm::ALoad::Transposed
-        } else if k.is_multiple_of(4) {
+        } else if k.is_multiple_of(4) && !small {
             gemm::ALoad::Rows4
         } else {
             gemm::ALoad::Scalar
         };
-        let spec = spec_with(a_load, n.is_multiple_of(4), c_t, blk);
+        let spec = spec_with(a_load, n.is_multiple_of(4) && !small, c_t, blk);
         let bias_buf = o.bias.map_or(dev.dummy(0), |t| t.bind());
         let params = MatmulParams {
             m: m as u32,
