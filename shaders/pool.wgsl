@@ -49,6 +49,11 @@ fn span(o: u32, s: u32, pad: u32, k: u32, n: u32) -> vec2<u32> {
     return vec2<u32>(u32(max(start, 0)), u32(min(start + i32(k), i32(n))));
 }
 
+// Whether a window is 2x2 and wholly inside the image (the usual 2x2/2 pool).
+fn whole_2x2(ys: vec2<u32>, xs: vec2<u32>) -> bool {
+    return p.kh == 2u && p.kw == 2u && ys.y == ys.x + 2u && xs.y == xs.x + 2u;
+}
+
 // The output rows [lo, hi) whose windows contain input row `i` along an axis:
 // o*s - pad <= i < o*s - pad + k.
 fn covering(i: u32, s: u32, pad: u32, k: u32, n_out: u32) -> vec2<u32> {
@@ -72,7 +77,23 @@ fn max_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     let xs = span(ox, p.sw, p.pl, p.kw, p.w);
     var best = T(bitcast<f32>(0xff800000u));   // -inf
     var best_i = U(NONE);
-    for (var y = ys.x; y < ys.y; y++) {
+    if (whole_2x2(ys, xs)) {
+        // The usual 2x2 window without padding, unrolled: the general loops' per-lane trip
+        // counts and bounds cost lavapipe more than the four loads.
+        let e = ((n * p.h + ys.x) * p.w + xs.x) * p.c4 + c4;
+        let down = p.w * p.c4;
+        let cell = U((ys.x * p.w + xs.x) * p.c + c4 * V) + LANE;
+        let v = array<T, 4>(src[e], src[e + p.c4], src[e + down], src[e + down + p.c4]);
+        let cells = array<U, 4>(cell, cell + U(p.c), cell + U(p.w * p.c), cell + U((p.w + 1u) * p.c));
+        best = v[0];
+        best_i = cells[0];
+        for (var i = 1u; i < 4u; i++) {
+            let take = v[i] > best;
+            best = select(best, v[i], take);
+            best_i = select(best_i, cells[i], take);
+        }
+    }
+    for (var y = select(ys.x, ys.y, whole_2x2(ys, xs)); y < ys.y; y++) {
         for (var x = xs.x; x < xs.y; x++) {
             let v = src[((n * p.h + y) * p.w + x) * p.c4 + c4];
             let cell = U((y * p.w + x) * p.c + c4 * V) + LANE;
@@ -134,6 +155,16 @@ fn max_bwd_windows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
     let at = idx[t];
     let ys = span(oy, p.sh, p.pt, p.kh, p.h);
     let xs = span(ox, p.sw, p.pl, p.kw, p.w);
+    if (whole_2x2(ys, xs)) {
+        let e = ((n * p.h + ys.x) * p.w + xs.x) * p.c4 + c4;
+        let down = p.w * p.c4;
+        let cell = U((ys.x * p.w + xs.x) * p.c + c4 * V) + LANE;
+        dst[e] = select(T(0.0), g, at == cell);
+        dst[e + p.c4] = select(T(0.0), g, at == cell + U(p.c));
+        dst[e + down] = select(T(0.0), g, at == cell + U(p.w * p.c));
+        dst[e + down + p.c4] = select(T(0.0), g, at == cell + U((p.w + 1u) * p.c));
+        return;
+    }
     for (var y = ys.x; y < ys.y; y++) {
         for (var x = xs.x; x < xs.y; x++) {
             let cell = U((y * p.w + x) * p.c + c4 * V) + LANE;
