@@ -9,11 +9,15 @@
 //!
 //! [`Ahead`] is that thread: when the device records the first dispatch of a new GEMM
 //! pipeline, the same pipeline goes to the helper, which creates it on its own device and
-//! dispatches it once with zeroed parameters (an empty product: every invocation returns at
-//! once, after the compile). The helper takes the newest request first: the queue compiles
-//! from the step's first kernel on, the helper from its last one back, and where they meet
-//! the rest is in the cache. Nothing the helper does is visible to the device it serves;
-//! its errors are dropped. `WGRAD_COMPILE_AHEAD=0` turns it off.
+//! dispatches one workgroup of it on scratch buffers, with the parameters of that first
+//! dispatch: lavapipe specialises a shader on the uniform values its control flow tests, so
+//! other values would compile another variant. The helper takes the newest request first:
+//! the queue compiles from the step's first kernel on, the helper from its last one back,
+//! and where they meet the rest is in the cache. A trainer's first step announces all its
+//! pipelines before it runs (`Device::announce_pipelines`; they reach the helper together,
+//! every kernel then, not only the GEMMs), so the helper starts on the backward pass while
+//! the queue compiles the forward. Nothing the helper does is visible to the device it
+//! serves; its errors are dropped. `WGRAD_COMPILE_AHEAD=0` turns it off.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -47,11 +51,15 @@ pub(crate) struct Job {
     pub source: String,
     pub entry: &'static str,
     pub storage: Vec<u32>,
+    /// The parameter block of the dispatch that created the pipeline.
+    pub params: Vec<u8>,
 }
 
 pub(crate) struct Ahead {
     tx: Mutex<mpsc::Sender<Job>>,
     done: Arc<AtomicU64>,
+    /// Jobs kept back while a step announces its pipelines (`Ahead::hold`).
+    held: Mutex<Option<Vec<Job>>>,
 }
 
 /// Entry points worth compiling ahead: those whose LLVM time is seconds, not milliseconds.
@@ -105,12 +113,33 @@ impl Ahead {
         Some(Ahead {
             tx: Mutex::new(tx),
             done,
+            held: Mutex::new(None),
         })
     }
 
     pub(crate) fn send(&self, job: Job) {
+        if let Some(held) = self.held.lock().unwrap().as_mut() {
+            held.push(job);
+            return;
+        }
         // A helper that has stopped (its device failed) just stops helping.
         let _ = self.tx.lock().unwrap().send(job);
+    }
+
+    /// Keeps jobs back until [`Ahead::release`]: a step that announces its pipelines
+    /// (`Device::announce_pipelines`) hands them over together, so that the helper, which
+    /// takes the newest first, starts on the step's last kernels while the device's queue
+    /// compiles its first ones.
+    pub(crate) fn hold(&self) {
+        self.held.lock().unwrap().get_or_insert_with(Vec::new);
+    }
+
+    pub(crate) fn release(&self) {
+        let held = self.held.lock().unwrap().take();
+        let tx = self.tx.lock().unwrap();
+        for job in held.into_iter().flatten() {
+            let _ = tx.send(job);
+        }
     }
 
     /// Pipelines the helper has compiled so far.
@@ -141,7 +170,7 @@ fn run(
         let params = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgrad compile-ahead params"),
             size: 256,
-            usage: wgpu::BufferUsages::UNIFORM,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         Ok::<_, wgpu::RequestDeviceError>((device, queue, params))
@@ -231,9 +260,21 @@ fn compile(
         },
         cache: None,
     });
+    // lavapipe specialises a compute shader on the uniform values its loops and branches
+    // test (Mesa's uniform inlining), so the empty dispatch passes the parameters of the
+    // dispatch that created the pipeline: with zeros the forward GEMM compiled a trivial
+    // variant in 60 ms, of no use to the real one's 2.3 s.
+    let size = (job.params.len() as u64).div_ceil(16).max(1) * 16;
+    let mut block = job.params.clone();
+    block.resize(size as usize, 0);
+    queue.write_buffer(params, 0, &block);
     let mut entries = vec![wgpu::BindGroupEntry {
         binding: 0,
-        resource: params.as_entire_binding(),
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: params,
+            offset: 0,
+            size: wgpu::BufferSize::new(size),
+        }),
     }];
     for (b, buf) in job.storage.iter().zip(storage.iter()) {
         entries.push(wgpu::BindGroupEntry {

@@ -15,6 +15,11 @@ use crate::{Error, Result};
 
 /// Dispatches recorded before the batch is submitted on its own.
 pub const MAX_BATCH: usize = 512;
+thread_local! {
+    /// The device whose dispatches this thread only announces (`Device::announce_pipelines`).
+    static ANNOUNCING: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
 /// Bytes of one dispatch's parameter slot (the common `min_uniform_buffer_offset_alignment`).
 const PARAM_SLOT: u64 = 256;
 
@@ -506,6 +511,38 @@ impl Device {
         self.inner.ahead.is_some()
     }
 
+    /// Runs `f` (a training step, say) with every dispatch reduced to creating its pipeline
+    /// and, where the device [compiles ahead](Device::compiles_ahead), handing it to the
+    /// helper: nothing is recorded or run, so every tensor `f` computes holds garbage and
+    /// the caller must put back any state `f` replaced. lavapipe compiles each pipeline at
+    /// its first dispatch, and a step's later kernels (the backward pass's) would otherwise
+    /// reach the helper only once the queue has reached them; announced together, the
+    /// helper compiles the later ones while the queue compiles the first. Only this thread's
+    /// dispatches are announced: other threads' run as usual meanwhile.
+    pub fn announce_pipelines<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Reset<'a>(&'a Inner, Option<u64>);
+        impl Drop for Reset<'_> {
+            fn drop(&mut self) {
+                ANNOUNCING.with(|a| a.set(self.1));
+                if let Some(a) = &self.0.ahead {
+                    a.release();
+                }
+            }
+        }
+        if let Some(a) = &self.inner.ahead {
+            a.hold();
+        }
+        let outer = ANNOUNCING.with(|a| a.replace(Some(self.inner.id)));
+        let _reset = Reset(&self.inner, outer);
+        f()
+    }
+
+    /// Whether this thread's dispatches on this device only announce their pipelines now
+    /// ([`Device::announce_pipelines`]).
+    pub(crate) fn announcing(&self) -> bool {
+        ANNOUNCING.with(|a| a.get() == Some(self.inner.id))
+    }
+
     pub(crate) fn tuner(&self) -> &crate::tune::Tuner {
         &self.inner.tuner
     }
@@ -894,7 +931,10 @@ impl Device {
         }
         let (pipeline, new) = self.pipeline(d.kernel, d.entry, d.spec);
         if let Some(ahead) = self.inner.ahead.as_ref().filter(|_| new) {
-            if crate::ahead::worth_it(d.entry) {
+            // Announced, every kernel goes: the helper takes them newest first, so the
+            // queue meets the step's first kernels (and compiles them itself) while the
+            // helper does the backward pass's and the optimizer's.
+            if crate::ahead::worth_it(d.entry) || self.announcing() {
                 ahead.send(crate::ahead::Job {
                     label: d.kernel.name,
                     source: d.kernel.source_with(d.spec),
@@ -902,8 +942,12 @@ impl Device {
                     storage: (0..d.buffers.len())
                         .map(|i| d.bindings.map_or(i as u32 + 1, |b| b[i]))
                         .collect(),
+                    params: d.params.to_vec(),
                 });
             }
+        }
+        if self.announcing() {
+            return Ok(());
         }
         let mut b = self.inner.batch.lock().unwrap();
         if b.dispatches >= MAX_BATCH {

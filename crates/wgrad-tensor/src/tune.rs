@@ -160,7 +160,8 @@ impl Tuner {
         candidates: &[u32],
         mut run: impl FnMut(u32) -> Result<()>,
     ) -> Result<u32> {
-        if !self.enabled || candidates.len() < 2 {
+        // Announced dispatches run nothing, so there is nothing to time.
+        if !self.enabled || candidates.len() < 2 || dev.announcing() {
             return Ok(default);
         }
         if let Some(v) = self.lookup(what).filter(|v| candidates.contains(v)) {

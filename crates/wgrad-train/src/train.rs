@@ -351,6 +351,8 @@ pub struct Trainer<M: Layer> {
     sync: Option<Box<dyn GradientSync>>,
     /// Mixed precision: f16 activations, with this dynamic loss scale.
     pub(crate) mixed: Option<LossScale>,
+    /// Whether this trainer's first step has announced its pipelines to the device.
+    announced: bool,
 }
 
 impl<M: Layer> Trainer<M> {
@@ -371,6 +373,7 @@ impl<M: Layer> Trainer<M> {
             losses,
             seed: 0,
             steps: 0,
+            announced: false,
             epochs_done: 0,
             top_k: None,
             class_weight: None,
@@ -566,6 +569,10 @@ impl<M: Layer> Trainer<M> {
                 reason: format!("{} targets for {} losses", targets.len(), self.losses.len()),
             });
         }
+        if !self.announced {
+            self.announced = true;
+            self.announce_pipelines(inputs, targets)?;
+        }
         let mut ctx = Ctx::new(true, splitmix(self.seed ^ splitmix(self.steps)));
         let xs: Vec<Var> = inputs
             .iter()
@@ -626,6 +633,42 @@ impl<M: Layer> Trainer<M> {
             total.into_value(),
             preds.into_iter().map(Var::into_value).collect(),
         ))
+    }
+
+    /// Where the device compiles pipelines ahead (lavapipe), records the step's forward and
+    /// backward once without running them (`Device::announce_pipelines`), so that the helper
+    /// learns of the backward pass's kernels while the queue still compiles the forward's,
+    /// then puts back every weight and state tensor the recording replaced. The optimizer's
+    /// and the loss scale's state are not touched: the recording stops before them.
+    fn announce_pipelines(&mut self, inputs: &[Tensor], targets: &[Tensor]) -> Result<()> {
+        let Some(dev) = inputs.first().map(|x| x.device().clone()) else {
+            return Ok(());
+        };
+        if !dev.compiles_ahead() {
+            return Ok(());
+        }
+        let saved: Vec<Tensor> = self
+            .model
+            .params()
+            .iter()
+            .map(|p| p.value().clone())
+            .collect();
+        let recorded = dev.announce_pipelines(|| -> Result<()> {
+            let mut ctx = Ctx::new(true, 0);
+            let xs: Vec<Var> = inputs
+                .iter()
+                .map(|x| self.admit(x))
+                .collect::<Result<_>>()?;
+            let preds = self.model.forward_multi(&xs, &mut ctx)?;
+            let preds = self.widen(preds)?;
+            self.total_loss(&preds, targets, true)?.backward()?;
+            Ok(())
+        });
+        // `set` also forgets the gradients the recording left.
+        for (p, v) in self.model.params_mut().into_iter().zip(saved) {
+            p.set(v);
+        }
+        recorded
     }
 
     /// Trains for `opts.epochs` epochs over `train`, evaluating on `opts.validation` after
