@@ -9,9 +9,10 @@
 //!
 //! [`Ahead`] is that thread: when the device records the first dispatch of a new GEMM
 //! pipeline, the same pipeline goes to the helper, which creates it on its own device and
-//! dispatches one workgroup of it on scratch buffers, with the parameters of that first
-//! dispatch: lavapipe specialises a shader on the uniform values its control flow tests, so
-//! other values would compile another variant. The helper takes the newest request first:
+//! dispatches it once with zeroed parameters (an empty product: every invocation returns at
+//! once, after the compile; lavapipe specialises a shader on the uniform values its control
+//! flow tests, so for some kernels that variant is not the one the device will run, see
+//! `compile`). The helper takes the newest request first:
 //! the queue compiles from the step's first kernel on, the helper from its last one back,
 //! and where they meet the rest is in the cache. A trainer's first step announces all its
 //! pipelines before it runs (`Device::announce_pipelines`; they reach the helper together,
@@ -51,8 +52,6 @@ pub(crate) struct Job {
     pub source: String,
     pub entry: &'static str,
     pub storage: Vec<u32>,
-    /// The parameter block of the dispatch that created the pipeline.
-    pub params: Vec<u8>,
 }
 
 pub(crate) struct Ahead {
@@ -170,7 +169,7 @@ fn run(
         let params = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgrad compile-ahead params"),
             size: 256,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::UNIFORM,
             mapped_at_creation: false,
         });
         Ok::<_, wgpu::RequestDeviceError>((device, queue, params))
@@ -260,21 +259,14 @@ fn compile(
         },
         cache: None,
     });
-    // lavapipe specialises a compute shader on the uniform values its loops and branches
-    // test (Mesa's uniform inlining), so the empty dispatch passes the parameters of the
-    // dispatch that created the pipeline: with zeros the forward GEMM compiled a trivial
-    // variant in 60 ms, of no use to the real one's 2.3 s.
-    let size = (job.params.len() as u64).div_ceil(16).max(1) * 16;
-    let mut block = job.params.clone();
-    block.resize(size as usize, 0);
-    queue.write_buffer(params, 0, &block);
+    // Zeroed parameters: an empty product, every invocation returns at once. lavapipe
+    // specialises a shader on the uniform values its control flow tests, so for some kernels
+    // (the forward GEMM) this compiles a cheap variant of no use to the real dispatches;
+    // passing the real parameters made the helper's compiles useful but crashed LLVM at
+    // process exit in tests/clean_exit.rs (docs/kernels.md), so they stay zero.
     let mut entries = vec![wgpu::BindGroupEntry {
         binding: 0,
-        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: params,
-            offset: 0,
-            size: wgpu::BufferSize::new(size),
-        }),
+        resource: params.as_entire_binding(),
     }];
     for (b, buf) in job.storage.iter().zip(storage.iter()) {
         entries.push(wgpu::BindGroupEntry {

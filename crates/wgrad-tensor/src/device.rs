@@ -942,7 +942,6 @@ impl Device {
                     storage: (0..d.buffers.len())
                         .map(|i| d.bindings.map_or(i as u32 + 1, |b| b[i]))
                         .collect(),
-                    params: d.params.to_vec(),
                 });
             }
         }
