@@ -555,17 +555,23 @@ impl Functional {
         v
     }
 
+    /// For each node, the nodes that read it.
+    fn readers(&self) -> Vec<Vec<usize>> {
+        let mut readers = vec![Vec::new(); self.nodes.len()];
+        for j in 0..self.nodes.len() {
+            for t in self.reads(j) {
+                readers[t.node].push(j);
+            }
+        }
+        readers
+    }
+
     /// For each node that can take the batch norm reading it (and an activation reading that)
     /// into its write-out at inference: `(batch-norm node, activation node)`. Only chains whose
     /// inner tensors nobody else reads, and that are not outputs, qualify.
     fn fold_plan(&self) -> Vec<Option<(usize, Option<usize>)>> {
         let n = self.nodes.len();
-        let mut readers = vec![Vec::new(); n];
-        for j in 0..n {
-            for t in self.reads(j) {
-                readers[t.node].push(j);
-            }
-        }
+        let readers = self.readers();
         let sole = |j: usize| {
             (readers[j].len() == 1 && !self.outputs.iter().any(|o| o.node == j))
                 .then(|| readers[j][0])
@@ -595,12 +601,7 @@ impl Functional {
     /// its output, so the ReLU and its gradient touch a quarter of the values (2×2 pools).
     fn relu_pool_plan(&self) -> Vec<Option<usize>> {
         let n = self.nodes.len();
-        let mut readers = vec![Vec::new(); n];
-        for j in 0..n {
-            for t in self.reads(j) {
-                readers[t.node].push(j);
-            }
-        }
+        let readers = self.readers();
         let hints = |j: usize| match &self.nodes[j].op {
             Op::Layer(l, _) => l.hints(),
             _ => None,
