@@ -574,13 +574,7 @@ impl<M: Layer> Trainer<M> {
             self.announce_pipelines(inputs, targets)?;
         }
         let mut ctx = Ctx::new(true, splitmix(self.seed ^ splitmix(self.steps)));
-        let xs: Vec<Var> = inputs
-            .iter()
-            .map(|x| self.admit(x))
-            .collect::<Result<_>>()?;
-        let preds = self.model.forward_multi(&xs, &mut ctx)?;
-        let preds = self.widen(preds)?;
-        let total = self.total_loss(&preds, targets, true)?;
+        let (total, preds) = self.forward_loss(inputs, targets, &mut ctx)?;
         // Under mixed precision backward starts from the scaled loss.
         let seed = match &self.mixed {
             Some(ls) => ops::mul_scalar(&total, ls.scale())?,
@@ -635,6 +629,23 @@ impl<M: Layer> Trainer<M> {
         ))
     }
 
+    /// The training-mode forward pass and Σ weight·loss, with the outputs in f32.
+    fn forward_loss(
+        &mut self,
+        inputs: &[Tensor],
+        targets: &[Tensor],
+        ctx: &mut Ctx,
+    ) -> Result<(Var, Vec<Var>)> {
+        let xs: Vec<Var> = inputs
+            .iter()
+            .map(|x| self.admit(x))
+            .collect::<Result<_>>()?;
+        let preds = self.model.forward_multi(&xs, ctx)?;
+        let preds = self.widen(preds)?;
+        let total = self.total_loss(&preds, targets, true)?;
+        Ok((total, preds))
+    }
+
     /// Where the device compiles pipelines ahead (lavapipe), records the step's forward and
     /// backward once without running them (`Device::announce_pipelines`), so that the helper
     /// learns of the backward pass's kernels while the queue still compiles the forward's,
@@ -654,15 +665,8 @@ impl<M: Layer> Trainer<M> {
             .map(|p| p.value().clone())
             .collect();
         let recorded = dev.announce_pipelines(|| -> Result<()> {
-            let mut ctx = Ctx::new(true, 0);
-            let xs: Vec<Var> = inputs
-                .iter()
-                .map(|x| self.admit(x))
-                .collect::<Result<_>>()?;
-            let preds = self.model.forward_multi(&xs, &mut ctx)?;
-            let preds = self.widen(preds)?;
-            self.total_loss(&preds, targets, true)?.backward()?;
-            Ok(())
+            let (total, _) = self.forward_loss(inputs, targets, &mut Ctx::new(true, 0))?;
+            Ok(total.backward()?)
         });
         // `set` also forgets the gradients the recording left.
         for (p, v) in self.model.params_mut().into_iter().zip(saved) {
