@@ -909,7 +909,7 @@ fn shares_pipelines(t: &Tensor) -> bool {
 /// `KH − 1 − pt` before and `KH − 1 − pb` after. It shares the forward pipeline instead of
 /// needing an input-gradient variant of its own, which on lavapipe is 1–2 s of LLVM time at
 /// a process's first step (docs/performance.md, "The first step of a process"). `None` where
-/// that does not apply (dilation, groups, a 1×1 filter, padding wider than the filter), or on
+/// that does not apply (dilation, groups, padding as wide as the filter), or on
 /// the GPU strategy, whose input-gradient kernel is tuned for its tiles.
 fn backward_input_as_forward(dy: &Tensor, filter: &Tensor, geo: &Geometry) -> Result<Option<Tensor>> {
     let o = &geo.opts;
