@@ -109,30 +109,24 @@ fn taps_body(kh: usize, kw: usize, c: usize, vec4: bool, bias: bool, slide: bool
         }
         f += &window_shift(kh, kw, c, "            ");
         f += "            }\n";
-        f += "            left += 1;\n            q += p.o;\n        }\n    }\n";
-        return taps_tail(f, rows_out, vec4);
-    }
-    for j in 0..kw {
-        f += &format!("            let x{j} = left + {j} * i32(p.dw);\n");
-        f += &format!("            let ok{j} = x{j} >= 0 && x{j} < i32(p.w);\n");
-    }
-    for i in 0..kh {
+    } else {
         for j in 0..kw {
-            f += &format!("            if (in{i} && ok{j}) {{\n");
-            f += &format!("                let e = (base{i} + u32(x{j})) * p.c;\n");
-            for ch in 0..c {
-                let t = (i * kw + j) * c + ch;
-                f += &format!("                a{t} += g * x[e + {ch}u];\n");
+            f += &format!("            let x{j} = left + {j} * i32(p.dw);\n");
+            f += &format!("            let ok{j} = x{j} >= 0 && x{j} < i32(p.w);\n");
+        }
+        for i in 0..kh {
+            for j in 0..kw {
+                f += &format!("            if (in{i} && ok{j}) {{\n");
+                f += &format!("                let e = (base{i} + u32(x{j})) * p.c;\n");
+                for ch in 0..c {
+                    let t = (i * kw + j) * c + ch;
+                    f += &format!("                a{t} += g * x[e + {ch}u];\n");
+                }
+                f += "            }\n";
             }
-            f += "            }\n";
         }
     }
     f += "            left += i32(p.sw);\n            q += p.o;\n        }\n    }\n";
-    taps_tail(f, rows_out, vec4)
-}
-
-/// The filter gradient's write-out of its `rows_out` sums, closing `filter_grad`.
-fn taps_tail(mut f: String, rows_out: usize, vec4: bool) -> Spec {
     f += &format!("    let base = slice * {rows_out}u * p.o + o;\n");
     for t in 0..rows_out {
         f += &format!("    partial[base + {t}u * p.o] = a{t};\n");
